@@ -1,0 +1,166 @@
+//! One supervised service: its definition, where it is in its life
+//! (`Phase`), and how that maps to the contract's four status words.
+
+use crate::definition::Definition;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+pub type Pid = i32;
+
+/// Where a definition came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    File,
+    Api,
+}
+
+/// What the user asked for last; persisted, so a user-stopped service stays
+/// stopped across restarts of the init (s6's "wanted up").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Wanted {
+    Up,
+    Down,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The shell convention: the code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+    pub fn is_clean(self) -> bool {
+        self == ExitStatus::Code(0)
+    }
+    pub fn describe(self) -> String {
+        match self {
+            ExitStatus::Code(c) => format!("exited with code {c}"),
+            ExitStatus::Signal(s) => format!("killed by signal {s}"),
+        }
+    }
+}
+
+/// What to do once a stopping service's processes are all gone.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AfterStop {
+    /// `stopped`.
+    Rest,
+    /// `failed` with this error.
+    Fail(String),
+    /// Start again at once (restart, or start during stop).
+    Restart,
+    /// Start again after the backoff delay (crash under the restart policy).
+    Backoff,
+    /// Remove the definition.
+    Delete,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Phase {
+    Stopped,
+    Failed,
+    /// Wanted up; waiting for every need to be `running`.
+    WaitingNeeds,
+    /// A spawn was requested; the loop answers with `on_spawned`.
+    Spawning,
+    /// Spawned; waiting for `health_port` to accept.
+    Starting {
+        pid: Pid,
+    },
+    Running {
+        pid: Pid,
+        since: Instant,
+    },
+    /// SIGTERM sent (pid is the main process), or the main process is gone
+    /// (pid None) and the rest of its tree is being killed and waited for.
+    Stopping {
+        pid: Option<Pid>,
+        then: AfterStop,
+    },
+    /// Crashed; a restart timer is armed.
+    BackingOff,
+}
+
+impl Phase {
+    /// The only mapping from internal phases to the contract's words.
+    pub fn status_word(&self) -> &'static str {
+        match self {
+            Phase::Running { .. } => "running",
+            Phase::Stopped => "stopped",
+            Phase::Failed => "failed",
+            _ => "unknown",
+        }
+    }
+    /// Has processes, or is on its way to having them.
+    pub fn is_active(&self) -> bool {
+        !matches!(self, Phase::Stopped | Phase::Failed)
+    }
+    pub fn main_pid(&self) -> Option<Pid> {
+        match self {
+            Phase::Starting { pid } | Phase::Running { pid, .. } => Some(*pid),
+            Phase::Stopping { pid, .. } => *pid,
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Service {
+    pub name: String,
+    pub def: Definition,
+    pub source: Source,
+    /// A drop-in file that could not be read or parsed: the service exists
+    /// (so the user sees why) but cannot start.
+    pub broken: Option<String>,
+    pub phase: Phase,
+    pub wanted: Wanted,
+    pub exit_code: Option<i32>,
+    pub restarts: u32,
+    pub backoff_level: u32,
+    pub started_at: Option<Instant>,
+    pub error: Option<String>,
+    /// Process group (== session) of the current or last process tree.
+    pub pgid: Option<Pid>,
+    /// Bumped on every phase change: timers and probes carry it, so a stale
+    /// one is ignored instead of cancelled.
+    pub gen: u64,
+}
+
+impl Service {
+    pub fn new(name: &str, def: Definition, source: Source) -> Service {
+        Service {
+            name: name.to_string(),
+            def,
+            source,
+            broken: None,
+            phase: Phase::Stopped,
+            wanted: Wanted::Down,
+            exit_code: None,
+            restarts: 0,
+            backoff_level: 0,
+            started_at: None,
+            error: None,
+            pgid: None,
+            gen: 0,
+        }
+    }
+
+    pub fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.gen = self.gen.wrapping_add(1);
+    }
+
+    pub fn status_word(&self) -> &'static str {
+        self.phase.status_word()
+    }
+}

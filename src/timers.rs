@@ -1,0 +1,92 @@
+//! Deadlines for the event loop: a min-heap that gives the poll timeout and
+//! the keys that are due. Cancellation is lazy: owners put a generation in
+//! their keys and ignore stale ones, so nothing is ever removed early.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+pub struct Timers<K: Ord> {
+    heap: BinaryHeap<Reverse<(Instant, u64, K)>>,
+    seq: u64,
+}
+
+impl<K: Ord> Default for Timers<K> {
+    fn default() -> Self {
+        Timers {
+            heap: BinaryHeap::new(),
+            seq: 0,
+        }
+    }
+}
+
+impl<K: Ord> Timers<K> {
+    pub fn schedule(&mut self, at: Instant, key: K) {
+        // The sequence number keeps equal deadlines in scheduling order.
+        self.seq = self.seq.wrapping_add(1);
+        self.heap.push(Reverse((at, self.seq, key)));
+    }
+
+    /// How long poll may sleep: None (forever) when nothing is pending, so an
+    /// idle init makes no wake-ups at all.
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.heap
+            .peek()
+            .map(|Reverse((at, _, _))| at.saturating_duration_since(now))
+    }
+
+    pub fn pop_due(&mut self, now: Instant) -> Vec<K> {
+        let mut due = Vec::new();
+        while let Some(Reverse((at, _, _))) = self.heap.peek() {
+            if *at > now {
+                break;
+            }
+            if let Some(Reverse((_, _, k))) = self.heap.pop() {
+                due.push(k);
+            }
+        }
+        due
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+
+    /// Moves every deadline by `shift` towards now: after a VM was paused or
+    /// restored from a snapshot, waits restart instead of firing at once.
+    pub fn rebase(&mut self, now: Instant, max_wait_from_now: Duration) {
+        let items: Vec<_> = std::mem::take(&mut self.heap).into_vec();
+        for Reverse((at, seq, k)) in items {
+            let capped = at.min(now + max_wait_from_now);
+            self.heap.push(Reverse((capped, seq, k)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_timeout_and_due() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        assert_eq!(t.next_timeout(t0), None, "idle means no wake-up");
+        t.schedule(t0 + Duration::from_millis(30), "c");
+        t.schedule(t0 + Duration::from_millis(10), "a");
+        t.schedule(t0 + Duration::from_millis(10), "b");
+        assert_eq!(t.next_timeout(t0), Some(Duration::from_millis(10)));
+        assert!(t.pop_due(t0).is_empty());
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(10)), vec!["a", "b"]);
+        assert_eq!(
+            t.next_timeout(t0 + Duration::from_millis(40)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(t.pop_due(t0 + Duration::from_millis(40)), vec!["c"]);
+        assert!(t.is_empty());
+    }
+}
