@@ -1,0 +1,378 @@
+//! The HTTP API on the unix socket: parsing requests off connections,
+//! dispatching them to the supervisor, and answering — at once, or later
+//! when the service settles (deferred answers never block the loop).
+
+pub mod conn;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod routes;
+
+use crate::definition::Definition;
+use crate::event_loop::{Init, WaitKind, Waiter};
+use crate::restore::Finished;
+use crate::supervisor::{Outcome, Phase, Progress, Source};
+use conn::ConnState;
+use error::ApiError;
+use http::{Request, Response};
+use mio::Token;
+use routes::Route;
+use serde_json::{json, Value};
+use std::time::Instant;
+
+/// What handling a request produced.
+pub(crate) enum Reply {
+    Now(Response),
+    /// Answered later (a waiter or a restore report was registered).
+    Deferred,
+}
+
+/// Parses and handles every complete request buffered on the connection,
+/// in order, stopping at a deferred answer.
+pub(crate) fn process_conn(init: &mut Init, token: Token) {
+    loop {
+        let now = Instant::now();
+        let Some(conn) = init.conns.get_mut(&token) else {
+            return;
+        };
+        if !matches!(conn.state, ConnState::Idle | ConnState::Reading) || conn.rbuf.is_empty() {
+            break;
+        }
+        match http::parse_request(&conn.rbuf) {
+            Ok(None) => {
+                if conn.state == ConnState::Idle {
+                    conn.state = ConnState::Reading;
+                    conn.deadline = Some(now + conn::REQUEST_TIMEOUT);
+                    let at = now + conn::REQUEST_TIMEOUT;
+                    init.arm_sweep(at);
+                }
+                break;
+            }
+            Err(e) => {
+                conn.rbuf.clear();
+                let resp = ApiError::from(e).to_response(false);
+                respond(init, token, resp);
+                break;
+            }
+            Ok(Some((req, used))) => {
+                conn.rbuf.drain(..used);
+                conn.state = ConnState::Awaiting;
+                conn.deadline = None;
+                let trusted = conn.trusted;
+                let keep_alive = req.keep_alive;
+                let reply = if trusted {
+                    handle(init, token, req)
+                } else {
+                    Reply::Now(ApiError::Forbidden.to_response(false))
+                };
+                match reply {
+                    Reply::Now(mut resp) => {
+                        resp.keep_alive = resp.keep_alive && keep_alive;
+                        respond(init, token, resp);
+                    }
+                    Reply::Deferred => break,
+                }
+            }
+        }
+    }
+    init.flush_conn(token);
+}
+
+/// Queues an answer on the connection and moves it back to reading.
+pub(crate) fn respond(init: &mut Init, token: Token, resp: Response) {
+    let now = Instant::now();
+    let Some(conn) = init.conns.get_mut(&token) else {
+        return;
+    };
+    conn.wbuf.extend_from_slice(&resp.to_bytes());
+    if resp.keep_alive {
+        conn.state = ConnState::Idle;
+        conn.deadline = Some(now + conn::IDLE_TIMEOUT);
+    } else {
+        conn.state = ConnState::Closing;
+        conn.deadline = Some(now + conn::REQUEST_TIMEOUT);
+    }
+    init.arm_sweep(now + conn::REQUEST_TIMEOUT);
+}
+
+/// Answers a deferred request, then goes on with pipelined ones.
+pub(crate) fn respond_later(init: &mut Init, token: Token, resp: Response) {
+    respond(init, token, resp);
+    process_conn(init, token);
+}
+
+fn json_response(status: u16, v: &Value) -> Response {
+    Response::json(status, serde_json::to_vec(v).unwrap_or_default())
+}
+
+fn service_value(init: &Init, name: &str) -> Option<Value> {
+    let s = init.sup.get(name)?;
+    let mut extra = serde_json::Map::new();
+    if let Some(cg) = &init.cgroups {
+        if let Some(n) = cg.oom_kills(name) {
+            extra.insert("oom_killed".into(), json!(n > 0));
+            extra.insert("oom_kills".into(), json!(n));
+        }
+    }
+    crate::launch::extra_fields(init, name, &mut extra);
+    Some(model::service_json(s, Instant::now(), &extra))
+}
+
+fn ok_service(init: &Init, status: u16, name: &str) -> Response {
+    match service_value(init, name) {
+        Some(v) => json_response(status, &v),
+        None => ApiError::NotFound(name.to_string()).to_response(true),
+    }
+}
+
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadJson(format!("invalid JSON body: {e}")))
+}
+
+fn handle(init: &mut Init, token: Token, req: Request) -> Reply {
+    let route = match routes::route(&req.method, &req.path, &req.query) {
+        Ok(r) => r,
+        Err(e) => return Reply::Now(e.to_response(true)),
+    };
+    match dispatch(init, token, route, &req) {
+        Ok(reply) => reply,
+        Err(e) => Reply::Now(e.to_response(true)),
+    }
+}
+
+fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Result<Reply, ApiError> {
+    let now = Instant::now();
+    let keep_alive = req.keep_alive;
+    let wait_for = |init: &mut Init, name: &str, kind: WaitKind| {
+        init.waiters.push(Waiter {
+            token,
+            name: name.to_string(),
+            kind,
+            keep_alive,
+        });
+        init.run_actions(Instant::now());
+        Reply::Deferred
+    };
+    match route {
+        Route::ListServices => {
+            let names: Vec<String> = init.sup.services().map(|s| s.name.clone()).collect();
+            let list: Vec<Value> = names
+                .iter()
+                .filter_map(|n| service_value(init, n))
+                .collect();
+            Ok(Reply::Now(json_response(200, &Value::Array(list))))
+        }
+        Route::GetService(name) => service_value(init, &name)
+            .map(|v| Reply::Now(json_response(200, &v)))
+            .ok_or(ApiError::NotFound(name)),
+        Route::PutService(name) => {
+            if init.sup.is_shutting_down() {
+                return Err(ApiError::Conflict("the init is shutting down".into()));
+            }
+            let _: Value = parse_body(&req.body)?;
+            let def =
+                Definition::from_json(&req.body).map_err(|e| ApiError::InvalidDefinition(e.0))?;
+            let created = init.sup.upsert(&name, def, Source::Api, now)?;
+            init.run_actions(now);
+            Ok(Reply::Now(ok_service(
+                init,
+                if created { 201 } else { 200 },
+                &name,
+            )))
+        }
+        Route::DeleteService(name) => match init.sup.delete(&name, now)? {
+            Progress::Done => {
+                init.run_actions(now);
+                Ok(Reply::Now(json_response(
+                    200,
+                    &json!({"name": name, "deleted": true}),
+                )))
+            }
+            Progress::Pending => Ok(wait_for(init, &name, WaitKind::Delete)),
+        },
+        Route::Start { name, wait } | Route::Restart { name, wait } => {
+            let restart = matches!(route_kind(req), RouteKind::Restart);
+            let progress = if restart {
+                init.sup.restart(&name, now)?
+            } else {
+                init.sup.start(&name, now)?
+            };
+            match (progress, wait) {
+                (Progress::Done, _) => {
+                    init.run_actions(now);
+                    Ok(Reply::Now(ok_service(init, 200, &name)))
+                }
+                (Progress::Pending, false) => {
+                    let resp = ok_service(init, 202, &name);
+                    init.run_actions(now);
+                    Ok(Reply::Now(resp))
+                }
+                (Progress::Pending, true) => Ok(wait_for(init, &name, WaitKind::Start)),
+            }
+        }
+        Route::Stop { name, wait } => match (init.sup.stop(&name, now)?, wait) {
+            (Progress::Done, _) => {
+                init.run_actions(now);
+                Ok(Reply::Now(ok_service(init, 200, &name)))
+            }
+            (Progress::Pending, false) => {
+                let resp = ok_service(init, 202, &name);
+                init.run_actions(now);
+                Ok(Reply::Now(resp))
+            }
+            (Progress::Pending, true) => Ok(wait_for(init, &name, WaitKind::Stop)),
+        },
+        Route::ServiceExec(name) => crate::exec::service_exec(init, token, &name, req),
+        Route::Exec => crate::exec::sandbox_exec(init, token, req),
+        Route::Logs { name, tail, follow } => {
+            crate::logs::handle(init, token, &name, tail, follow, req)
+        }
+        Route::Checkpoint => {
+            init.write_state()
+                .map_err(|e| ApiError::Internal(format!("cannot write the state file: {e}")))?;
+            let running: Vec<String> = init
+                .sup
+                .services()
+                .filter(|s| matches!(s.phase, Phase::Running { .. }))
+                .map(|s| s.name.clone())
+                .collect();
+            Ok(Reply::Now(json_response(
+                200,
+                &json!({
+                    "running_services": running,
+                    "state_file": init.cfg.state_file.display().to_string(),
+                    "timestamp": model::rfc3339(std::time::SystemTime::now()),
+                }),
+            )))
+        }
+        Route::Restore => {
+            if init.sup.is_shutting_down() {
+                return Err(ApiError::Conflict("the init is shutting down".into()));
+            }
+            let error = crate::boot::reload_wanted(init, now);
+            crate::launch::on_restore(init, now);
+            init.restore.begin("api", error.clone());
+            init.restore.add_waiter(token, keep_alive);
+            crate::boot::apply(init, "api", error, now);
+            Ok(Reply::Deferred)
+        }
+        Route::LastRestore => Ok(Reply::Now(json_response(
+            200,
+            init.restore.last.as_ref().unwrap_or(&json!({
+                "trigger": null, "timestamp": null, "started_services": [],
+                "stopped_services": [], "failed_services": [], "state_file_error": null,
+            })),
+        ))),
+        Route::System => {
+            let uptime = init.stats.started.elapsed();
+            let v = json!({
+                "name": "iris-init",
+                "version": env!("CARGO_PKG_VERSION"),
+                "pid": std::process::id(),
+                "pid1": init.stats.pid1,
+                "uptime_secs": uptime.as_secs(),
+                "uptime_ms": uptime.as_millis() as u64,
+                "services": init.sup.len(),
+                "running_services": init.sup.services().filter(|s| matches!(s.phase, Phase::Running { .. })).count(),
+                "zombies_reaped": init.stats.zombies_reaped,
+                "connections": init.conns.len(),
+                "cgroups": init.cgroups.as_ref().map(|c| c.base().display().to_string()),
+                "state_file": init.cfg.state_file.display().to_string(),
+                "state_file_error": init.state_error,
+                "shutting_down": init.halt.is_some(),
+            });
+            Ok(Reply::Now(json_response(200, &v)))
+        }
+        Route::Poweroff | Route::Reboot => {
+            let mode = if matches!(route_kind(req), RouteKind::Reboot) {
+                crate::pid1::HaltMode::Reboot
+            } else {
+                crate::pid1::HaltMode::PowerOff
+            };
+            let word = if mode == crate::pid1::HaltMode::Reboot {
+                "reboot"
+            } else {
+                "poweroff"
+            };
+            // The answer goes out before the shutdown begins.
+            let mut resp = json_response(202, &json!({"action": word, "status": "accepted"}));
+            resp.keep_alive = false;
+            respond(init, token, resp);
+            init.flush_conn(token);
+            init.begin_shutdown(mode, "the API");
+            Ok(Reply::Deferred)
+        }
+    }
+}
+
+enum RouteKind {
+    Restart,
+    Reboot,
+    Other,
+}
+
+fn route_kind(req: &Request) -> RouteKind {
+    if req.path.trim_end_matches('/').ends_with("/restart") {
+        RouteKind::Restart
+    } else if req.path.trim_end_matches('/').ends_with("/reboot") {
+        RouteKind::Reboot
+    } else {
+        RouteKind::Other
+    }
+}
+
+/// A service settled: answer every request that waited for it.
+pub(crate) fn on_settled(init: &mut Init, name: &str, outcome: &Outcome) {
+    let (mine, rest): (Vec<Waiter>, Vec<Waiter>) = std::mem::take(&mut init.waiters)
+        .into_iter()
+        .partition(|w| w.name == name);
+    init.waiters = rest;
+    for w in mine {
+        let resp = match (w.kind, outcome) {
+            (WaitKind::Start, Outcome::Running) => Some(ok_service(init, 200, name)),
+            (WaitKind::Start, Outcome::Failed(msg)) => Some(
+                ApiError::ServiceFailed(format!("service '{name}' failed: {msg}"))
+                    .to_response(true),
+            ),
+            (WaitKind::Start, Outcome::Stopped) => Some(
+                ApiError::Conflict(format!(
+                    "service '{name}' was stopped before it was running"
+                ))
+                .to_response(true),
+            ),
+            (WaitKind::Stop, Outcome::Stopped | Outcome::Failed(_)) => {
+                Some(ok_service(init, 200, name))
+            }
+            (WaitKind::Stop, Outcome::Running) => Some(
+                ApiError::Conflict(format!("service '{name}' was started again while stopping"))
+                    .to_response(true),
+            ),
+            (WaitKind::Delete, Outcome::Deleted) => {
+                Some(json_response(200, &json!({"name": name, "deleted": true})))
+            }
+            (WaitKind::Start | WaitKind::Stop, Outcome::Deleted) => {
+                Some(ApiError::NotFound(name.to_string()).to_response(true))
+            }
+            (WaitKind::Delete, _) => None,
+        };
+        match resp {
+            Some(mut r) => {
+                r.keep_alive = r.keep_alive && w.keep_alive;
+                respond_later(init, w.token, r);
+            }
+            None => init.waiters.push(w),
+        }
+    }
+}
+
+/// A restore finished: answer the requests that waited for its report.
+pub(crate) fn answer_restore(init: &mut Init, done: Finished) {
+    if done.report["trigger"] == "boot" {
+        crate::boot::log_ready(init, &done.report);
+    }
+    for (token, keep_alive) in done.waiters {
+        let mut r = json_response(200, &done.report);
+        r.keep_alive = keep_alive;
+        respond_later(init, token, r);
+    }
+}

@@ -1,0 +1,1321 @@
+//! Spawning: turns a resolved service definition into a running child process.
+//!
+//! This module owns everything between "this service should run now" and
+//! "here is its pid": user lookup (`resolve_user`), program lookup on `PATH`
+//! (`find_program`), the clean environment a service gets (`service_env`), and
+//! the fork/exec itself (`spawn`) with everything the child must do before
+//! exec: its own session, its cgroup, a clean signal mask and default signal
+//! dispositions, no inherited fds beyond 0/1/2, the group/uid switch with
+//! capabilities dropped for non-root users, and the working directory.
+//!
+//! It never waits for a child: PID 1's reaper (`waitpid(-1)`) is the only
+//! waiter. The one exception is std's own synchronous reap of a child whose
+//! setup or exec failed, inside `spawn`, so no failed child is left behind.
+
+use std::collections::BTreeMap;
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::resource::{getrlimit, Resource};
+use nix::unistd::{Gid, Uid, User};
+
+/// `PATH` of a service whose definition does not set one.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A Unix user looked up in the passwd and group databases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+    /// Primary group first, then the supplementary groups (`getgrouplist`).
+    pub groups: Vec<u32>,
+    pub home: String,
+    pub shell: String,
+}
+
+/// A step the child performs between fork and exec; says which one failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupStep {
+    Session,
+    Cgroup,
+    Groups,
+    Gid,
+    Capabilities,
+    Uid,
+}
+
+impl SetupStep {
+    /// The byte the child writes to the stage pipe; 0 is never used.
+    fn code(self) -> u8 {
+        match self {
+            SetupStep::Session => 1,
+            SetupStep::Cgroup => 2,
+            SetupStep::Groups => 3,
+            SetupStep::Gid => 4,
+            SetupStep::Capabilities => 5,
+            SetupStep::Uid => 6,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<SetupStep> {
+        [
+            SetupStep::Session,
+            SetupStep::Cgroup,
+            SetupStep::Groups,
+            SetupStep::Gid,
+            SetupStep::Capabilities,
+            SetupStep::Uid,
+        ]
+        .into_iter()
+        .find(|step| step.code() == code)
+    }
+}
+
+/// Stage byte for a failed `chdir`, reported as `BadWorkingDir`.
+const STAGE_WORKING_DIR: u8 = 100;
+
+impl fmt::Display for SetupStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SetupStep::Session => "creating its session (setsid)",
+            SetupStep::Cgroup => "joining its cgroup",
+            SetupStep::Groups => "setting its supplementary groups",
+            SetupStep::Gid => "setting its group id",
+            SetupStep::Capabilities => "dropping its capabilities",
+            SetupStep::Uid => "setting its user id",
+        })
+    }
+}
+
+/// Why a service could not be started.
+#[derive(Debug)]
+pub enum SpawnError {
+    /// No passwd entry for this name or uid.
+    UnknownUser { user: String },
+    /// The passwd or group database could not be read.
+    UserLookup { user: String, source: io::Error },
+    /// `cmd` does not exist (on `PATH` when it has no `/`).
+    NotFound { cmd: String },
+    /// The program exists but cannot be executed (no x bit, a directory, EACCES).
+    PermissionDenied { program: String },
+    /// The working directory is missing, not a directory, or not enterable.
+    BadWorkingDir {
+        program: String,
+        dir: PathBuf,
+        source: io::Error,
+    },
+    /// A step in the child before exec failed (session, cgroup, user switch).
+    Setup {
+        program: String,
+        step: SetupStep,
+        source: io::Error,
+    },
+    /// Fork or exec failed for another reason (bad format, no memory, NUL byte).
+    Exec { program: String, source: io::Error },
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::UnknownUser { user } => write!(f, "unknown user '{user}'"),
+            SpawnError::UserLookup { user, source } => {
+                write!(f, "cannot look up user '{user}': {source}")
+            }
+            SpawnError::NotFound { cmd } if cmd.contains('/') => {
+                write!(f, "cmd '{cmd}' not found")
+            }
+            SpawnError::NotFound { cmd } => write!(f, "cmd '{cmd}' not found on PATH"),
+            SpawnError::PermissionDenied { program } => {
+                write!(f, "cmd '{program}' is not executable: permission denied")
+            }
+            SpawnError::BadWorkingDir {
+                program,
+                dir,
+                source,
+            } => write!(
+                f,
+                "cannot start '{program}': bad working_dir '{}': {source}",
+                dir.display()
+            ),
+            SpawnError::Setup {
+                program,
+                step,
+                source,
+            } => write!(f, "cannot start '{program}': {step} failed: {source}"),
+            SpawnError::Exec { program, source } => {
+                write!(f, "cannot execute '{program}': {source}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpawnError::UserLookup { source, .. }
+            | SpawnError::BadWorkingDir { source, .. }
+            | SpawnError::Setup { source, .. }
+            | SpawnError::Exec { source, .. } => Some(source),
+            SpawnError::UnknownUser { .. }
+            | SpawnError::NotFound { .. }
+            | SpawnError::PermissionDenied { .. } => None,
+        }
+    }
+}
+
+/// Looks up `spec`, a user name or a numeric uid, with its primary group and
+/// supplementary groups. A name wins over a number, as with chown(1).
+pub fn resolve_user(spec: &str) -> Result<ResolvedUser, SpawnError> {
+    let unknown = || SpawnError::UnknownUser {
+        user: spec.to_string(),
+    };
+    if spec.is_empty() {
+        return Err(unknown());
+    }
+    let user = match passwd_entry(User::from_name(spec), spec)? {
+        Some(user) => user,
+        None => match spec.parse::<u32>() {
+            Ok(uid) => {
+                passwd_entry(User::from_uid(Uid::from_raw(uid)), spec)?.ok_or_else(unknown)?
+            }
+            Err(_) => return Err(unknown()),
+        },
+    };
+    let lookup_error = |errno: Errno| SpawnError::UserLookup {
+        user: spec.to_string(),
+        source: io::Error::from(errno),
+    };
+    let c_name = CString::new(user.name.as_bytes()).map_err(|_| unknown())?;
+    let listed = nix::unistd::getgrouplist(&c_name, user.gid).map_err(lookup_error)?;
+    // Primary group first and no duplicates, whatever order NSS answers in.
+    let mut groups = vec![user.gid.as_raw()];
+    for gid in listed {
+        if !groups.contains(&gid.as_raw()) {
+            groups.push(gid.as_raw());
+        }
+    }
+    Ok(ResolvedUser {
+        name: user.name,
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
+        groups,
+        home: user.dir.to_string_lossy().into_owned(),
+        shell: user.shell.to_string_lossy().into_owned(),
+    })
+}
+
+/// getpwnam_r/getpwuid_r report "no such entry" either as no result or as one
+/// of these errors (getpwnam(3)); anything else is a broken database.
+fn passwd_entry(found: nix::Result<Option<User>>, spec: &str) -> Result<Option<User>, SpawnError> {
+    match found {
+        Ok(user) => Ok(user),
+        Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
+        Err(errno) => Err(SpawnError::UserLookup {
+            user: spec.to_string(),
+            source: io::Error::from(errno),
+        }),
+    }
+}
+
+/// What a candidate path is, for the `PATH` search.
+enum Candidate {
+    Executable,
+    Missing,
+    NotExecutable,
+}
+
+fn inspect(path: &Path) -> Candidate {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
+            Candidate::Executable
+        }
+        Ok(_) => Candidate::NotExecutable,
+        Err(err) if err.raw_os_error() == Some(libc::EACCES) => Candidate::NotExecutable,
+        Err(_) => Candidate::Missing,
+    }
+}
+
+/// Finds the program for `cmd`: a `cmd` containing `/` is used as is (relative
+/// to the init's own working directory); otherwise each directory of
+/// `path_var` is tried in order, like execvp(3). Empty `PATH` entries (which
+/// would mean "the current directory") are skipped: an init has none that a
+/// service author could mean.
+pub fn find_program(cmd: &str, path_var: &str) -> Result<PathBuf, SpawnError> {
+    let not_found = || SpawnError::NotFound {
+        cmd: cmd.to_string(),
+    };
+    if cmd.is_empty() {
+        return Err(not_found());
+    }
+    if cmd.contains('/') {
+        let path = PathBuf::from(cmd);
+        return match inspect(&path) {
+            Candidate::Executable => Ok(path),
+            Candidate::Missing => Err(not_found()),
+            Candidate::NotExecutable => Err(SpawnError::PermissionDenied {
+                program: cmd.to_string(),
+            }),
+        };
+    }
+    // Like execvp: a non-executable match is skipped, and reported only when
+    // nothing executable is found later on the PATH.
+    let mut denied: Option<PathBuf> = None;
+    for dir in path_var.split(':').filter(|dir| !dir.is_empty()) {
+        let candidate = Path::new(dir).join(cmd);
+        match inspect(&candidate) {
+            Candidate::Executable => return Ok(candidate),
+            Candidate::NotExecutable => {
+                denied.get_or_insert(candidate);
+            }
+            Candidate::Missing => {}
+        }
+    }
+    match denied {
+        Some(path) => Err(SpawnError::PermissionDenied {
+            program: path.display().to_string(),
+        }),
+        None => Err(not_found()),
+    }
+}
+
+/// The environment a service gets: a clean base (`PATH`, and `HOME`, `USER`,
+/// `LOGNAME`, `SHELL` of its user, root's when it has none), with the
+/// service's own variables on top (they may override any of these). Sorted by
+/// name, so the same definition always gives the same environment.
+pub fn service_env(
+    user: Option<&ResolvedUser>,
+    extra: &BTreeMap<String, String>,
+) -> Vec<(String, String)> {
+    let non_empty = |value: &str, fallback: &str| {
+        if value.is_empty() {
+            fallback.to_string()
+        } else {
+            value.to_string()
+        }
+    };
+    let (name, home, shell) = match user {
+        Some(user) => (
+            user.name.clone(),
+            non_empty(&user.home, "/"),
+            non_empty(&user.shell, "/bin/sh"),
+        ),
+        None => (
+            "root".to_string(),
+            "/root".to_string(),
+            "/bin/sh".to_string(),
+        ),
+    };
+    let mut env = BTreeMap::new();
+    env.insert("PATH".to_string(), DEFAULT_PATH.to_string());
+    env.insert("HOME".to_string(), home);
+    env.insert("USER".to_string(), name.clone());
+    env.insert("LOGNAME".to_string(), name);
+    env.insert("SHELL".to_string(), shell);
+    for (key, value) in extra {
+        env.insert(key.clone(), value.clone());
+    }
+    env.into_iter().collect()
+}
+
+/// Everything `spawn` needs to start one process.
+pub struct SpawnSpec<'a> {
+    /// The program to execute (from `find_program`).
+    pub program: &'a Path,
+    /// What the process sees as `argv[0]` (the cmd as written).
+    pub argv0: &'a str,
+    pub args: &'a [String],
+    /// The complete environment (from `service_env`); nothing else is passed.
+    pub env: &'a [(String, String)],
+    pub working_dir: Option<&'a Path>,
+    pub user: Option<&'a ResolvedUser>,
+    /// `None` gives `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// A `cgroup.procs` file the child joins (writes "0" to) before exec.
+    pub cgroup_procs: Option<&'a Path>,
+    /// `setsid()`: its own session and process group (services: true).
+    pub new_session: bool,
+}
+
+/// Starts the process and returns its pid once it has executed the program.
+/// Every failure before or at exec comes back as an error, and std has then
+/// already reaped the failed child: nothing is left behind.
+///
+/// Built on `std::process::Command` with `pre_exec` rather than a raw fork:
+/// std brings the CLOEXEC error pipe that turns an exec failure into an
+/// `io::Error`, the synchronous reap of that failed child, and careful stdio
+/// dup2s. std's own `.uid()/.gid()/.current_dir()` are not used, because
+/// std runs them before `pre_exec` and in an order we cannot change; the
+/// closure does the whole switch (groups, gid, caps, uid) and the chdir
+/// itself, so the chdir is checked with the service user's permissions.
+/// std passes only an errno back, so the closure also writes a one-byte stage
+/// code to a pipe of ours, which says which step failed.
+pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
+    let program_name = spec.program.display().to_string();
+    let exec_error = |source: io::Error| SpawnError::Exec {
+        program: program_name.clone(),
+        source,
+    };
+    if let Some(dir) = spec.working_dir {
+        let problem = match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            Err(err) => Some(err),
+        };
+        if let Some(source) = problem {
+            return Err(SpawnError::BadWorkingDir {
+                program: program_name,
+                dir: dir.to_path_buf(),
+                source,
+            });
+        }
+    }
+    // The chdir in the child must not change which file a relative program
+    // names: make it absolute against the init's directory first.
+    let program = std::path::absolute(spec.program).unwrap_or_else(|_| spec.program.to_path_buf());
+
+    let (stage_read, stage_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|errno| exec_error(errno.into()))?;
+    let plan = ChildPlan::new(&spec, stage_write.as_raw_fd()).map_err(exec_error)?;
+
+    let mut command = Command::new(&program);
+    command
+        .arg0(spec.argv0)
+        .args(spec.args)
+        .env_clear()
+        .envs(spec.env.iter().map(|(key, value)| (key, value)))
+        .stdin(match spec.stdin {
+            Some(fd) => Stdio::from(fd),
+            None => Stdio::null(),
+        })
+        .stdout(Stdio::from(spec.stdout))
+        .stderr(Stdio::from(spec.stderr));
+    // SAFETY: the closure runs in the forked child before exec. `ChildPlan::run`
+    // only makes async-signal-safe calls (rt_sigaction, sigprocmask, setsid, open,
+    // write, close, fcntl, syscall, setgroups, setgid, prctl, setuid, chdir) on
+    // data prepared before the fork; it allocates nothing and takes no locks.
+    unsafe {
+        command.pre_exec(move || plan.run());
+    }
+    let spawned = command.spawn();
+    // The parent's copies of the child's stdio and of the stage pipe's write
+    // end must be closed now: keeping a service's pipes open here would hide
+    // EOF from their readers.
+    drop(command);
+    drop(stage_write);
+    match spawned {
+        // pid_max is at most 2^22 on Linux, so the pid always fits in an i32.
+        // Dropping the Child neither waits nor kills: the reaper owns it now.
+        Ok(child) => Ok(child.id() as i32),
+        Err(source) => Err(classify_failure(
+            read_stage(&stage_read),
+            source,
+            &Names {
+                cmd: spec.argv0,
+                program: &program,
+                working_dir: spec.working_dir,
+            },
+        )),
+    }
+}
+
+/// Names for error messages, gathered so `classify_failure` stays small.
+struct Names<'a> {
+    cmd: &'a str,
+    program: &'a Path,
+    working_dir: Option<&'a Path>,
+}
+
+/// The stage byte the child wrote, if any. The child is already reaped when
+/// std returns the error, so the byte (if written) is in the pipe.
+fn read_stage(stage_read: &OwnedFd) -> Option<u8> {
+    let mut byte = [0u8; 1];
+    match nix::unistd::read(stage_read.as_raw_fd(), &mut byte) {
+        Ok(1) => byte.first().copied(),
+        _ => None,
+    }
+}
+
+fn classify_failure(stage: Option<u8>, source: io::Error, names: &Names<'_>) -> SpawnError {
+    let program = names.program.display().to_string();
+    match stage {
+        Some(STAGE_WORKING_DIR) => SpawnError::BadWorkingDir {
+            program,
+            dir: names.working_dir.map(Path::to_path_buf).unwrap_or_default(),
+            source,
+        },
+        Some(code) => match SetupStep::from_code(code) {
+            Some(step) => SpawnError::Setup {
+                program,
+                step,
+                source,
+            },
+            None => SpawnError::Exec { program, source },
+        },
+        // No stage byte: the fork failed in the parent, or the exec itself.
+        None => match source.raw_os_error() {
+            Some(libc::ENOENT) if !names.program.exists() => SpawnError::NotFound {
+                cmd: names.cmd.to_string(),
+            },
+            // ENOENT with the program present: its #! interpreter or its ELF
+            // loader is missing. Say that rather than "not found".
+            Some(libc::ENOENT) => SpawnError::Exec {
+                program,
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "its interpreter (#! line) or dynamic loader does not exist",
+                ),
+            },
+            Some(libc::EACCES) => SpawnError::PermissionDenied { program },
+            _ => SpawnError::Exec { program, source },
+        },
+    }
+}
+
+/// The user switch the child performs, prepared before the fork.
+struct UserSwitch {
+    groups: Vec<libc::gid_t>,
+    gid: libc::gid_t,
+    uid: libc::uid_t,
+    /// Non-root targets lose every capability, bounding set included.
+    drop_caps: bool,
+    /// Highest capability number to drop from the bounding set.
+    cap_last: libc::c_int,
+}
+
+/// Everything the child does between fork and exec, computed before the fork
+/// so that the child only makes async-signal-safe calls.
+struct ChildPlan {
+    new_session: bool,
+    cgroup_procs: Option<CString>,
+    user: Option<UserSwitch>,
+    working_dir: Option<CString>,
+    /// Upper bound for the fcntl loop when close_range is unavailable.
+    fd_bound: libc::c_int,
+    stage_fd: RawFd,
+}
+
+/// Linux has signals 1..=64 (kernel `_NSIG` is 64).
+const NSIG: libc::c_int = 65;
+
+/// Size of the kernel's sigset_t (`_NSIG / 8`), as rt_sigaction wants it.
+const KERNEL_SIGSET_BYTES: libc::size_t = 8;
+
+/// The capability ABI version that takes two 32-bit words per set.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapUserHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapUserData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn path_cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("path '{}' contains a NUL byte", path.display()),
+        )
+    })
+}
+
+/// Highest capability the running kernel knows; 63 (the ABI maximum) when
+/// /proc is not readable, in which case the drop loop stops at EINVAL.
+fn cap_last_cap() -> libc::c_int {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse::<libc::c_int>().ok())
+        .filter(|last| (0..=63).contains(last))
+        .unwrap_or(63)
+}
+
+impl ChildPlan {
+    fn new(spec: &SpawnSpec<'_>, stage_fd: RawFd) -> io::Result<ChildPlan> {
+        let cgroup_procs = spec.cgroup_procs.map(path_cstring).transpose()?;
+        let working_dir = spec.working_dir.map(path_cstring).transpose()?;
+        let user = spec.user.and_then(|user| {
+            // Without root, the switch can only succeed as a no-op: skip it
+            // when we already are that user (a non-root init in tests).
+            let euid = Uid::effective().as_raw();
+            if euid != 0 && user.uid == euid && user.gid == Gid::effective().as_raw() {
+                return None;
+            }
+            Some(UserSwitch {
+                groups: user.groups.clone(),
+                gid: user.gid,
+                uid: user.uid,
+                drop_caps: user.uid != 0,
+                cap_last: cap_last_cap(),
+            })
+        });
+        let fd_bound = match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, _hard)) => soft.min(1 << 20) as libc::c_int,
+            Err(_) => 1 << 16,
+        };
+        Ok(ChildPlan {
+            new_session: spec.new_session,
+            cgroup_procs,
+            user,
+            working_dir,
+            fd_bound,
+            stage_fd,
+        })
+    }
+
+    /// Runs in the child. Async-signal-safe calls only; nothing allocates.
+    fn run(&self) -> io::Result<()> {
+        // Dispositions first, then the mask: a signal arriving in between is
+        // then handled by its default action, never by the init's handler.
+        reset_signals();
+        if self.new_session {
+            // SAFETY: setsid has no memory effects; a freshly forked child is
+            // never a process-group leader, so it succeeds.
+            if unsafe { libc::setsid() } == -1 {
+                return Err(self.fail(SetupStep::Session.code()));
+            }
+        }
+        if let Some(path) = &self.cgroup_procs {
+            join_cgroup(path).map_err(|_| self.fail(SetupStep::Cgroup.code()))?;
+        }
+        mark_fds_cloexec(self.fd_bound);
+        if let Some(user) = &self.user {
+            self.switch_user(user)?;
+        }
+        if let Some(dir) = &self.working_dir {
+            // After the user switch, so the service user's permissions apply.
+            // SAFETY: `dir` is a valid NUL-terminated string owned by the plan.
+            if unsafe { libc::chdir(dir.as_ptr()) } == -1 {
+                return Err(self.fail(STAGE_WORKING_DIR));
+            }
+        }
+        Ok(())
+    }
+
+    /// groups, gid, capabilities, uid: in this order, because each later step
+    /// removes the privilege the earlier ones need.
+    fn switch_user(&self, user: &UserSwitch) -> io::Result<()> {
+        // SAFETY: the pointer and length describe the plan's own Vec.
+        if unsafe { libc::setgroups(user.groups.len(), user.groups.as_ptr()) } == -1 {
+            return Err(self.fail(SetupStep::Groups.code()));
+        }
+        // SAFETY: setgid takes a plain integer.
+        if unsafe { libc::setgid(user.gid) } == -1 {
+            return Err(self.fail(SetupStep::Gid.code()));
+        }
+        if user.drop_caps {
+            // Ambient caps would survive exec; EINVAL means a kernel without them.
+            // SAFETY: prctl with integer arguments only.
+            let cleared = unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                )
+            };
+            if cleared == -1 && Errno::last() != Errno::EINVAL {
+                return Err(self.fail(SetupStep::Capabilities.code()));
+            }
+            for cap in 0..=user.cap_last {
+                // SAFETY: prctl with integer arguments only.
+                if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } == -1 {
+                    if Errno::last() == Errno::EINVAL {
+                        break; // past the kernel's last capability
+                    }
+                    return Err(self.fail(SetupStep::Capabilities.code()));
+                }
+            }
+        }
+        // SAFETY: setuid takes a plain integer.
+        if unsafe { libc::setuid(user.uid) } == -1 {
+            return Err(self.fail(SetupStep::Uid.code()));
+        }
+        if user.drop_caps {
+            // setuid from root clears the permitted and effective sets but not
+            // the inheritable one, which exec can combine with file caps.
+            let header = CapUserHeader {
+                version: LINUX_CAPABILITY_VERSION_3,
+                pid: 0,
+            };
+            let data = [CapUserData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            }; 2];
+            // SAFETY: header and data are valid, correctly laid out (repr(C))
+            // for capset v3, which reads one header and two data structs.
+            let set = unsafe {
+                libc::syscall(
+                    libc::SYS_capset,
+                    &header as *const CapUserHeader,
+                    data.as_ptr(),
+                )
+            };
+            if set == -1 {
+                return Err(self.fail(SetupStep::Capabilities.code()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records which step failed and returns its errno as the error.
+    fn fail(&self, stage: u8) -> io::Error {
+        // Read errno before write() can overwrite it.
+        let error = io::Error::last_os_error();
+        // SAFETY: writes one byte from a local to the plan's stage pipe fd,
+        // which stays open in the child until exec.
+        unsafe {
+            libc::write(self.stage_fd, (&stage as *const u8).cast(), 1);
+        }
+        error
+    }
+}
+
+/// Every disposition back to SIG_DFL (SIG_IGN would survive exec) and an empty
+/// signal mask (std inherits the parent's mask on purpose).
+///
+/// The raw rt_sigaction syscall, because glibc's sigaction refuses signals 32
+/// and 33 (reserved for its threads), which a parent may still have ignored.
+/// An all-zero kernel `struct sigaction` is SIG_DFL, no flags, empty mask,
+/// whatever the architecture's field order; the buffer is larger than that
+/// struct on every architecture.
+fn reset_signals() {
+    let default_action = [0u64; 8];
+    for signal in 1..NSIG {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the kernel reads at most sizeof(struct sigaction) bytes from
+        // the zeroed local buffer and writes nothing (no old-action pointer).
+        // The set size is the kernel's sigset_t: 64 signals, 8 bytes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                KERNEL_SIGSET_BYTES,
+            );
+        }
+    }
+    // SAFETY: sigemptyset initializes the local set; sigprocmask only reads it.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Writes "0" (meaning "the writer") to a cgroup.procs file.
+fn join_cgroup(path: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the fd is closed on every path below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: writes one byte from a static string to the fd opened above.
+    let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+    let result = if written == 1 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    // SAFETY: closes the fd this function opened.
+    unsafe {
+        libc::close(fd);
+    }
+    result
+}
+
+/// Marks every fd >= 3 close-on-exec so the service inherits only its stdio.
+/// CLOEXEC rather than close: the stage pipe must stay usable until exec.
+fn mark_fds_cloexec(fd_bound: libc::c_int) {
+    // SAFETY: close_range(2) with integer arguments; it only changes fd flags.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked == 0 {
+        return;
+    }
+    // Kernels before 5.11: fcntl each possible fd up to the rlimit read before
+    // the fork (reading /proc/self/fd here would not be async-signal-safe).
+    for fd in 3..fd_bound {
+        // SAFETY: fcntl on a possibly closed fd fails with EBADF, nothing more.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    use nix::unistd::Pid;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    /// Set in the environment of a test binary re-run as a helper process.
+    const HELPER_ENV: &str = "IRIS_SPAWN_TEST_HELPER";
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap()
+    }
+
+    fn dev_null() -> OwnedFd {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap()
+            .into()
+    }
+
+    fn program(cmd: &str) -> PathBuf {
+        find_program(cmd, DEFAULT_PATH).unwrap()
+    }
+
+    fn spec<'a>(
+        program: &'a Path,
+        argv0: &'a str,
+        args: &'a [String],
+        env: &'a [(String, String)],
+        stdout: OwnedFd,
+    ) -> SpawnSpec<'a> {
+        SpawnSpec {
+            program,
+            argv0,
+            args,
+            env,
+            working_dir: None,
+            user: None,
+            stdin: None,
+            stdout,
+            stderr: dev_null(),
+            cgroup_procs: None,
+            new_session: true,
+        }
+    }
+
+    /// Exit code of our own child (tests may wait; the init never does).
+    fn reap(pid: i32) -> i32 {
+        match waitpid(Pid::from_raw(pid), None).unwrap() {
+            WaitStatus::Exited(_, code) => code,
+            other => panic!("child {pid} did not exit normally: {other:?}"),
+        }
+    }
+
+    /// Runs `build(stdout)` and returns what the child wrote and its exit code.
+    fn run_capture(build: impl FnOnce(OwnedFd) -> Result<i32, SpawnError>) -> (String, i32) {
+        let (read_end, write_end) = pipe();
+        let pid = build(write_end).unwrap();
+        let mut output = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut output)
+            .unwrap();
+        (output, reap(pid))
+    }
+
+    /// `cat` with stdin on a pipe we hold: it lives until the pipe is dropped.
+    fn spawn_waiting_cat(new_session: bool) -> (i32, OwnedFd) {
+        let cat = program("cat");
+        let (stdin_read, stdin_write) = pipe();
+        let mut spec = spec(&cat, "cat", &[], &[], dev_null());
+        spec.stdin = Some(stdin_read);
+        spec.new_session = new_session;
+        (spawn(spec).unwrap(), stdin_write)
+    }
+
+    /// Polls `check` until it returns Some or a generous deadline passes.
+    fn wait_for<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(value) = check() {
+                return value;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+            .trim()
+    }
+
+    fn cat_proc_status(user: Option<&ResolvedUser>) -> String {
+        let cat = program("cat");
+        let args = vec!["/proc/self/status".to_string()];
+        let (output, code) = run_capture(|stdout| {
+            let mut spec = spec(&cat, "cat", &args, &[], stdout);
+            spec.user = user;
+            spawn(spec)
+        });
+        assert_eq!(code, 0, "cat failed: {output}");
+        output
+    }
+
+    /// Re-runs this test binary with only `test` and the helper variable set,
+    /// so the test body runs in a process with no other test's children.
+    fn run_as_helper(test: &str) {
+        let name = format!(
+            "{}::{test}",
+            module_path!().split_once("::").map_or("", |(_, rest)| rest)
+        );
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([name.as_str(), "--exact", "--test-threads=1", "--nocapture"])
+            .env(HELPER_ENV, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "helper {name} failed: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn child_gets_empty_signal_mask_and_default_dispositions() {
+        // sigaction is process-wide; the mask is per thread and fork copies
+        // the calling thread's mask, so blocking here is what the child sees.
+        // SAFETY: installs SIG_IGN, no handler code involved.
+        unsafe { signal::signal(Signal::SIGUSR2, SigHandler::SigIgn) }.unwrap();
+        let mut blocked = SigSet::empty();
+        blocked.add(Signal::SIGUSR1);
+        signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None).unwrap();
+        let own = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        assert_ne!(status_field(&own, "SigBlk"), "0000000000000000");
+        assert_ne!(status_field(&own, "SigIgn"), "0000000000000000");
+
+        let status = cat_proc_status(None);
+        signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&blocked), None).unwrap();
+        assert_eq!(status_field(&status, "SigBlk"), "0000000000000000");
+        assert_eq!(status_field(&status, "SigIgn"), "0000000000000000");
+    }
+
+    #[test]
+    fn child_inherits_no_fd_beyond_stdio() {
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: dup of an open fd; the result is owned right below.
+        let leaky = unsafe { libc::dup(file.as_raw_fd()) };
+        assert!(leaky >= 3);
+        // SAFETY: `leaky` is a fresh fd that nothing else owns.
+        let leaky = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(leaky) };
+        // SAFETY: F_GETFD only reads the fd's flags.
+        let flags = unsafe { libc::fcntl(leaky.as_raw_fd(), libc::F_GETFD) };
+        assert_eq!(
+            flags & libc::FD_CLOEXEC,
+            0,
+            "the test fd must be inheritable"
+        );
+
+        let (pid, stdin_write) = spawn_waiting_cat(true);
+        let fd_dir = format!("/proc/{pid}/fd");
+        let clean = wait_for("only 0, 1, 2 open in the child", || {
+            let mut fds: Vec<String> = std::fs::read_dir(&fd_dir)
+                .ok()?
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            fds.sort();
+            (fds == ["0", "1", "2"]).then_some(fds)
+        });
+        assert_eq!(clean, ["0", "1", "2"]);
+        drop(stdin_write);
+        assert_eq!(reap(pid), 0);
+        drop(leaky);
+    }
+
+    #[test]
+    fn child_has_its_own_session_only_when_asked() {
+        let (pid, stdin_write) = spawn_waiting_cat(true);
+        let child = Pid::from_raw(pid);
+        assert_eq!(nix::unistd::getsid(Some(child)).unwrap(), child);
+        assert_eq!(nix::unistd::getpgid(Some(child)).unwrap(), child);
+        drop(stdin_write);
+        assert_eq!(reap(pid), 0);
+
+        let (pid, stdin_write) = spawn_waiting_cat(false);
+        let own_sid = nix::unistd::getsid(None).unwrap();
+        assert_eq!(
+            nix::unistd::getsid(Some(Pid::from_raw(pid))).unwrap(),
+            own_sid
+        );
+        drop(stdin_write);
+        assert_eq!(reap(pid), 0);
+    }
+
+    #[test]
+    fn running_as_nobody_drops_ids_groups_and_capabilities() {
+        assert!(Uid::effective().is_root(), "spawn tests must run as root");
+        let nobody = resolve_user("nobody").unwrap();
+        assert_ne!(nobody.uid, 0);
+        let status = cat_proc_status(Some(&nobody));
+        let uid = nobody.uid.to_string();
+        let gid = nobody.gid.to_string();
+        assert_eq!(
+            status_field(&status, "Uid")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            [uid.as_str(); 4]
+        );
+        assert_eq!(
+            status_field(&status, "Gid")
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            [gid.as_str(); 4]
+        );
+        let mut groups: Vec<u32> = status_field(&status, "Groups")
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        let mut expected = nobody.groups.clone();
+        groups.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(groups, expected);
+        for field in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+            assert_eq!(status_field(&status, field), "0000000000000000", "{field}");
+        }
+
+        // Root by number keeps its capabilities and loses extra groups.
+        let root = resolve_user("0").unwrap();
+        assert_eq!(root.name, "root");
+        let status = cat_proc_status(Some(&root));
+        assert_eq!(
+            status_field(&status, "Uid").split_whitespace().next(),
+            Some("0")
+        );
+        assert_ne!(status_field(&status, "CapEff"), "0000000000000000");
+    }
+
+    #[test]
+    fn env_is_exactly_the_clean_base_plus_extras() {
+        let nobody = resolve_user("nobody").unwrap();
+        let extra = BTreeMap::from([
+            ("PATH".to_string(), "/opt/bin:/usr/bin".to_string()),
+            ("REDIS_LOGLEVEL".to_string(), "warning".to_string()),
+        ]);
+        let env = service_env(Some(&nobody), &extra);
+        let env_program = program("env");
+        let (output, code) = run_capture(|stdout| {
+            let mut spec = spec(&env_program, "env", &[], &env, stdout);
+            spec.user = Some(&nobody);
+            spawn(spec)
+        });
+        assert_eq!(code, 0);
+        let mut seen: Vec<String> = output.lines().map(str::to_string).collect();
+        seen.sort();
+        let expected = [
+            format!("HOME={}", nobody.home),
+            "LOGNAME=nobody".to_string(),
+            "PATH=/opt/bin:/usr/bin".to_string(),
+            "REDIS_LOGLEVEL=warning".to_string(),
+            format!("SHELL={}", nobody.shell),
+            "USER=nobody".to_string(),
+        ];
+        assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn service_env_defaults_to_root_and_is_sorted() {
+        let env = service_env(None, &BTreeMap::from([("A".into(), "1".into())]));
+        let expected: Vec<(String, String)> = [
+            ("A", "1"),
+            ("HOME", "/root"),
+            ("LOGNAME", "root"),
+            ("PATH", DEFAULT_PATH),
+            ("SHELL", "/bin/sh"),
+            ("USER", "root"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(env, expected);
+    }
+
+    #[test]
+    fn argv0_and_args_reach_the_program() {
+        let cat = program("cat");
+        let args = vec!["/proc/self/cmdline".to_string()];
+        let (output, code) = run_capture(|stdout| spawn(spec(&cat, "my-name", &args, &[], stdout)));
+        assert_eq!(code, 0);
+        assert_eq!(output, "my-name\0/proc/self/cmdline\0");
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("iris-spawn-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.canonicalize().unwrap()
+    }
+
+    #[test]
+    fn working_dir_is_honoured() {
+        let dir = temp_dir("cwd");
+        let pwd = program("pwd");
+        let (output, code) = run_capture(|stdout| {
+            let mut spec = spec(&pwd, "pwd", &[], &[], stdout);
+            spec.working_dir = Some(&dir);
+            spawn(spec)
+        });
+        assert_eq!(code, 0);
+        assert_eq!(output.trim_end(), dir.to_str().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_working_dir_is_reported_before_forking() {
+        let pwd = program("pwd");
+        let missing = Path::new("/nonexistent/iris-spawn-dir");
+        let mut spec = spec(&pwd, "pwd", &[], &[], dev_null());
+        spec.working_dir = Some(missing);
+        let err = spawn(spec).unwrap_err();
+        assert!(
+            matches!(&err, SpawnError::BadWorkingDir { dir, .. } if dir == missing),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(message.contains("/nonexistent/iris-spawn-dir"), "{message}");
+        assert!(message.contains(pwd.to_str().unwrap()), "{message}");
+    }
+
+    /// A directory root can enter but nobody cannot: only the chdir in the
+    /// child, after the user switch, can notice.
+    #[test]
+    fn unenterable_working_dir_is_reported_from_the_child() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("unenterable_working_dir_is_reported_from_the_child");
+        }
+        let dir = temp_dir("private");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let nobody = resolve_user("nobody").unwrap();
+        let pwd = program("pwd");
+        let mut spec = spec(&pwd, "pwd", &[], &[], dev_null());
+        spec.working_dir = Some(&dir);
+        spec.user = Some(&nobody);
+        let err = spawn(spec).unwrap_err();
+        assert!(
+            matches!(&err, SpawnError::BadWorkingDir { source, .. }
+                if source.raw_os_error() == Some(libc::EACCES)),
+            "{err:?}"
+        );
+        assert_eq!(
+            waitpid(None, Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn exec_failures_are_errors_and_leave_no_child() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("exec_failures_are_errors_and_leave_no_child");
+        }
+        let missing = Path::new("/nonexistent/redis-server");
+        let err = spawn(spec(missing, "redis-server", &[], &[], dev_null())).unwrap_err();
+        assert!(
+            matches!(&err, SpawnError::NotFound { cmd } if cmd == "redis-server"),
+            "{err:?}"
+        );
+        assert_eq!(err.to_string(), "cmd 'redis-server' not found on PATH");
+        assert_eq!(
+            waitpid(None, Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD)
+        );
+
+        let dir = temp_dir("noexec");
+        let script = dir.join("not-executable");
+        std::fs::write(&script, "#!/bin/sh\n").unwrap();
+        let err = spawn(spec(&script, "x", &[], &[], dev_null())).unwrap_err();
+        assert!(
+            matches!(err, SpawnError::PermissionDenied { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            waitpid(None, Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD)
+        );
+
+        let interpreted = dir.join("needs-missing-interpreter");
+        std::fs::write(&interpreted, "#!/nonexistent/interpreter\n").unwrap();
+        std::fs::set_permissions(&interpreted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let err = spawn(spec(&interpreted, "x", &[], &[], dev_null())).unwrap_err();
+        assert!(matches!(err, SpawnError::Exec { .. }), "{err:?}");
+        assert!(err.to_string().contains("interpreter"), "{err}");
+        assert_eq!(
+            waitpid(None, Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD)
+        );
+
+        let mut bad = spec(&script, "x", &[], &[], dev_null());
+        let no_cgroup = dir.join("cgroup.procs");
+        bad.cgroup_procs = Some(&no_cgroup);
+        let err = spawn(bad).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                SpawnError::Setup {
+                    step: SetupStep::Cgroup,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            waitpid(None, Some(WaitPidFlag::WNOHANG)),
+            Err(Errno::ECHILD)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stdin_none_reads_eof_at_once() {
+        let cat = program("cat");
+        let (output, code) = run_capture(|stdout| spawn(spec(&cat, "cat", &[], &[], stdout)));
+        assert_eq!((output.as_str(), code), ("", 0));
+    }
+
+    /// The cgroup2 mount point, from /proc/self/mountinfo.
+    fn cgroup2_mount() -> PathBuf {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        mounts
+            .lines()
+            .find_map(|line| {
+                let (left, right) = line.split_once(" - ")?;
+                let point = left.split_whitespace().nth(4)?;
+                right.starts_with("cgroup2 ").then(|| PathBuf::from(point))
+            })
+            .expect("these tests need a cgroup2 mount")
+    }
+
+    #[test]
+    fn child_joins_its_cgroup_before_exec() {
+        let root = cgroup2_mount();
+        let name = format!("iris-spawn-test-{}", std::process::id());
+        let group = root.join(&name);
+        std::fs::create_dir(&group).unwrap();
+        let procs = group.join("cgroup.procs");
+        let cat = program("cat");
+        let (stdin_read, stdin_write) = pipe();
+        let mut spec = spec(&cat, "cat", &[], &[], dev_null());
+        spec.stdin = Some(stdin_read);
+        spec.cgroup_procs = Some(&procs);
+        let pid = spawn(spec).unwrap();
+        let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let listed = std::fs::read_to_string(&procs).unwrap();
+        drop(stdin_write);
+        assert_eq!(reap(pid), 0);
+        wait_for("the test cgroup to be removable", || {
+            std::fs::remove_dir(&group).ok()
+        });
+        assert!(
+            membership.lines().any(|line| line == format!("0::/{name}")),
+            "{membership}"
+        );
+        assert_eq!(listed.trim(), pid.to_string());
+    }
+
+    #[test]
+    fn find_program_searches_path_in_order() {
+        assert_eq!(
+            find_program("sh", ":/nonexistent::/bin:/usr/bin").unwrap(),
+            Path::new("/bin/sh")
+        );
+        let err = find_program("redis-server", "/nonexistent:/usr/bin").unwrap_err();
+        assert!(matches!(&err, SpawnError::NotFound { cmd } if cmd == "redis-server"));
+        assert_eq!(err.to_string(), "cmd 'redis-server' not found on PATH");
+        assert!(matches!(
+            find_program("", DEFAULT_PATH),
+            Err(SpawnError::NotFound { .. })
+        ));
+        assert_eq!(find_program("/bin/sh", "").unwrap(), Path::new("/bin/sh"));
+        let err = find_program("/nonexistent/app", DEFAULT_PATH).unwrap_err();
+        assert_eq!(err.to_string(), "cmd '/nonexistent/app' not found");
+    }
+
+    #[test]
+    fn find_program_rejects_non_executables() {
+        let dir = temp_dir("find");
+        let plain = dir.join("tool");
+        std::fs::write(&plain, "data").unwrap();
+        std::fs::create_dir(dir.join("subdir")).unwrap();
+        let path_var = dir.to_str().unwrap();
+        let err = find_program("tool", path_var).unwrap_err();
+        assert!(
+            matches!(err, SpawnError::PermissionDenied { .. }),
+            "{err:?}"
+        );
+        let err = find_program(plain.to_str().unwrap(), "").unwrap_err();
+        assert!(
+            matches!(err, SpawnError::PermissionDenied { .. }),
+            "{err:?}"
+        );
+        let err = find_program("subdir", path_var).unwrap_err();
+        assert!(
+            matches!(err, SpawnError::PermissionDenied { .. }),
+            "{err:?}"
+        );
+        // An executable later on the PATH wins over a non-executable match.
+        let later = temp_dir("find-later");
+        let tool = later.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let both = format!("{}:{}", dir.display(), later.display());
+        assert_eq!(find_program("tool", &both).unwrap(), tool);
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&later).unwrap();
+    }
+
+    #[test]
+    fn users_resolve_by_name_or_number() {
+        let nobody = resolve_user("nobody").unwrap();
+        assert_eq!(nobody.name, "nobody");
+        assert_eq!(nobody.groups.first(), Some(&nobody.gid));
+        assert_eq!(resolve_user(&nobody.uid.to_string()).unwrap(), nobody);
+        let root = resolve_user("root").unwrap();
+        assert_eq!((root.uid, root.gid), (0, 0));
+    }
+
+    #[test]
+    fn unknown_users_are_errors() {
+        for spec in ["no-such-user-iris", "4000000", ""] {
+            let err = resolve_user(spec).unwrap_err();
+            assert!(
+                matches!(&err, SpawnError::UnknownUser { user } if user == spec),
+                "{err:?}"
+            );
+            assert_eq!(err.to_string(), format!("unknown user '{spec}'"));
+        }
+    }
+}
