@@ -1,0 +1,767 @@
+//! The event loop: one thread, one `mio::Poll`. It owns every fd (the API
+//! listener and connections, the signal pipe, health probes), turns kernel
+//! events into supervisor events, and carries out the actions the
+//! supervisor returns. Nothing here blocks: every wait is a timer or a
+//! readiness event.
+
+use crate::api::conn::{Conn, ConnState, MAX_CONNS};
+use crate::cgroup::Cgroups;
+use crate::config::Config;
+use crate::pid1::HaltMode;
+use crate::probe::{self, ListenScanner};
+use crate::restore::RestoreTracker;
+use crate::supervisor::{Action, ExitStatus, Outcome, Pid, Supervisor, Timer};
+use crate::timers::Timers;
+use crate::{reaper, state_file};
+use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Events, Interest, Poll, Token};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid as NixPid;
+use signal_hook_mio::v1_0::Signals;
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SIGNALS: Token = Token(0);
+const LISTENER: Token = Token(1);
+
+/// How often listening sockets are listed while some service waits for its
+/// health port. One netlink dump covers every waiting service.
+const PORT_SCAN_INTERVAL: Duration = Duration::from_millis(2);
+/// How long a stopped tree may take to disappear after SIGKILL before the
+/// init gives up waiting (a process stuck in the kernel, say).
+const TREE_GIVE_UP: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TimerKey {
+    Service(Timer),
+    PortScan,
+    TreeCheck,
+    ConnSweep,
+}
+
+/// An answer deferred until a service settles.
+#[derive(Debug, Clone)]
+pub(crate) struct Waiter {
+    pub token: Token,
+    pub name: String,
+    pub kind: WaitKind,
+    pub keep_alive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitKind {
+    Start,
+    Stop,
+    Delete,
+}
+
+struct PortWatch {
+    gen: u64,
+    port: u16,
+    probe: Option<Token>,
+}
+
+struct Probe {
+    name: String,
+    gen: u64,
+    stream: mio::net::TcpStream,
+}
+
+struct TreeWatch {
+    name: String,
+    gen: u64,
+    pgid: Pid,
+    since: Instant,
+}
+
+pub(crate) struct Stats {
+    pub started: Instant,
+    pub zombies_reaped: u64,
+    pub pid1: bool,
+}
+
+pub struct Init {
+    pub(crate) cfg: Config,
+    poll: Poll,
+    listener: UnixListener,
+    signals: Signals,
+    pub(crate) conns: HashMap<Token, Conn>,
+    probes: HashMap<Token, Probe>,
+    next_token: usize,
+    pub(crate) sup: Supervisor,
+    timers: Timers<TimerKey>,
+    pub(crate) waiters: Vec<Waiter>,
+    ports: HashMap<String, PortWatch>,
+    scanner: Option<ListenScanner>,
+    scan_scheduled: bool,
+    trees: Vec<TreeWatch>,
+    tree_check_scheduled: bool,
+    pub(crate) cgroups: Option<Cgroups>,
+    pub(crate) stats: Stats,
+    pub(crate) dirty: bool,
+    pub(crate) halt: Option<HaltMode>,
+    shutdown_done: bool,
+    sweep_at: Option<Instant>,
+    pub(crate) restore: RestoreTracker,
+    /// Why the state file could not be used at start, if it could not.
+    pub(crate) state_error: Option<String>,
+    /// Set when the init must stop reading its API (shutdown finished).
+    finished: bool,
+}
+
+/// Creates `path`'s parent directory if it is missing.
+fn ensure_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => std::fs::create_dir_all(p),
+        _ => Ok(()),
+    }
+}
+
+/// Binds the API socket with mode 0600 from the start (umask), replacing a
+/// stale socket file but never one another live init is serving.
+fn bind_socket(path: &Path) -> io::Result<UnixListener> {
+    ensure_parent(path)?;
+    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another process is serving {}", path.display()),
+        ));
+    }
+    let _ = std::fs::remove_file(path);
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let listener = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = listener?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+impl Init {
+    /// Sets up the socket, signals and directories. Errors here are fatal
+    /// start-up errors (the caller halts cleanly as PID 1).
+    pub fn new(cfg: Config, pid1: bool) -> Result<Init, String> {
+        let poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
+        let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGHUP])
+            .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+        let mut listener = bind_socket(&cfg.socket)
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.socket.display()))?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(|e| format!("cannot register signals: {e}"))?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(|e| format!("cannot register listener: {e}"))?;
+        for dir in [&cfg.log_dir] {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                crate::warn!("unable to create {}: {e}", dir.display());
+            }
+        }
+        if let Err(e) = ensure_parent(&cfg.state_file) {
+            crate::warn!("unable to create the state file's directory: {e}");
+        }
+        if !pid1 {
+            // Orphans of services come to us, not to the real PID 1.
+            // SAFETY: prctl with integer arguments only.
+            let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+            if rc != 0 {
+                crate::warn!(
+                    "unable to become a child subreaper: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+        raise_fd_limit();
+        let cgroups = Cgroups::detect();
+        match &cgroups {
+            Some(c) => crate::info!("service cgroups under {}", c.base().display()),
+            None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
+        }
+        let scanner = match ListenScanner::new() {
+            Ok(s) => Some(s),
+            Err(e) => {
+                crate::warn!("netlink sock_diag unavailable ({e}); reading /proc/net/tcp instead");
+                None
+            }
+        };
+        Ok(Init {
+            cfg,
+            poll,
+            listener,
+            signals,
+            conns: HashMap::new(),
+            probes: HashMap::new(),
+            next_token: 2,
+            sup: Supervisor::new(),
+            timers: Timers::default(),
+            waiters: Vec::new(),
+            ports: HashMap::new(),
+            scanner,
+            scan_scheduled: false,
+            trees: Vec::new(),
+            tree_check_scheduled: false,
+            cgroups,
+            stats: Stats {
+                started: Instant::now(),
+                zombies_reaped: 0,
+                pid1,
+            },
+            dirty: false,
+            halt: None,
+            shutdown_done: false,
+            sweep_at: None,
+            restore: RestoreTracker::default(),
+            state_error: None,
+            finished: false,
+        })
+    }
+
+    /// Loads drop-ins and the state file, starts what should run, then
+    /// serves until an orderly shutdown has stopped every service.
+    pub fn run(mut self) -> HaltMode {
+        let now = Instant::now();
+        crate::boot::load_and_start(&mut self, now);
+        self.run_actions(now);
+        self.write_state_if_dirty();
+        let mut events = Events::with_capacity(256);
+        while !self.finished {
+            let now = Instant::now();
+            let timeout = self.timers.next_timeout(now);
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    crate::error!("poll failed: {e}; retrying");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let batch: Vec<(Token, bool, bool, bool)> = events
+                .iter()
+                .map(|e| {
+                    (
+                        e.token(),
+                        e.is_readable(),
+                        e.is_writable(),
+                        e.is_read_closed() || e.is_error(),
+                    )
+                })
+                .collect();
+            for (token, readable, writable, closed) in batch {
+                self.guarded(|init| init.on_event(token, readable, writable, closed));
+            }
+            let now = Instant::now();
+            for key in self.timers.pop_due(now) {
+                self.guarded(|init| init.on_timer(key, now));
+            }
+            self.guarded(|init| init.run_actions(Instant::now()));
+            self.write_state_if_dirty();
+        }
+        self.write_state_if_dirty();
+        self.halt.unwrap_or(HaltMode::PowerOff)
+    }
+
+    /// Runs one handler; a panic in it is logged and the loop goes on
+    /// (PID 1 must never die).
+    fn guarded(&mut self, f: impl FnOnce(&mut Init)) {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(self))) {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            crate::error!("recovered from a panic in an event handler: {msg}");
+        }
+    }
+
+    fn on_event(&mut self, token: Token, readable: bool, writable: bool, closed: bool) {
+        match token {
+            SIGNALS => self.on_signals(),
+            LISTENER => self.accept_all(),
+            t if self.conns.contains_key(&t) => self.on_conn_event(t, readable, writable, closed),
+            t if self.probes.contains_key(&t) => self.on_probe_event(t),
+            _ => {} // a closed source: tokens are never reused
+        }
+    }
+
+    // ----- signals and reaping -------------------------------------------
+
+    fn on_signals(&mut self) {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        let mut child = false;
+        for sig in pending {
+            match sig {
+                SIGCHLD => child = true,
+                SIGTERM | SIGPWR => self.begin_shutdown(HaltMode::PowerOff, "signal"),
+                SIGINT if self.stats.pid1 => self.begin_shutdown(HaltMode::Reboot, "ctrl-alt-del"),
+                SIGINT => self.begin_shutdown(HaltMode::PowerOff, "SIGINT"),
+                SIGHUP => crate::info!("SIGHUP ignored"),
+                _ => {}
+            }
+        }
+        if child {
+            self.reap();
+        }
+    }
+
+    pub(crate) fn reap(&mut self) {
+        let now = Instant::now();
+        let mut exited = Vec::new();
+        reaper::reap_all(&mut exited);
+        for (pid, status) in exited {
+            if self.sup.on_exit(pid, status, now) {
+                self.log_exit(pid, status);
+                continue;
+            }
+            if crate::exec::on_exit(self, pid, status) {
+                continue;
+            }
+            self.stats.zombies_reaped += 1;
+        }
+        // A reaped orphan may have been the last process of a stopping tree.
+        self.check_trees(now);
+        self.run_actions(now);
+    }
+
+    fn log_exit(&self, pid: Pid, status: ExitStatus) {
+        crate::debug!("pid {pid} {}", status.describe());
+    }
+
+    pub(crate) fn begin_shutdown(&mut self, mode: HaltMode, why: &str) {
+        if self.halt.is_some() {
+            crate::info!("shutdown already in progress; ignoring {why}");
+            return;
+        }
+        crate::info!("shutdown ({mode:?}) requested by {why}: stopping services");
+        self.halt = Some(mode);
+        self.sup.shutdown(Instant::now());
+        self.run_actions(Instant::now());
+    }
+
+    // ----- actions -------------------------------------------------------
+
+    pub(crate) fn run_actions(&mut self, now: Instant) {
+        loop {
+            let actions = self.sup.take_actions();
+            if actions.is_empty() {
+                break;
+            }
+            for a in actions {
+                self.run_action(a, now);
+            }
+        }
+    }
+
+    fn run_action(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::Spawn { name, gen } => {
+                let result = crate::launch::spawn_service(self, &name);
+                if let Err(e) = &result {
+                    crate::warn!("unable to start '{name}': {e}");
+                }
+                self.sup.on_spawned(&name, gen, result, now);
+            }
+            Action::WatchPort { name, gen, port } => {
+                if let Some(old) = self.ports.insert(
+                    name,
+                    PortWatch {
+                        gen,
+                        port,
+                        probe: None,
+                    },
+                ) {
+                    self.drop_probe(old.probe);
+                }
+                self.scan_ports(now);
+            }
+            Action::Terminate { name, pgid } => {
+                let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
+                if let Some(cg) = &self.cgroups {
+                    cg.signal_all(&name, Signal::SIGTERM);
+                }
+                crate::launch::on_terminate(self, &name);
+            }
+            Action::KillTree { name, pgid } => {
+                let _ = killpg(NixPid::from_raw(pgid), Signal::SIGKILL);
+                if let Some(cg) = &self.cgroups {
+                    cg.kill_all(&name);
+                }
+                crate::launch::on_kill(self, &name);
+            }
+            Action::WatchTree { name, gen, pgid } => {
+                self.trees.retain(|t| t.name != name);
+                self.trees.push(TreeWatch {
+                    name,
+                    gen,
+                    pgid,
+                    since: now,
+                });
+                self.check_trees(now);
+            }
+            Action::Schedule { at, timer } => self.timers.schedule(at, TimerKey::Service(timer)),
+            Action::Settled { name, outcome } => {
+                if let Some(w) = self.ports.remove(&name) {
+                    self.drop_probe(w.probe);
+                }
+                crate::api::on_settled(self, &name, &outcome);
+                self.restore.on_settled(&name, &outcome);
+                if let Some(report) = self.restore.take_finished() {
+                    crate::api::answer_restore(self, report);
+                }
+                if matches!(outcome, Outcome::Running | Outcome::Stopped) {
+                    // Running flags are part of the state file.
+                    self.dirty = true;
+                }
+            }
+            Action::Persist => self.dirty = true,
+            Action::Removed { name } => {
+                self.ports.remove(&name);
+                if let Some(cg) = &self.cgroups {
+                    cg.remove(&name);
+                }
+                crate::launch::on_removed(self, &name);
+            }
+            Action::ShutdownComplete => {
+                crate::info!("all services stopped");
+                self.shutdown_done = true;
+                self.finished = true;
+            }
+        }
+    }
+
+    fn on_timer(&mut self, key: TimerKey, now: Instant) {
+        match key {
+            TimerKey::Service(t) => self.sup.on_timer(&t, now),
+            TimerKey::PortScan => {
+                self.scan_scheduled = false;
+                self.scan_ports(now);
+            }
+            TimerKey::TreeCheck => {
+                self.tree_check_scheduled = false;
+                self.check_trees(now);
+            }
+            TimerKey::ConnSweep => {
+                self.sweep_at = None;
+                self.sweep_conns(now);
+            }
+        }
+        self.run_actions(now);
+    }
+
+    // ----- health ports --------------------------------------------------
+
+    fn scan_ports(&mut self, now: Instant) {
+        if self.ports.is_empty() {
+            return;
+        }
+        let mut open = HashSet::new();
+        let scanned = match &mut self.scanner {
+            Some(s) => s.scan(&mut open),
+            None => probe::scan_procfs(&mut open),
+        };
+        if let Err(e) = scanned {
+            crate::debug!("listening-socket scan failed: {e}");
+        }
+        let ready: Vec<(String, u64, u16)> = self
+            .ports
+            .iter()
+            .filter(|(_, w)| w.probe.is_none() && open.contains(&w.port))
+            .map(|(n, w)| (n.clone(), w.gen, w.port))
+            .collect();
+        for (name, gen, port) in ready {
+            // Listening is not proof: confirm with one real connect.
+            match probe::start_connect(port) {
+                Ok(mut stream) => {
+                    let token = self.new_token();
+                    if self
+                        .poll
+                        .registry()
+                        .register(&mut stream, token, Interest::WRITABLE)
+                        .is_ok()
+                    {
+                        self.probes.insert(
+                            token,
+                            Probe {
+                                name: name.clone(),
+                                gen,
+                                stream,
+                            },
+                        );
+                        if let Some(w) = self.ports.get_mut(&name) {
+                            w.probe = Some(token);
+                        }
+                    }
+                }
+                Err(e) => crate::debug!("connect to port {port} failed: {e}"),
+            }
+        }
+        if !self.ports.is_empty() && !self.scan_scheduled {
+            self.scan_scheduled = true;
+            self.timers
+                .schedule(now + PORT_SCAN_INTERVAL, TimerKey::PortScan);
+        }
+    }
+
+    fn on_probe_event(&mut self, token: Token) {
+        let Some(mut p) = self.probes.remove(&token) else {
+            return;
+        };
+        let _ = self.poll.registry().deregister(&mut p.stream);
+        let ok = matches!(probe::connect_outcome(&p.stream), Ok(true));
+        let current = self.ports.get(&p.name).is_some_and(|w| w.gen == p.gen);
+        if !current {
+            return;
+        }
+        if ok {
+            self.ports.remove(&p.name);
+            let now = Instant::now();
+            self.sup.on_ready(&p.name, p.gen, now);
+            self.run_actions(now);
+        } else if let Some(w) = self.ports.get_mut(&p.name) {
+            w.probe = None; // try again at the next scan
+        }
+    }
+
+    fn drop_probe(&mut self, token: Option<Token>) {
+        if let Some(mut p) = token.and_then(|t| self.probes.remove(&t)) {
+            let _ = self.poll.registry().deregister(&mut p.stream);
+        }
+    }
+
+    // ----- process trees -------------------------------------------------
+
+    fn tree_gone(&self, t: &TreeWatch) -> bool {
+        if let Some(cg) = &self.cgroups {
+            if !cg.is_empty(&t.name) {
+                return false;
+            }
+        }
+        // kill(-pgid, 0) fails with ESRCH once no process is left in the
+        // group (zombies included, so reaped orphans count as gone).
+        t.pgid <= 0 || kill(NixPid::from_raw(-t.pgid), None).is_err()
+    }
+
+    fn check_trees(&mut self, now: Instant) {
+        if self.trees.is_empty() {
+            return;
+        }
+        let mut done = Vec::new();
+        let mut keep = Vec::new();
+        for t in std::mem::take(&mut self.trees) {
+            if self.tree_gone(&t) {
+                done.push(t);
+            } else if now.saturating_duration_since(t.since) > TREE_GIVE_UP {
+                crate::warn!(
+                    "processes of '{}' survive SIGKILL; giving up waiting",
+                    t.name
+                );
+                done.push(t);
+            } else {
+                // Keep killing: a forker may have raced the first SIGKILL.
+                let _ = killpg(NixPid::from_raw(t.pgid), Signal::SIGKILL);
+                if let Some(cg) = &self.cgroups {
+                    cg.kill_all(&t.name);
+                }
+                keep.push(t);
+            }
+        }
+        self.trees = keep;
+        for t in done {
+            self.sup.on_tree_empty(&t.name, t.gen, now);
+        }
+        if !self.trees.is_empty() && !self.tree_check_scheduled {
+            self.tree_check_scheduled = true;
+            self.timers
+                .schedule(now + Duration::from_millis(5), TimerKey::TreeCheck);
+        }
+    }
+
+    // ----- connections ---------------------------------------------------
+
+    pub(crate) fn new_token(&mut self) -> Token {
+        let t = Token(self.next_token);
+        self.next_token = self.next_token.wrapping_add(1).max(2);
+        t
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => self.add_conn(stream),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: leave the rest in the backlog.
+                    crate::warn!("accept failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, mut stream: UnixStream) {
+        let now = Instant::now();
+        if self.conns.len() >= MAX_CONNS {
+            let err = crate::api::error::ApiError::Unavailable("too many connections".into());
+            let _ = io::Write::write(&mut stream, &err.to_response(false).to_bytes());
+            return;
+        }
+        let trusted = peer_is_trusted(&stream);
+        let token = self.new_token();
+        if self
+            .poll
+            .registry()
+            .register(&mut stream, token, Interest::READABLE)
+            .is_err()
+        {
+            return;
+        }
+        let conn = Conn::new(stream, trusted, now);
+        self.conns.insert(token, conn);
+        self.arm_sweep(now + crate::api::conn::IDLE_TIMEOUT);
+    }
+
+    fn on_conn_event(&mut self, token: Token, readable: bool, writable: bool, closed: bool) {
+        if readable || closed {
+            let Some(conn) = self.conns.get_mut(&token) else {
+                return;
+            };
+            // Read no more than one maximal request ahead: a client that
+            // floods is held back by its own socket buffer.
+            let limit = crate::api::http::MAX_HEAD_BYTES + crate::api::http::MAX_BODY_BYTES + 1;
+            if let crate::api::conn::ReadResult::Closed = conn.read_available(limit) {
+                conn.peer_closed = true;
+            }
+            let peer_closed = conn.peer_closed;
+            crate::api::process_conn(self, token);
+            if peer_closed {
+                // Whatever it still waited for goes on without it.
+                self.close_conn(token);
+                return;
+            }
+        }
+        if writable {
+            self.flush_conn(token);
+        }
+    }
+
+    /// Writes pending output; closes the connection when done with it.
+    pub(crate) fn flush_conn(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.flush().is_err() {
+            self.close_conn(token);
+            return;
+        }
+        if conn.wants_close() {
+            self.close_conn(token);
+            return;
+        }
+        let want_write = !conn.wbuf.is_empty();
+        if want_write != conn.writable_interest {
+            let interest = if want_write {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if self
+                .poll
+                .registry()
+                .reregister(&mut conn.stream, token, interest)
+                .is_ok()
+            {
+                conn.writable_interest = want_write;
+            }
+        }
+    }
+
+    pub(crate) fn close_conn(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+        }
+        self.waiters.retain(|w| w.token != token);
+        self.restore.forget_waiter(token);
+        crate::exec::on_conn_closed(self, token);
+        crate::launch::on_conn_closed(self, token);
+    }
+
+    pub(crate) fn arm_sweep(&mut self, at: Instant) {
+        if self.sweep_at.is_none_or(|s| at < s) {
+            self.sweep_at = Some(at);
+            self.timers.schedule(at, TimerKey::ConnSweep);
+        }
+    }
+
+    /// Closes idle keep-alive connections and answers 408 to requests that
+    /// did not arrive whole in time.
+    fn sweep_conns(&mut self, now: Instant) {
+        let expired: Vec<(Token, ConnState)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .map(|(t, c)| (*t, c.state))
+            .collect();
+        for (token, state) in expired {
+            if state == ConnState::Reading {
+                let resp = crate::api::error::ApiError::TooSlow.to_response(false);
+                if let Some(c) = self.conns.get_mut(&token) {
+                    c.rbuf.clear();
+                    c.wbuf.extend_from_slice(&resp.to_bytes());
+                    c.state = ConnState::Closing;
+                    c.deadline = Some(now + Duration::from_secs(5));
+                }
+                self.flush_conn(token);
+            } else {
+                self.close_conn(token);
+            }
+        }
+        if let Some(next) = self.conns.values().filter_map(|c| c.deadline).min() {
+            self.arm_sweep(next);
+        }
+    }
+
+    // ----- state file ----------------------------------------------------
+
+    fn write_state_if_dirty(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        if let Err(e) = self.write_state() {
+            crate::error!(
+                "unable to write the state file {}: {e}",
+                self.cfg.state_file.display()
+            );
+            self.dirty = true; // retried at the next change
+        }
+    }
+
+    pub(crate) fn write_state(&mut self) -> io::Result<()> {
+        let snapshot = crate::boot::snapshot(&self.sup);
+        state_file::write_atomic(&self.cfg.state_file, &state_file::encode(&snapshot))
+    }
+
+    pub(crate) fn log_dir(&self) -> &Path {
+        &self.cfg.log_dir
+    }
+}
+
+/// Root, or the init's own uid, may use the API (`SO_PEERCRED`).
+fn peer_is_trusted(stream: &UnixStream) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    match getsockopt(stream, PeerCredentials) {
+        Ok(cred) => cred.uid() == 0 || cred.uid() == nix::unistd::geteuid().as_raw(),
+        Err(_) => false,
+    }
+}
+
+/// Many connections and service pipes need more than the default 1024 fds.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+    }
+}

@@ -1,0 +1,159 @@
+//! Restore reports: which services a restore (at boot, or `POST
+//! /v1/restore`) started, stopped, or could not start. A report is complete
+//! once every service it started is `running` or `failed`.
+
+use crate::supervisor::Outcome;
+use mio::Token;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+#[derive(Default)]
+pub struct RestoreTracker {
+    current: Option<Run>,
+    /// The last finished report (`GET /v1/restore`).
+    pub last: Option<Value>,
+}
+
+struct Run {
+    trigger: &'static str,
+    at: SystemTime,
+    pending: BTreeSet<String>,
+    started: Vec<String>,
+    stopped: Vec<String>,
+    failed: Vec<(String, String)>,
+    state_file_error: Option<String>,
+    waiters: Vec<(Token, bool)>,
+}
+
+pub struct Finished {
+    pub report: Value,
+    pub waiters: Vec<(Token, bool)>,
+}
+
+impl RestoreTracker {
+    pub fn begin(&mut self, trigger: &'static str, state_file_error: Option<String>) {
+        // A new restore replaces one still running; its waiters move over.
+        let waiters = self.current.take().map(|r| r.waiters).unwrap_or_default();
+        self.current = Some(Run {
+            trigger,
+            at: SystemTime::now(),
+            pending: BTreeSet::new(),
+            started: Vec::new(),
+            stopped: Vec::new(),
+            failed: Vec::new(),
+            state_file_error,
+            waiters,
+        });
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.current.is_some()
+    }
+
+    pub fn expect_start(&mut self, name: &str) {
+        if let Some(r) = &mut self.current {
+            r.pending.insert(name.to_string());
+        }
+    }
+
+    pub fn started_already(&mut self, name: &str) {
+        if let Some(r) = &mut self.current {
+            r.started.push(name.to_string());
+        }
+    }
+
+    pub fn stopped(&mut self, name: &str) {
+        if let Some(r) = &mut self.current {
+            r.stopped.push(name.to_string());
+        }
+    }
+
+    pub fn failed(&mut self, name: &str, why: String) {
+        if let Some(r) = &mut self.current {
+            r.pending.remove(name);
+            r.failed.push((name.to_string(), why));
+        }
+    }
+
+    pub fn add_waiter(&mut self, token: Token, keep_alive: bool) {
+        if let Some(r) = &mut self.current {
+            r.waiters.push((token, keep_alive));
+        }
+    }
+
+    pub fn forget_waiter(&mut self, token: Token) {
+        if let Some(r) = &mut self.current {
+            r.waiters.retain(|(t, _)| *t != token);
+        }
+    }
+
+    pub fn on_settled(&mut self, name: &str, outcome: &Outcome) {
+        let Some(r) = &mut self.current else {
+            return;
+        };
+        if !r.pending.remove(name) {
+            return;
+        }
+        match outcome {
+            Outcome::Running => r.started.push(name.to_string()),
+            Outcome::Failed(why) => r.failed.push((name.to_string(), why.clone())),
+            Outcome::Stopped => r
+                .failed
+                .push((name.to_string(), "stopped before it was running".into())),
+            Outcome::Deleted => r
+                .failed
+                .push((name.to_string(), "deleted before it was running".into())),
+        }
+    }
+
+    /// The report, once nothing is pending any more.
+    pub fn take_finished(&mut self) -> Option<Finished> {
+        if self.current.as_ref().is_some_and(|r| r.pending.is_empty()) {
+            let r = self.current.take()?;
+            let report = json!({
+                "trigger": r.trigger,
+                "timestamp": crate::api::model::rfc3339(r.at),
+                "started_services": r.started,
+                "stopped_services": r.stopped,
+                "failed_services": r.failed.iter().map(|(n, e)| json!({"name": n, "error": e})).collect::<Vec<_>>(),
+                "state_file_error": r.state_file_error,
+            });
+            self.last = Some(report.clone());
+            return Some(Finished {
+                report,
+                waiters: r.waiters,
+            });
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_waits_for_every_start() {
+        let mut t = RestoreTracker::default();
+        t.begin("boot", None);
+        t.expect_start("a");
+        t.expect_start("b");
+        t.stopped("c");
+        assert!(t.take_finished().is_none());
+        t.on_settled("a", &Outcome::Running);
+        t.on_settled("zzz", &Outcome::Running);
+        assert!(t.take_finished().is_none());
+        t.on_settled("b", &Outcome::Failed("cmd 'x' not found on PATH".into()));
+        let f = t.take_finished().unwrap();
+        assert_eq!(f.report["started_services"], json!(["a"]));
+        assert_eq!(f.report["stopped_services"], json!(["c"]));
+        assert_eq!(f.report["failed_services"][0]["name"], "b");
+        assert!(f.report["failed_services"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("not found"));
+        assert_eq!(t.last.as_ref(), Some(&f.report));
+        assert!(!t.is_running());
+    }
+}
