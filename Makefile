@@ -1,0 +1,47 @@
+# iris-init: build, run, test, benchmark, boot in a microVM.
+SHELL := /bin/bash
+CARGO ?= cargo
+RUN_DIR ?= $(CURDIR)/build/run
+
+.PHONY: all build setup run test ci lint unit vm vm-test bench clean
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+# System packages for the examples, the tests, the VM and containers.
+setup:
+	bash scripts/setup.sh
+
+# Run the init as a plain supervisor with the example drop-ins.
+run: build
+	mkdir -p $(RUN_DIR)
+	@echo "API socket: $(RUN_DIR)/services.sock  (try: target/release/irisctl --socket $(RUN_DIR)/services.sock list)"
+	target/release/iris-init --socket $(RUN_DIR)/services.sock --services-dir $(CURDIR)/init.d \
+		--state-file $(RUN_DIR)/state.json --log-dir $(RUN_DIR)/logs
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --all-targets
+
+# Every test: unit and integration tests, then the microVM boot test.
+test: unit vm-test
+
+ci: lint test
+
+vm:
+	bash rootfs/build.sh && bash rootfs/run-vm.sh
+
+vm-test:
+	bash rootfs/build.sh && bash rootfs/vm-test.sh
+
+bench: build
+	$(CARGO) bench --bench iris_bench
+
+clean:
+	$(CARGO) clean
+	rm -rf build

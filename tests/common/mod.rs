@@ -1,0 +1,338 @@
+//! Shared test harness: runs the real `iris-init` binary on temporary
+//! directories and talks HTTP to it over its socket.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_iris-init");
+pub const CTL: &str = env!("CARGO_BIN_EXE_irisctl");
+
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        // Under the target dir, not /tmp: a PID-1 init may mount a tmpfs on /tmp.
+        let p = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("it-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(p.join("init.d")).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running init; killed (and its services with it) on drop.
+pub struct Init {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub socket: PathBuf,
+}
+
+pub fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    (
+        dir.join("run/services.sock"),
+        dir.join("init.d"),
+        dir.join("state/state.json"),
+        dir.join("logs"),
+    )
+}
+
+impl Init {
+    pub fn start(dir: &Path) -> Init {
+        Self::start_with(dir, &[])
+    }
+
+    pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Init {
+        let (socket, services, state, logs) = paths(dir);
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--socket")
+            .arg(&socket)
+            .arg("--services-dir")
+            .arg(&services)
+            .arg("--state-file")
+            .arg(&state)
+            .arg("--log-dir")
+            .arg(&logs)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn iris-init");
+        let init = Init {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            socket,
+        };
+        init.wait_ready();
+        init
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while UnixStream::connect(&self.socket).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "iris-init did not open its socket"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket)
+    }
+
+    /// One request on a fresh connection.
+    pub fn req(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        self.client().req(method, path, body)
+    }
+
+    pub fn put(&self, name: &str, def: &str) -> (u16, Value) {
+        self.req("PUT", &format!("/v1/services/{name}"), Some(def))
+    }
+
+    pub fn service(&self, name: &str) -> Value {
+        let (s, v) = self.req("GET", &format!("/v1/services/{name}"), None);
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// Waits until `f(service)` holds.
+    pub fn wait_for(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.service(name);
+            if f(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {name}: {what}; last: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn wait_status(&self, name: &str, status: &str) -> Value {
+        self.wait_for(name, status, |v| v["status"] == status)
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        wait_child(&mut child, Duration::from_secs(30)).expect("init exits after SIGTERM")
+    }
+
+    /// SIGKILL, as a crash or a VM reset would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Init {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            if wait_child(&mut c, Duration::from_secs(15)).is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+pub fn wait_child(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(s)) = c.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A keep-alive HTTP/1.1 client over the socket.
+pub struct Client {
+    pub stream: UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(path: &Path) -> Client {
+        let stream = UnixStream::connect(path).expect("connect to socket");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn req(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let (s, b) = self.req_bytes(method, path, body);
+        let v = if b.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&b).unwrap_or(Value::String(String::from_utf8_lossy(&b).into()))
+        };
+        (s, v)
+    }
+
+    pub fn req_bytes(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
+        let body = body.unwrap_or("");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: iris\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        self.send_raw(head.as_bytes());
+        self.send_raw(body.as_bytes());
+        self.read_response()
+    }
+
+    /// Reads one Content-Length response.
+    pub fn read_response(&mut self) -> (u16, Vec<u8>) {
+        loop {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+                let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + len {
+                    self.fill();
+                }
+                let body = self.buf[end + 4..end + 4 + len].to_vec();
+                self.buf.drain(..end + 4 + len);
+                return (status, body);
+            }
+            self.fill();
+        }
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).expect("read response");
+        assert!(n > 0, "connection closed before a full response");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Is a process with this pid alive (not a zombie)?
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            let state = s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next();
+            state != Some('Z') && state != Some('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Pids of processes whose command line contains `needle`.
+pub fn pids_with_cmdline(needle: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            if c.contains(needle) && alive(pid) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// Zombie children of `parent`.
+pub fn zombies_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            let rest: Vec<&str> = s
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .collect();
+            if rest.first() == Some(&"Z")
+                && rest.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+            {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+/// A free TCP port on loopback (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A command line that listens on `port` after `delay_ms` and stays up.
+pub fn listener_after(port: u16, delay_ms: u64) -> String {
+    format!(
+        r#"{{"cmd":"python3","args":["-c","import socket,time\ntime.sleep({d})\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',{port}))\ns.listen(64)\nwhile True:\n  c,_=s.accept()\n  c.close()\n"]"#,
+        d = delay_ms as f64 / 1000.0
+    )
+}
+
+/// A unique marker to find a test's processes by command line.
+pub fn marker(tag: &str) -> String {
+    format!("iris{}x{}", tag, std::process::id())
+}

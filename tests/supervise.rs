@@ -1,0 +1,374 @@
+//! End-to-end supervision with real processes: start/stop/delete, health
+//! ports, needs, restarts, reaping, shutdown.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+fn unique_sleep() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    700_000
+        + (std::process::id() as u64 % 1000) * 100
+        + N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn stop_and_delete_leave_no_process_behind() {
+    let t = TempDir::new("stop");
+    let init = Init::start(t.path());
+    let n = unique_sleep();
+    let def = format!(r#"{{"cmd":"sh","args":["-c","sleep {n} & sleep {n}"]}}"#);
+    assert_eq!(init.put("tree", &def).0, 201);
+    let (s, v) = init.req("POST", "/v1/services/tree/start", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "running");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids_with_cmdline(&format!("sleep {n}")).len() < 2 {
+        assert!(Instant::now() < deadline, "both sleeps should run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (s, v) = init.req("POST", "/v1/services/tree/stop", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "stopped");
+    assert!(
+        pids_with_cmdline(&format!("sleep {n}")).is_empty(),
+        "stop answered only once the tree is gone"
+    );
+    // Stop of a stopped service is 200.
+    assert_eq!(init.req("POST", "/v1/services/tree/stop", None).0, 200);
+
+    init.req("POST", "/v1/services/tree/start", None);
+    assert_eq!(init.req("DELETE", "/v1/services/tree", None).0, 200);
+    assert!(pids_with_cmdline(&format!("sleep {n}")).is_empty());
+    assert_eq!(init.req("GET", "/v1/services/tree", None).0, 404);
+    assert_eq!(init.req("DELETE", "/v1/services/tree", None).0, 404);
+}
+
+#[test]
+fn start_of_running_is_noop_and_wait_false_answers_at_once() {
+    let t = TempDir::new("noop");
+    let init = Init::start(t.path());
+    let port = free_port();
+    init.put(
+        "web",
+        &format!("{},\"health_port\":{port}}}", listener_after(port, 700)),
+    );
+    let (s, v) = init.req("POST", "/v1/services/web/start?wait=false", None);
+    assert_eq!(s, 202, "{v}");
+    assert_eq!(v["status"], "unknown");
+    let v = init.wait_status("web", "running");
+    let pid = v["pid"].as_i64().unwrap();
+    let (s, v) = init.req("POST", "/v1/services/web/start", None);
+    assert_eq!((s, v["pid"].as_i64().unwrap()), (200, pid), "same pid");
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+}
+
+#[test]
+fn health_port_gates_running_and_timeout_kills() {
+    let t = TempDir::new("health");
+    let init = Init::start(t.path());
+    let port = free_port();
+    init.put(
+        "late",
+        &format!("{},\"health_port\":{port}}}", listener_after(port, 1500)),
+    );
+    let mut c = init.client();
+    let start = std::thread::spawn({
+        let sock = init.socket.clone();
+        move || Client::connect(&sock).req("POST", "/v1/services/late/start", None)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, v) = c.req("GET", "/v1/services/late", None);
+    assert_eq!(
+        v["status"], "unknown",
+        "not running before its port accepts"
+    );
+    let (s, v) = start.join().unwrap();
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+
+    // A port that never opens: killed, then failed, with a clear error.
+    let n = unique_sleep();
+    let port2 = free_port();
+    init.put(
+        "never",
+        &format!(
+            r#"{{"cmd":"sleep","args":["{n}"],"health_port":{port2},"health_timeout_secs":0.5}}"#
+        ),
+    );
+    let (s, v) = init.req("POST", "/v1/services/never/start", None);
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("did not accept"),
+        "{v}"
+    );
+    assert!(
+        pids_with_cmdline(&format!("sleep {n}")).is_empty(),
+        "killed before failed"
+    );
+    assert_eq!(init.service("never")["status"], "failed");
+}
+
+/// Each service records when it was spawned and when its port opened.
+fn chain_member(dir: &std::path::Path, name: &str, port: u16, needs: &[&str]) -> String {
+    let script = format!(
+        "import socket,time\nopen('{d}/{name}.spawned','w').write(repr(time.time()))\ntime.sleep(0.3)\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',{port}))\ns.listen(8)\nopen('{d}/{name}.listening','w').write(repr(time.time()))\nwhile True:\n  c,_=s.accept()\n  c.close()\n",
+        d = dir.display()
+    );
+    serde_json::json!({"cmd": "python3", "args": ["-c", script], "health_port": port, "needs": needs})
+        .to_string()
+}
+
+fn read_time(p: std::path::PathBuf) -> f64 {
+    std::fs::read_to_string(&p)
+        .unwrap_or_else(|_| panic!("{}", p.display()))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn needs_chain_spawns_each_after_its_need_is_ready() {
+    let t = TempDir::new("chain");
+    let init = Init::start(t.path());
+    let d = t.path();
+    init.put("a", &chain_member(d, "a", free_port(), &[]));
+    init.put("b", &chain_member(d, "b", free_port(), &["a"]));
+    init.put("c", &chain_member(d, "c", free_port(), &["b"]));
+    let (s, v) = init.req("POST", "/v1/services/c/start", None);
+    assert_eq!(s, 200, "{v}");
+    for n in ["a", "b", "c"] {
+        assert_eq!(init.service(n)["status"], "running", "{n}");
+    }
+    assert!(
+        read_time(d.join("b.spawned")) >= read_time(d.join("a.listening")),
+        "b after a is ready"
+    );
+    assert!(
+        read_time(d.join("c.spawned")) >= read_time(d.join("b.listening")),
+        "c after b is ready"
+    );
+}
+
+#[test]
+fn failing_and_missing_needs_are_clear_errors() {
+    let t = TempDir::new("needfail");
+    let init = Init::start(t.path());
+    init.put("db", r#"{"cmd":"no-such-db-binary-xyz"}"#);
+    init.put("app", r#"{"cmd":"sleep","args":["100"],"needs":["db"]}"#);
+    let (s, v) = init.req("POST", "/v1/services/app/start", None);
+    assert!((400..500).contains(&s), "{s} {v}");
+    let msg = v["message"].as_str().unwrap();
+    assert!(msg.contains("'db'") && msg.contains("not found"), "{msg}");
+    let app = init.service("app");
+    assert_eq!(app["status"], "failed");
+    assert!(
+        app["error"].as_str().unwrap().contains("need 'db'"),
+        "{app}"
+    );
+    assert_eq!(
+        init.service("db")["error"],
+        "cmd 'no-such-db-binary-xyz' not found on PATH"
+    );
+
+    init.put(
+        "lonely",
+        r#"{"cmd":"sleep","args":["100"],"needs":["ghost"]}"#,
+    );
+    let (s, v) = init.req("POST", "/v1/services/lonely/start", None);
+    assert!((400..500).contains(&s));
+    assert!(v["message"].as_str().unwrap().contains("'ghost'"), "{v}");
+
+    init.put("x", r#"{"cmd":"sleep","needs":["y"]}"#);
+    let (s, v) = init.put("y", r#"{"cmd":"sleep","needs":["x"]}"#);
+    assert_eq!(s, 409, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("cycle"), "{v}");
+}
+
+#[test]
+fn crashed_service_restarts_with_backoff_and_counts() {
+    let t = TempDir::new("crash");
+    let init = Init::start(t.path());
+    let n = unique_sleep();
+    init.put("c", &format!(r#"{{"cmd":"sleep","args":["{n}"]}}"#));
+    let v = init.req("POST", "/v1/services/c/start", None).1;
+    let pid1 = v["pid"].as_i64().unwrap() as i32;
+    unsafe { libc::kill(pid1, libc::SIGKILL) };
+    let v = init.wait_for("c", "restarted once", |v| {
+        v["restarts"] == 1 && v["status"] == "running"
+    });
+    let pid2 = v["pid"].as_i64().unwrap() as i32;
+    assert_ne!(pid1, pid2);
+    assert_eq!(v["exit_code"], 137);
+    unsafe { libc::kill(pid2, libc::SIGKILL) };
+    let v = init.wait_for("c", "restarted twice", |v| {
+        v["restarts"] == 2 && v["status"] == "running"
+    });
+    assert_ne!(v["pid"].as_i64().unwrap() as i32, pid2);
+
+    // A clean exit under on-failure stays stopped; under `never` a failure stays failed.
+    init.put("once", r#"{"cmd":"true"}"#);
+    init.req("POST", "/v1/services/once/start", None);
+    init.wait_status("once", "stopped");
+    init.put("bad", r#"{"cmd":"false","restart":"never"}"#);
+    init.req("POST", "/v1/services/bad/start", None);
+    let v = init.wait_status("bad", "failed");
+    assert_eq!(v["exit_code"], 1);
+    assert_eq!(v["restarts"], 0);
+}
+
+#[test]
+fn orphans_are_reaped_no_zombie_left() {
+    let t = TempDir::new("orphans");
+    let init = Init::start(t.path());
+    init.put(
+        "forker",
+        r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 200 ]; do (true &); i=$((i+1)); done; exec sleep 1000"]}"#,
+    );
+    init.req("POST", "/v1/services/forker/start", None);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, sys) = init.req("GET", "/v1/system", None);
+        if sys["zombies_reaped"].as_u64().unwrap() >= 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "orphans not reaped: {sys}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        zombies_of(init.pid()).is_empty(),
+        "no zombie under the init"
+    );
+}
+
+#[test]
+fn fifty_clients_are_served_while_a_start_waits() {
+    let t = TempDir::new("fifty");
+    let init = Init::start(t.path());
+    let port = free_port();
+    init.put(
+        "slow",
+        &format!("{},\"health_port\":{port}}}", listener_after(port, 2000)),
+    );
+    let sock = init.socket.clone();
+    let pending = std::thread::spawn(move || {
+        Client::connect(&sock).req("POST", "/v1/services/slow/start", None)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let clients: Vec<_> = (0..50)
+        .map(|_| {
+            let sock = init.socket.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::connect(&sock);
+                (0..5)
+                    .map(|_| c.req("GET", "/v1/services", None).0)
+                    .collect::<Vec<u16>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        assert!(c.join().unwrap().iter().all(|s| *s == 200));
+    }
+    assert!(
+        !pending.is_finished(),
+        "the start was still pending while all 50 were served"
+    );
+    assert_eq!(pending.join().unwrap().0, 200);
+}
+
+#[test]
+fn sigterm_stops_in_reverse_order_and_keeps_wanted_state() {
+    let t = TempDir::new("sigterm");
+    let mut init = Init::start(t.path());
+    let d = t.path().display().to_string();
+    // Each service logs its own TERM to a shared file.
+    let svc = |name: &str, needs: &str| {
+        format!(
+            r#"{{"cmd":"sh","args":["-c","trap 'echo {name} >> {d}/order; exit 0' TERM; while :; do sleep 0.05; done"],"needs":[{needs}]}}"#
+        )
+    };
+    init.put("db", &svc("db", ""));
+    init.put("app", &svc("app", "\"db\""));
+    init.put("web", &svc("web", "\"app\""));
+    assert_eq!(init.req("POST", "/v1/services/web/start", None).0, 200);
+    let status = init.terminate();
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
+    let order = std::fs::read_to_string(t.path().join("order")).unwrap();
+    assert_eq!(
+        order.split_whitespace().collect::<Vec<_>>(),
+        ["web", "app", "db"]
+    );
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(t.path().join("state/state.json")).unwrap())
+            .unwrap();
+    for n in ["db", "app", "web"] {
+        assert_eq!(state["services"][n]["wanted"], "up", "{n}: {state}");
+    }
+}
+
+#[test]
+fn spawned_service_gets_clean_signals_and_fds() {
+    let t = TempDir::new("clean");
+    let init = Init::start(t.path());
+    let out = t.path().join("probe.txt");
+    let def = serde_json::json!({"cmd":"sh","args":["-c", format!(
+        "grep -E '^(SigBlk|SigIgn)' /proc/self/status > {o}; ls /proc/self/fd | tr '\\n' ' ' >> {o}; exec sleep 1000", o = out.display())]});
+    init.put("p", &def.to_string());
+    init.req("POST", "/v1/services/p/start", None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&out)
+        .map(|s| s.contains(' '))
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
+    assert!(text.contains("SigIgn:\t0000000000000000"), "{text}");
+    // ls itself opens one fd for the directory it lists.
+    let fds: Vec<&str> = text.lines().last().unwrap().split_whitespace().collect();
+    assert!(fds.len() <= 4, "only stdio (+ ls's own) fds: {fds:?}");
+}
+
+#[test]
+fn user_env_and_working_dir_apply() {
+    let t = TempDir::new("user");
+    let init = Init::start(t.path());
+    let out = t.path().join("who");
+    std::fs::create_dir_all(t.path().join("wd")).unwrap();
+    std::fs::set_permissions(
+        t.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        t.path().join("wd"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let def = serde_json::json!({"cmd":"sh","args":["-c", format!("echo $(id -u) $(id -g) $GREETING $(pwd) > {}; exec sleep 1000", out.display())],
+        "user":"nobody","env":{"GREETING":"hello"},"working_dir": t.path().join("wd")});
+    init.put("u", &def.to_string());
+    assert_eq!(init.req("POST", "/v1/services/u/start", None).0, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !out.exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        text.trim(),
+        format!("65534 65534 hello {}", t.path().join("wd").display())
+    );
+
+    init.put(
+        "ghost",
+        r#"{"cmd":"sleep","args":["1"],"user":"no-such-user-xyz"}"#,
+    );
+    let (s, v) = init.req("POST", "/v1/services/ghost/start", None);
+    assert!((400..500).contains(&s));
+    assert!(
+        v["message"].as_str().unwrap().contains("no-such-user-xyz"),
+        "{v}"
+    );
+}
