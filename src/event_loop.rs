@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::pid1::HaltMode;
 use crate::probe::{self, ListenScanner};
 use crate::restore::RestoreTracker;
-use crate::supervisor::{Action, ExitStatus, Outcome, Pid, Supervisor, Timer};
+use crate::supervisor::{Action, Outcome, Pid, Supervisor, Timer};
 use crate::timers::Timers;
 use crate::{reaper, state_file};
 use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM};
@@ -42,6 +42,22 @@ pub(crate) enum TimerKey {
     PortScan,
     TreeCheck,
     ConnSweep,
+    Exec(u64),
+}
+
+/// Who reads or writes a pipe registered with the poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PipeOwner {
+    /// A service's stdout+stderr.
+    Log(String),
+    /// An exec's stdout (`err: false`) or stderr.
+    ExecOut {
+        id: u64,
+        err: bool,
+    },
+    ExecIn {
+        id: u64,
+    },
 }
 
 /// An answer deferred until a service settles.
@@ -92,6 +108,9 @@ pub struct Init {
     signals: Signals,
     pub(crate) conns: HashMap<Token, Conn>,
     probes: HashMap<Token, Probe>,
+    pub(crate) pipes: HashMap<Token, PipeOwner>,
+    pub(crate) logs: crate::logs::Logs,
+    pub(crate) execs: crate::exec::Execs,
     next_token: usize,
     pub(crate) sup: Supervisor,
     timers: Timers<TimerKey>,
@@ -188,6 +207,7 @@ impl Init {
                 None
             }
         };
+        let logs = crate::logs::Logs::new(&cfg.log_dir);
         Ok(Init {
             cfg,
             poll,
@@ -195,6 +215,9 @@ impl Init {
             signals,
             conns: HashMap::new(),
             probes: HashMap::new(),
+            pipes: HashMap::new(),
+            logs,
+            execs: crate::exec::Execs::default(),
             next_token: 2,
             sup: Supervisor::new(),
             timers: Timers::default(),
@@ -282,7 +305,17 @@ impl Init {
             LISTENER => self.accept_all(),
             t if self.conns.contains_key(&t) => self.on_conn_event(t, readable, writable, closed),
             t if self.probes.contains_key(&t) => self.on_probe_event(t),
+            t if self.pipes.contains_key(&t) => self.on_pipe_event(t),
             _ => {} // a closed source: tokens are never reused
+        }
+    }
+
+    fn on_pipe_event(&mut self, token: Token) {
+        match self.pipes.get(&token).cloned() {
+            Some(PipeOwner::Log(name)) => crate::logs::on_readable(self, &name),
+            Some(PipeOwner::ExecOut { id, err }) => crate::exec::on_output(self, id, err),
+            Some(PipeOwner::ExecIn { id }) => crate::exec::on_input(self, id),
+            None => {}
         }
     }
 
@@ -311,8 +344,12 @@ impl Init {
         let mut exited = Vec::new();
         reaper::reap_all(&mut exited);
         for (pid, status) in exited {
+            if let Some(name) = self.sup.owner_of(pid).map(str::to_string) {
+                crate::info!("service '{name}' (pid {pid}) {}", status.describe());
+                // Its last words reach the log before its exit is acted on.
+                crate::logs::drain(self, &name);
+            }
             if self.sup.on_exit(pid, status, now) {
-                self.log_exit(pid, status);
                 continue;
             }
             if crate::exec::on_exit(self, pid, status) {
@@ -323,10 +360,6 @@ impl Init {
         // A reaped orphan may have been the last process of a stopping tree.
         self.check_trees(now);
         self.run_actions(now);
-    }
-
-    fn log_exit(&self, pid: Pid, status: ExitStatus) {
-        crate::debug!("pid {pid} {}", status.describe());
     }
 
     pub(crate) fn begin_shutdown(&mut self, mode: HaltMode, why: &str) {
@@ -402,6 +435,7 @@ impl Init {
             }
             Action::Schedule { at, timer } => self.timers.schedule(at, TimerKey::Service(timer)),
             Action::Settled { name, outcome } => {
+                let outcome = self.explain_failure(&name, outcome);
                 if let Some(w) = self.ports.remove(&name) {
                     self.drop_probe(w.probe);
                 }
@@ -446,8 +480,30 @@ impl Init {
                 self.sweep_at = None;
                 self.sweep_conns(now);
             }
+            TimerKey::Exec(id) => crate::exec::on_timeout(self, id),
         }
         self.run_actions(now);
+    }
+
+    /// A service that died or missed its health deadline: its error and
+    /// the answer carry its last lines of output, so nobody needs a second
+    /// call to see why.
+    fn explain_failure(&mut self, name: &str, outcome: Outcome) -> Outcome {
+        let Outcome::Failed(msg) = &outcome else {
+            return outcome;
+        };
+        let own = ["exited with code", "killed by signal", "did not accept"];
+        if !own.iter().any(|w| msg.contains(w)) {
+            return outcome;
+        }
+        match crate::logs::excerpt(self, name, 5) {
+            Some(lines) => {
+                let full = format!("{msg}; last output:\n{lines}");
+                self.sup.set_error(name, full.clone());
+                Outcome::Failed(full)
+            }
+            None => outcome,
+        }
     }
 
     // ----- health ports --------------------------------------------------
@@ -685,6 +741,7 @@ impl Init {
         self.waiters.retain(|w| w.token != token);
         self.restore.forget_waiter(token);
         crate::exec::on_conn_closed(self, token);
+        crate::logs::forget_follower(self, token);
         crate::launch::on_conn_closed(self, token);
     }
 
@@ -743,9 +800,15 @@ impl Init {
         let snapshot = crate::boot::snapshot(&self.sup);
         state_file::write_atomic(&self.cfg.state_file, &state_file::encode(&snapshot))
     }
+}
 
-    pub(crate) fn log_dir(&self) -> &Path {
-        &self.cfg.log_dir
+impl Init {
+    pub(crate) fn registry(&self) -> &mio::Registry {
+        self.poll.registry()
+    }
+
+    pub(crate) fn schedule(&mut self, at: Instant, key: TimerKey) {
+        self.timers.schedule(at, key);
     }
 }
 

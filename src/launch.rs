@@ -6,9 +6,6 @@ use crate::event_loop::Init;
 use crate::spawn::{self, SpawnSpec};
 use crate::supervisor::Pid;
 use mio::Token;
-use std::fs::OpenOptions;
-use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 pub fn spawn_service(init: &mut Init, name: &str) -> Result<Pid, String> {
@@ -31,7 +28,7 @@ pub fn spawn_service(init: &mut Init, name: &str) -> Result<Pid, String> {
         .map(|(_, v)| v.as_str())
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let program = spawn::find_program(&def.cmd, path_var).map_err(|e| e.to_string())?;
-    let (stdout, stderr) = open_log(init.log_dir(), name)
+    let (stdout, stderr) = crate::logs::writer_for(init, name)
         .map_err(|e| format!("cannot open the log of '{name}': {e}"))?;
     let cgroup_procs = match &init.cgroups {
         Some(cg) => match cg.prepare(name) {
@@ -62,25 +59,25 @@ pub fn spawn_service(init: &mut Init, name: &str) -> Result<Pid, String> {
     Ok(pid)
 }
 
-/// The service's stdout and stderr: its log file, appended.
-fn open_log(dir: &Path, name: &str) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    std::fs::create_dir_all(dir)?;
-    let f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o640)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(dir.join(format!("{name}.log")))?;
-    let out: OwnedFd = f.into();
-    let err = out.try_clone()?;
-    Ok((out, err))
-}
-
 /// Hooks for container services and log streams (later issues).
 pub fn on_terminate(_init: &mut Init, _name: &str) {}
 pub fn on_kill(_init: &mut Init, _name: &str) {}
-pub fn on_removed(_init: &mut Init, _name: &str) {}
+pub fn on_removed(init: &mut Init, name: &str) {
+    crate::logs::on_removed(init, name);
+}
 pub fn on_conn_closed(_init: &mut Init, _token: Token) {}
+
+/// The runtime's exec command line for a container service.
+pub fn container_exec_argv(
+    init: &mut Init,
+    name: &str,
+    _cmd: &[String],
+) -> Result<Vec<String>, crate::api::error::ApiError> {
+    let _ = init;
+    Err(crate::api::error::ApiError::Conflict(format!(
+        "service '{name}' runs in a container, which this build cannot exec into yet"
+    )))
+}
 
 /// Fields of the service object that only the launcher knows.
 pub fn extra_fields(

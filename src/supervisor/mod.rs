@@ -206,6 +206,14 @@ impl Supervisor {
         self.services.insert(name.to_string(), svc);
     }
 
+    /// Replaces the error shown for a failed service (the loop adds the
+    /// last lines of output it knows of).
+    pub fn set_error(&mut self, name: &str, error: String) {
+        if let Some(s) = self.services.get_mut(name) {
+            s.error = Some(error);
+        }
+    }
+
     /// Sets the wanted state without acting (state-file restore at boot).
     pub fn set_wanted(&mut self, name: &str, wanted: Wanted) {
         if let Some(s) = self.services.get_mut(name) {

@@ -68,7 +68,11 @@ impl Init {
             .arg(&state)
             .arg("--log-dir")
             .arg(&logs)
-            .stdin(Stdio::null());
+            .stdin(Stdio::null())
+            .env(
+                "IRIS_LOG",
+                std::env::var("IRIS_LOG").unwrap_or_else(|_| "warn".into()),
+            );
         for (k, v) in env {
             cmd.env(k, v);
         }
