@@ -71,13 +71,24 @@ pub fn load_and_start(init: &mut Init, now: Instant) {
         });
         init.sup.set_wanted(&name, wanted);
     }
-    apply(init, "boot", error, now);
+    apply(init, "boot", error, None, now);
 }
 
 /// Starts every service wanted up that is not running (a crashed one
 /// included) and stops every one wanted down that runs.
-pub fn apply(init: &mut Init, trigger: &'static str, error: Option<String>, now: Instant) {
+pub fn apply(
+    init: &mut Init,
+    trigger: &'static str,
+    error: Option<String>,
+    waiter: Option<(mio::Token, bool)>,
+    now: Instant,
+) {
     init.restore.begin(trigger, error);
+    if let Some((token, keep_alive)) = waiter {
+        init.restore.add_waiter(token, keep_alive);
+    }
+    // After a memory snapshot, waits restart from now.
+    init.sup.rearm(now);
     let plan: Vec<(String, Wanted, bool, bool)> = init
         .sup
         .services()

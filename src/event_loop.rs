@@ -35,6 +35,8 @@ const PORT_SCAN_INTERVAL: Duration = Duration::from_millis(2);
 /// How long a stopped tree may take to disappear after SIGKILL before the
 /// init gives up waiting (a process stuck in the kernel, say).
 const TREE_GIVE_UP: Duration = Duration::from_secs(5);
+/// A poll that returns this much later than its timeout was a pause.
+const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum TimerKey {
@@ -99,6 +101,8 @@ pub(crate) struct Stats {
     pub started: Instant,
     pub zombies_reaped: u64,
     pub pid1: bool,
+    pub state_writes: u64,
+    pub last_state_write_us: u64,
 }
 
 pub struct Init {
@@ -109,6 +113,8 @@ pub struct Init {
     pub(crate) conns: HashMap<Token, Conn>,
     probes: HashMap<Token, Probe>,
     pub(crate) pipes: HashMap<Token, PipeOwner>,
+    /// Connections with answers to write once the state file is written.
+    flush_pending: Vec<Token>,
     pub(crate) logs: crate::logs::Logs,
     pub(crate) execs: crate::exec::Execs,
     next_token: usize,
@@ -216,6 +222,7 @@ impl Init {
             conns: HashMap::new(),
             probes: HashMap::new(),
             pipes: HashMap::new(),
+            flush_pending: Vec::new(),
             logs,
             execs: crate::exec::Execs::default(),
             next_token: 2,
@@ -232,6 +239,8 @@ impl Init {
                 started: Instant::now(),
                 zombies_reaped: 0,
                 pid1,
+                state_writes: 0,
+                last_state_write_us: 0,
             },
             dirty: false,
             halt: None,
@@ -252,9 +261,11 @@ impl Init {
         self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
         while !self.finished {
-            let now = Instant::now();
-            let timeout = self.timers.next_timeout(now);
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            let before = Instant::now();
+            let timeout = self.timers.next_timeout(before);
+            let polled = self.poll.poll(&mut events, timeout);
+            self.notice_pause(before, timeout);
+            if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     crate::error!("poll failed: {e}; retrying");
                     std::thread::sleep(Duration::from_millis(10));
@@ -281,9 +292,31 @@ impl Init {
             }
             self.guarded(|init| init.run_actions(Instant::now()));
             self.write_state_if_dirty();
+            for token in std::mem::take(&mut self.flush_pending) {
+                self.flush_conn(token);
+            }
         }
         self.write_state_if_dirty();
         self.halt.unwrap_or(HaltMode::PowerOff)
+    }
+
+    /// A poll that slept far longer than asked means the VM (or the init)
+    /// was paused: the monotonic clock jumped. Deadlines move by the lost
+    /// time, so no backoff, health deadline or stop timeout fires because
+    /// of the pause.
+    fn notice_pause(&mut self, before: Instant, timeout: Option<Duration>) {
+        let Some(asked) = timeout else {
+            return; // nothing was pending, so nothing can fire early
+        };
+        let slept = before.elapsed();
+        if slept > asked + PAUSE_SLACK {
+            let lost = slept - asked;
+            crate::warn!(
+                "the clock jumped {:.1}s (paused?); moving deadlines by as much",
+                lost.as_secs_f64()
+            );
+            self.timers.shift(lost);
+        }
     }
 
     /// Runs one handler; a panic in it is logged and the loop goes on
@@ -703,6 +736,13 @@ impl Init {
         }
     }
 
+    /// Queues a flush for the end of this loop iteration.
+    pub(crate) fn flush_later(&mut self, token: Token) {
+        if !self.flush_pending.contains(&token) {
+            self.flush_pending.push(token);
+        }
+    }
+
     /// Writes pending output; closes the connection when done with it.
     pub(crate) fn flush_conn(&mut self, token: Token) {
         let Some(conn) = self.conns.get_mut(&token) else {
@@ -797,8 +837,12 @@ impl Init {
     }
 
     pub(crate) fn write_state(&mut self) -> io::Result<()> {
+        let t0 = Instant::now();
         let snapshot = crate::boot::snapshot(&self.sup);
-        state_file::write_atomic(&self.cfg.state_file, &state_file::encode(&snapshot))
+        state_file::write_atomic(&self.cfg.state_file, &state_file::encode(&snapshot))?;
+        self.stats.state_writes += 1;
+        self.stats.last_state_write_us = t0.elapsed().as_micros() as u64;
+        Ok(())
     }
 }
 

@@ -56,13 +56,14 @@ impl<K: Ord> Timers<K> {
         self.heap.is_empty()
     }
 
-    /// Moves every deadline by `shift` towards now: after a VM was paused or
-    /// restored from a snapshot, waits restart instead of firing at once.
-    pub fn rebase(&mut self, now: Instant, max_wait_from_now: Duration) {
+    /// Moves every deadline later by `lost`: time the init did not see
+    /// pass (the VM was paused or restored from a snapshot), so waits resume
+    /// where they were instead of all firing at once.
+    pub fn shift(&mut self, lost: Duration) {
         let items: Vec<_> = std::mem::take(&mut self.heap).into_vec();
         for Reverse((at, seq, k)) in items {
-            let capped = at.min(now + max_wait_from_now);
-            self.heap.push(Reverse((capped, seq, k)));
+            self.heap
+                .push(Reverse((at.checked_add(lost).unwrap_or(at), seq, k)));
         }
     }
 }
@@ -88,5 +89,19 @@ mod tests {
         );
         assert_eq!(t.pop_due(t0 + Duration::from_millis(40)), vec!["c"]);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn shift_moves_everything_later() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        t.schedule(t0 + Duration::from_millis(10), 1);
+        t.schedule(t0 + Duration::from_secs(5), 2);
+        t.shift(Duration::from_secs(3600));
+        assert!(
+            t.pop_due(t0 + Duration::from_secs(60)).is_empty(),
+            "nothing fires in a storm"
+        );
+        assert_eq!(t.next_timeout(t0), Some(Duration::from_millis(3_600_010)));
     }
 }

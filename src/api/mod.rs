@@ -75,7 +75,9 @@ pub(crate) fn process_conn(init: &mut Init, token: Token) {
             }
         }
     }
-    init.flush_conn(token);
+    // Written at the end of the loop iteration, after the state file: an
+    // answer never reports a change that a crash could still lose.
+    init.flush_later(token);
 }
 
 /// Queues an answer on the connection and moves it back to reading.
@@ -251,9 +253,7 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
             }
             let error = crate::boot::reload_wanted(init, now);
             crate::launch::on_restore(init, now);
-            init.restore.begin("api", error.clone());
-            init.restore.add_waiter(token, keep_alive);
-            crate::boot::apply(init, "api", error, now);
+            crate::boot::apply(init, "api", error, Some((token, keep_alive)), now);
             Ok(Reply::Deferred)
         }
         Route::LastRestore => Ok(Reply::Now(json_response(
@@ -279,6 +279,8 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
                 "cgroups": init.cgroups.as_ref().map(|c| c.base().display().to_string()),
                 "state_file": init.cfg.state_file.display().to_string(),
                 "state_file_error": init.state_error,
+                "state_file_writes": init.stats.state_writes,
+                "state_file_last_write_us": init.stats.last_state_write_us,
                 "shutting_down": init.halt.is_some(),
             });
             Ok(Reply::Now(json_response(200, &v)))

@@ -328,6 +328,50 @@ impl Supervisor {
         Ok(p)
     }
 
+    /// Re-arms every pending wait from `now` (after a restore from a
+    /// snapshot): health deadlines and stop timeouts start over, backoffs
+    /// end at once, ports are watched again.
+    pub fn rearm(&mut self, now: Instant) {
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let Some(svc) = self.services.get_mut(&name) else {
+                continue;
+            };
+            match svc.phase.clone() {
+                Phase::Starting { pid } => {
+                    svc.set_phase(Phase::Starting { pid });
+                    let gen = svc.gen;
+                    let at = now + secs(svc.def.health_timeout_secs);
+                    if let Some(port) = svc.def.health_port() {
+                        self.actions.push(Action::WatchPort {
+                            name: name.clone(),
+                            gen,
+                            port,
+                        });
+                    }
+                    self.schedule(&name, gen, TimerKind::HealthDeadline, at);
+                }
+                Phase::Stopping {
+                    pid: Some(pid),
+                    then,
+                } => {
+                    svc.set_phase(Phase::Stopping {
+                        pid: Some(pid),
+                        then,
+                    });
+                    let gen = svc.gen;
+                    let at = now + secs(svc.def.stop_timeout_secs);
+                    self.schedule(&name, gen, TimerKind::StopKill, at);
+                }
+                Phase::BackingOff => {
+                    let gen = svc.gen;
+                    self.schedule(&name, gen, TimerKind::RestartAfter, now);
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// Orderly shutdown: stop every service, dependents before their needs,
     /// keeping wanted states. Ends with `Action::ShutdownComplete`.
     pub fn shutdown(&mut self, now: Instant) {
