@@ -872,3 +872,33 @@ fn raise_fd_limit() {
         let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_handler_does_not_end_the_loop() {
+        let dir = std::env::temp_dir().join(format!("iris-guard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = Config {
+            socket: dir.join("s.sock"),
+            services_dir: dir.join("init.d"),
+            state_file: dir.join("state.json"),
+            log_dir: dir.join("logs"),
+        };
+        let mut init = Init::new(cfg, false).unwrap();
+        let mut after = false;
+        init.guarded(|_| panic!("boom in a handler"));
+        init.guarded(|i| {
+            // The init is still whole: the supervisor takes requests.
+            let def = crate::definition::Definition::from_json(br#"{"cmd":"true"}"#).unwrap();
+            i.sup
+                .upsert("ok", def, crate::supervisor::Source::Api, Instant::now())
+                .unwrap();
+            after = true;
+        });
+        assert!(after && init.sup.get("ok").is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
