@@ -714,25 +714,43 @@ impl Init {
 
     fn on_conn_event(&mut self, token: Token, readable: bool, writable: bool, closed: bool) {
         if readable || closed {
-            let Some(conn) = self.conns.get_mut(&token) else {
-                return;
-            };
-            // Read no more than one maximal request ahead: a client that
-            // floods is held back by its own socket buffer.
-            let limit = crate::api::http::MAX_HEAD_BYTES + crate::api::http::MAX_BODY_BYTES + 1;
-            if let crate::api::conn::ReadResult::Closed = conn.read_available(limit) {
-                conn.peer_closed = true;
-            }
-            let peer_closed = conn.peer_closed;
+            self.read_conn(token);
             crate::api::process_conn(self, token);
-            if peer_closed {
-                // Whatever it still waited for goes on without it.
-                self.close_conn(token);
+            if self.conns.get(&token).is_some_and(|c| c.peer_closed) {
+                self.on_peer_closed(token);
                 return;
             }
         }
         if writable {
             self.flush_conn(token);
+        }
+    }
+
+    /// Reads what the client sent, no more than one maximal request ahead
+    /// (a client that floods is held back by its own socket buffer).
+    pub(crate) fn read_conn(&mut self, token: Token) {
+        let limit = crate::api::http::MAX_HEAD_BYTES + crate::api::http::MAX_BODY_BYTES + 1;
+        if let Some(conn) = self.conns.get_mut(&token) {
+            if let crate::api::conn::ReadResult::Closed = conn.read_available(limit) {
+                conn.peer_closed = true;
+            }
+        }
+    }
+
+    /// The client closed its side. A request still waiting (a start, an
+    /// exec, a follow) is abandoned: the start goes on, the exec is killed.
+    /// Answers already made are written first (a client that half-closes
+    /// after sending, like `nc`, still gets them).
+    fn on_peer_closed(&mut self, token: Token) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        match conn.state {
+            ConnState::Awaiting | ConnState::Streaming => self.close_conn(token),
+            _ => {
+                conn.state = ConnState::Closing;
+                self.flush_later(token);
+            }
         }
     }
 

@@ -259,3 +259,17 @@ fn irisctl_speaks_to_the_init() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
 }
+
+#[test]
+fn a_client_that_half_closes_still_gets_its_answer() {
+    let t = TempDir::new("halfclose");
+    let init = Init::start(t.path());
+    let mut s = std::os::unix::net::UnixStream::connect(&init.socket).unwrap();
+    s.write_all(b"GET /v1/system HTTP/1.1\r\n\r\n").unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");
+    assert!(buf.contains("zombies_reaped"));
+}

@@ -100,6 +100,9 @@ pub(crate) fn respond(init: &mut Init, token: Token, resp: Response) {
 /// Answers a deferred request, then goes on with pipelined ones.
 pub(crate) fn respond_later(init: &mut Init, token: Token, resp: Response) {
     respond(init, token, resp);
+    // Requests pipelined behind the deferred one may still sit in the
+    // socket (reading stopped at one request ahead): read them now.
+    init.read_conn(token);
     process_conn(init, token);
 }
 
