@@ -27,6 +27,10 @@ impl Cgroups {
         let _ = fs::remove_dir(&probe);
         fs::create_dir(&probe).ok()?;
         let _ = fs::remove_dir(&probe);
+        // Memory accounting (oom kills in memory.events) and pid counts for
+        // the services, where the hierarchy allows it (the VM's root does;
+        // a hybrid host's unified tree has no controllers to give).
+        let _ = fs::write(base.join("cgroup.subtree_control"), "+memory +pids");
         Some(Cgroups { base })
     }
 

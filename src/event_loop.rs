@@ -103,6 +103,8 @@ pub(crate) struct Stats {
     pub pid1: bool,
     pub state_writes: u64,
     pub last_state_write_us: u64,
+    /// Orphans reaped, by the service whose cgroup they died in.
+    pub orphans_by_service: HashMap<String, u64>,
 }
 
 pub struct Init {
@@ -241,6 +243,7 @@ impl Init {
                 pid1,
                 state_writes: 0,
                 last_state_write_us: 0,
+                orphans_by_service: HashMap::new(),
             },
             dirty: false,
             halt: None,
@@ -375,7 +378,20 @@ impl Init {
     pub(crate) fn reap(&mut self) {
         let now = Instant::now();
         let mut exited = Vec::new();
-        reaper::reap_all(&mut exited);
+        let mut owners: Vec<(Pid, String)> = Vec::new();
+        {
+            let sup = &self.sup;
+            let cgroups = self.cgroups.as_ref();
+            reaper::reap_all(&mut exited, &mut |pid| {
+                // An orphan is attributed to the service whose cgroup it
+                // died in (read while it is still a zombie).
+                if sup.owner_of(pid).is_none() {
+                    if let Some(owner) = cgroups.and_then(|c| c.owner_of_pid(pid)) {
+                        owners.push((pid, owner));
+                    }
+                }
+            });
+        }
         for (pid, status) in exited {
             if let Some(name) = self.sup.owner_of(pid).map(str::to_string) {
                 crate::info!("service '{name}' (pid {pid}) {}", status.describe());
@@ -389,6 +405,13 @@ impl Init {
                 continue;
             }
             self.stats.zombies_reaped += 1;
+            if let Some((_, owner)) = owners.iter().find(|(p, _)| *p == pid) {
+                *self
+                    .stats
+                    .orphans_by_service
+                    .entry(owner.clone())
+                    .or_insert(0) += 1;
+            }
         }
         // A reaped orphan may have been the last process of a stopping tree.
         self.check_trees(now);

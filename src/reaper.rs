@@ -3,22 +3,66 @@
 
 use crate::supervisor::{ExitStatus, Pid};
 use nix::errno::Errno;
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid as NixPid;
 
 /// Reaps every child that has exited, until none is left (SIGCHLD
-/// coalesces, so one signal may stand for many exits).
-pub fn reap_all(out: &mut Vec<(Pid, ExitStatus)>) {
+/// coalesces, so one signal may stand for many exits). `peek` sees each
+/// pid while it is still a zombie, so `/proc/PID` can still be read (to
+/// attribute an orphan to the cgroup it died in).
+pub fn reap_all(out: &mut Vec<(Pid, ExitStatus)>, peek: &mut dyn FnMut(Pid)) {
     loop {
-        match waitpid(NixPid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) => out.push((pid.as_raw(), ExitStatus::Code(code))),
-            Ok(WaitStatus::Signaled(pid, sig, _)) => {
-                out.push((pid.as_raw(), ExitStatus::Signal(sig as i32)))
-            }
-            Ok(WaitStatus::StillAlive) => return,
-            Ok(_) => continue, // stopped/continued: not an exit
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        let pid = match waitid(Id::All, flags) {
+            Ok(s) => match s.pid() {
+                Some(p) => p,
+                None => return, // StillAlive: nothing has exited
+            },
             Err(Errno::EINTR) => continue,
             Err(_) => return, // ECHILD: no children at all
+        };
+        peek(pid.as_raw());
+        match waitpid(NixPid::from_raw(pid.as_raw()), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, code)) => out.push((p.as_raw(), ExitStatus::Code(code))),
+            Ok(WaitStatus::Signaled(p, sig, _)) => {
+                out.push((p.as_raw(), ExitStatus::Signal(sig as i32)))
+            }
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reaps_every_exited_child_with_its_status() {
+        let a = std::process::Command::new("sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap()
+            .id() as i32;
+        let b = std::process::Command::new("sh")
+            .args(["-c", "kill -9 $$"])
+            .spawn()
+            .unwrap()
+            .id() as i32;
+        let mut got = Vec::new();
+        let mut peeked = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !(got.iter().any(|(p, _)| *p == a) && got.iter().any(|(p, _)| *p == b)) {
+            assert!(std::time::Instant::now() < deadline);
+            reap_all(&mut got, &mut |p| {
+                // Still a zombie while peeked at.
+                assert!(std::path::Path::new(&format!("/proc/{p}")).exists());
+                peeked.push(p);
+            });
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(got.contains(&(a, ExitStatus::Code(7))));
+        assert!(got.contains(&(b, ExitStatus::Signal(9))));
+        assert!(peeked.contains(&a) && peeked.contains(&b));
     }
 }

@@ -238,6 +238,42 @@ fn orphans_are_reaped_no_zombie_left() {
         zombies_of(init.pid()).is_empty(),
         "no zombie under the init"
     );
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert!(
+        sys["cgroups"].is_string(),
+        "this test needs a writable cgroup2 hierarchy: {sys}"
+    );
+    let svc = init.service("forker");
+    assert!(
+        svc["orphans_reaped"].as_u64().unwrap_or(0) >= 200,
+        "orphans attributed to their service: {svc}"
+    );
+}
+
+#[test]
+fn stop_kills_setsid_and_double_forked_grandchildren() {
+    let t = TempDir::new("escape");
+    let init = Init::start(t.path());
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert!(
+        sys["cgroups"].is_string(),
+        "this test needs a writable cgroup2 hierarchy: {sys}"
+    );
+    let n = unique_sleep();
+    // The daemon escapes the process group and session of the service.
+    let def = format!(r#"{{"cmd":"sh","args":["-c","(setsid sleep {n} &) ; exec sleep {n}"]}}"#);
+    init.put("escaper", &def);
+    init.req("POST", "/v1/services/escaper/start", None);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids_with_cmdline(&format!("sleep {n}")).len() < 2 {
+        assert!(Instant::now() < deadline, "both sleeps run");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(init.req("POST", "/v1/services/escaper/stop", None).0, 200);
+    assert!(
+        pids_with_cmdline(&format!("sleep {n}")).is_empty(),
+        "the setsid'd daemon is gone too"
+    );
 }
 
 #[test]

@@ -119,6 +119,9 @@ fn service_value(init: &Init, name: &str) -> Option<Value> {
             extra.insert("oom_kills".into(), json!(n));
         }
     }
+    if let Some(n) = init.stats.orphans_by_service.get(name) {
+        extra.insert("orphans_reaped".into(), json!(n));
+    }
     crate::launch::extra_fields(init, name, &mut extra);
     Some(model::service_json(s, Instant::now(), &extra))
 }
