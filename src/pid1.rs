@@ -512,10 +512,7 @@ pub fn final_halt(mode: HaltMode, mounted: &[PathBuf]) -> ! {
         HaltMode::PowerOff => (RebootMode::RB_POWER_OFF, "powering off"),
         HaltMode::Reboot => (RebootMode::RB_AUTOBOOT, "rebooting"),
     };
-    crate::info!(
-        "halt: {word} ({} ms after the services stopped)",
-        ms(t.elapsed())
-    );
+    crate::info!("halt: {word} (the halt took {} ms)", ms(t.elapsed()));
     let Err(e) = reboot(how);
     crate::error!("halt: reboot(): {e}; waiting forever");
     loop {

@@ -1,0 +1,156 @@
+#!/bin/sh
+# Builds the microVM images from the project, under build/vm/:
+#
+#   kernel/vmlinuz         Debian's cloud kernel (see setup.sh for why)
+#   root/                  the staged root: busybox, iris-init, irisctl, /etc
+#   base.cpio.gz           that root as an initramfs archive
+#   console.cpio.gz        overlay: the console login shell (rootfs/console/)
+#   test.cpio.gz           overlay: the end-to-end check (rootfs/test/)
+#   initramfs.cpio.gz      base + console, booted by run-vm.sh
+#   test-initramfs.cpio.gz base + test, booted by vm-test.sh
+#   disk.ext4              base + console as an ext4 disk image (boots as
+#                          root from NVMe, see run-vm.sh --disk)
+#
+# The kernel unpacks concatenated cpio archives one after the other, so an
+# overlay is simply appended to the base archive.
+#
+# Environment:
+#   IRIS_VM_KERNEL   use this vmlinuz instead of fetching Debian's
+#   IRIS_VM_INIT     use this file as /sbin/init instead of the built
+#                    iris-init (for debugging the VM plumbing); cargo is
+#                    then not run, and irisctl is taken from IRIS_VM_IRISCTL
+#                    if set
+#   IRIS_VM_DISK_MB  size of disk.ext4 (default 256)
+#
+# Needs (rootfs/setup.sh installs them): busybox-static, cpio, gzip,
+# e2fsprogs, apt-get (to fetch the kernel), cargo.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+project=$(cd "$here/.." && pwd)
+out="$project/build/vm"
+mkdir -p "$out"
+
+log() { echo "build.sh: $*"; }
+die() { echo "build.sh: error: $*" >&2; exit 1; }
+
+# --- kernel -------------------------------------------------------------------
+kernel="$out/kernel/vmlinuz"
+if [ -n "${IRIS_VM_KERNEL:-}" ]; then
+    [ -f "$IRIS_VM_KERNEL" ] || die "IRIS_VM_KERNEL=$IRIS_VM_KERNEL does not exist"
+    mkdir -p "$out/kernel"
+    cp "$IRIS_VM_KERNEL" "$kernel"
+elif [ ! -s "$kernel" ]; then
+    # Fetch the .deb of the ABI package the meta package points at and take
+    # only the vmlinuz: no install into /boot, no host initramfs hooks.
+    command -v apt-get >/dev/null || die "apt-get not found; set IRIS_VM_KERNEL"
+    abi=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+        awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+    [ -n "$abi" ] || die "linux-image-cloud-amd64 unknown to apt; run rootfs/setup.sh"
+    log "fetching kernel $abi"
+    dl="$out/kernel/dl"
+    rm -rf "$dl"
+    mkdir -p "$dl"
+    # apt drops privileges to _apt for downloads when it can; a folder it may
+    # write avoids its warning.
+    chmod 777 "$dl"
+    (cd "$dl" && apt-get download -qq "$abi") || die "apt-get download $abi failed"
+    deb=$(ls "$dl"/*.deb)
+    (cd "$dl" && dpkg-deb --fsys-tarfile "$deb" | tar -x ./boot)
+    cp "$dl"/boot/vmlinuz-* "$kernel.tmp"
+    cp "$dl"/boot/config-* "$out/kernel/config"
+    echo "$abi" >"$out/kernel/version"
+    mv "$kernel.tmp" "$kernel"
+    rm -rf "$dl"
+fi
+
+# --- the init and irisctl -----------------------------------------------------
+if [ -n "${IRIS_VM_INIT:-}" ]; then
+    init_bin=$IRIS_VM_INIT
+    irisctl_bin=${IRIS_VM_IRISCTL:-}
+else
+    log "cargo build (static)"
+    # Static binaries: the image has no libc. crt-static on the gnu target
+    # gives a static-pie that runs as PID 1 (no musl target needed).
+    (cd "$project" &&
+        RUSTFLAGS='-C target-feature=+crt-static' \
+            cargo build --release --quiet --target x86_64-unknown-linux-gnu \
+            --bin iris-init --bin irisctl) || die "cargo build failed"
+    rel="${CARGO_TARGET_DIR:-$project/target}/x86_64-unknown-linux-gnu/release"
+    init_bin="$rel/iris-init"
+    irisctl_bin="$rel/irisctl"
+fi
+[ -f "$init_bin" ] || die "init binary $init_bin missing"
+
+# --- staged root --------------------------------------------------------------
+busybox=$(command -v busybox || true)
+[ -n "$busybox" ] || die "busybox not found; run rootfs/setup.sh"
+
+root="$out/root"
+rm -rf "$root"
+mkdir -p "$root"
+cd "$root"
+mkdir -p bin sbin usr/bin usr/sbin usr/libexec etc/init.d dev proc sys run tmp \
+    root var/lib/iris var/log mnt
+chmod 1777 tmp
+chmod 700 root
+cp "$busybox" bin/busybox
+# One symlink per applet, except those whose meaning belongs to the init:
+# init/linuxrc (iris-init is the init), and halt/poweroff/reboot, which in
+# busybox signal PID 1 with sysvinit's meanings (rootfs/files/sbin has
+# wrappers that ask iris-init through irisctl).
+for applet in $(bin/busybox --list-full); do
+    case "$applet" in
+    sbin/init | linuxrc | sbin/halt | sbin/poweroff | sbin/reboot) continue ;;
+    esac
+    [ -e "$applet" ] && continue
+    mkdir -p "$(dirname "$applet")"
+    ln -s /bin/busybox "$applet"
+done
+cp -R "$here/files/." .
+cp "$init_bin" sbin/init
+chmod 755 sbin/init
+if [ -n "$irisctl_bin" ] && [ -f "$irisctl_bin" ]; then
+    cp "$irisctl_bin" usr/bin/irisctl
+    chmod 755 usr/bin/irisctl
+fi
+# The project's example drop-ins.
+for f in "$project"/init.d/*; do
+    [ -f "$f" ] && cp "$f" etc/init.d/
+done
+# The kernel opens /dev/console for the init before anything is mounted; in
+# an initramfs the node must be in the archive (devtmpfs, mounted later by
+# the init, hides it).
+if [ "$(id -u)" = 0 ]; then
+    mknod -m 600 dev/console c 5 1
+    mknod -m 666 dev/null c 1 3
+else
+    log "warning: not root, no /dev/console node: the init starts without a console until it mounts /dev"
+fi
+
+# --- archives -----------------------------------------------------------------
+# newc with every file owned by root, whoever builds it.
+mkcpio() { # DIR OUT
+    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -6 -n) >"$2.tmp"
+    mv "$2.tmp" "$2"
+}
+mkcpio "$root" "$out/base.cpio.gz"
+mkcpio "$here/console" "$out/console.cpio.gz"
+mkcpio "$here/test" "$out/test.cpio.gz"
+cat "$out/base.cpio.gz" "$out/console.cpio.gz" >"$out/initramfs.cpio.gz"
+cat "$out/base.cpio.gz" "$out/test.cpio.gz" >"$out/test-initramfs.cpio.gz"
+
+# --- disk ---------------------------------------------------------------------
+# mkfs.ext4 -d fills the file system from a folder: no loop mount, no root
+# needed beyond owning the files. The disk gets the console overlay too.
+disk_root="$out/disk-root"
+rm -rf "$disk_root"
+cp -a "$root" "$disk_root"
+cp -R "$here/console/." "$disk_root/"
+rm -f "$out/disk.ext4.tmp"
+mkfs.ext4 -q -F -L iris-root -E root_owner=0:0 -d "$disk_root" \
+    "$out/disk.ext4.tmp" "${IRIS_VM_DISK_MB:-256}M" >/dev/null || die "mkfs.ext4 failed"
+mv "$out/disk.ext4.tmp" "$out/disk.ext4"
+rm -rf "$disk_root"
+
+log "images in $out: $(cd "$out" && ls -1 ./*.cpio.gz disk.ext4 kernel/vmlinuz | tr '\n' ' ')"

@@ -1,0 +1,201 @@
+#!/bin/sh
+# The guest half of rootfs/vm-test.sh, run by iris-init as the service
+# `vm-check` once the example services run. Prints `VMCHECK ok WHAT` or
+# `VMCHECK FAIL WHAT` lines on the console, then `VMCHECK done N failed`.
+# The mode comes from the kernel command line (`vmcheck=MODE`):
+#   full (default)  every check, then `irisctl poweroff`
+#   quick           no checks, `irisctl poweroff` (boot time measurements)
+#   cad             no checks, wait for ctrl-alt-del from the host
+exec </dev/null >/dev/console 2>&1
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+SOCK=/run/services.sock
+fails=0
+ok() { echo "VMCHECK ok $*"; }
+fail() {
+    echo "VMCHECK FAIL $*"
+    fails=$((fails + 1))
+}
+
+mode=full
+for w in $(cat /proc/cmdline); do
+    case "$w" in vmcheck=*) mode=${w#vmcheck=} ;; esac
+done
+
+# get JSON KEY: the value of the first top-level-looking "KEY": in a
+# compact one-object JSON text (enough for the service object's scalars).
+get() {
+    printf '%s\n' "$1" | tr ',' '\n' |
+        sed -n "s/^[{]*\"$2\":\"*\([^\"}]*\)\"*}*\$/\1/p" | head -n 1
+}
+# needs JSON: the names in its "needs" array, one per line.
+needs_of() {
+    printf '%s\n' "$1" | sed -n 's/.*"needs":\[\([^]]*\)\].*/\1/p' | tr ',' '\n' | tr -d '"' |
+        sed '/^$/d'
+}
+# start time of a process in clock ticks since boot (field 22 of stat; the
+# command name in field 2 holds no spaces here).
+starttime() { cut -d' ' -f22 "/proc/$1/stat" 2>/dev/null; }
+uptime_ms() { awk '{ printf "%d", $1 * 1000 }' /proc/uptime; }
+zombies() {
+    for s in /proc/[0-9]*/stat; do
+        [ "$(cut -d' ' -f3 "$s" 2>/dev/null)" = Z ] && echo "${s%/stat}"
+    done
+}
+
+if [ "$mode" = cad ]; then
+    echo "VMCHECK waiting for ctrl-alt-del"
+    exec sleep 3600
+fi
+if [ "$mode" = quick ]; then
+    echo "VMCHECK done 0 failed"
+    irisctl poweroff >/dev/null
+    exit 0
+fi
+
+# --- the init is PID 1 -------------------------------------------------------
+exe=$(readlink /proc/1/exe)
+if [ "$exe" = /sbin/init ] && /sbin/init --version 2>&1 | grep -q iris-init; then
+    ok "pid 1 is iris-init ($exe)"
+else
+    fail "pid 1 is $exe ($(/sbin/init --version 2>&1 | head -n 1))"
+fi
+
+# --- the API answers on /run/services.sock -----------------------------------
+sys=$(irisctl --socket "$SOCK" system --json)
+if [ -S "$SOCK" ] && [ "$(get "$sys" pid)" = 1 ]; then
+    ok "api answers on $SOCK (system pid 1)"
+else
+    fail "api on $SOCK: system says: $sys"
+fi
+perm=$(stat -c %a "$SOCK" 2>/dev/null)
+[ "$perm" = 600 ] && ok "socket mode 0600" || fail "socket mode is $perm, not 600"
+
+# --- mounts of PID 1 ---------------------------------------------------------
+for m in /proc /sys /dev /dev/pts /dev/shm /run /sys/fs/cgroup; do
+    if awk -v m="$m" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo; then
+        ok "mounted $m"
+    else
+        fail "not mounted: $m"
+    fi
+done
+grep -q ' /sys/fs/cgroup .* - cgroup2 ' /proc/self/mountinfo && ok "cgroup2 on /sys/fs/cgroup" ||
+    fail "no cgroup2 on /sys/fs/cgroup"
+[ "$(hostname)" = "$(cat /etc/hostname)" ] && ok "hostname $(hostname)" ||
+    fail "hostname $(hostname), /etc/hostname says $(cat /etc/hostname)"
+ip link show lo | grep -q '[<,]UP[,>]' && ok "loopback up" || fail "loopback down: $(ip link show lo)"
+
+# --- the example services run, started in needs order ------------------------
+examples=""
+for f in /etc/init.d/*.toml; do
+    n=$(basename "$f" .toml)
+    case "$n" in vm-check | t-*) continue ;; esac
+    examples="$examples $n"
+done
+[ -n "$examples" ] || fail "no example drop-ins in /etc/init.d"
+for n in $examples; do
+    js=$(irisctl status "$n" --json)
+    st=$(get "$js" status)
+    pid=$(get "$js" pid)
+    if [ "$st" = running ] && [ -d "/proc/$pid" ]; then
+        ok "service $n running (pid $pid)"
+    else
+        fail "service $n is $st (pid $pid): $js"
+        continue
+    fi
+    for need in $(needs_of "$js"); do
+        npid=$(get "$(irisctl status "$need" --json)" pid)
+        a=$(starttime "$npid")
+        b=$(starttime "$pid")
+        if [ -n "$a" ] && [ -n "$b" ] && [ "$a" -le "$b" ]; then
+            ok "need $need (pid $npid, t=$a) started before $n (pid $pid, t=$b)"
+        else
+            fail "need $need (pid $npid, t=$a) not started before $n (pid $pid, t=$b)"
+        fi
+    done
+done
+
+# --- a double-forking service leaves no zombie -------------------------------
+reaped0=$(get "$(irisctl system --json)" zombies_reaped)
+if irisctl start t-orphans >/dev/null; then
+    deadline=$(($(uptime_ms) + 10000))
+    while [ "$(ls /run/t-orphans.* 2>/dev/null | wc -l)" -lt 5 ] && [ "$(uptime_ms)" -lt "$deadline" ]; do
+        sleep 0.1
+    done
+    if [ "$(ls /run/t-orphans.* 2>/dev/null | wc -l)" -lt 5 ]; then
+        fail "t-orphans: its daemons did not run"
+    else
+        # The daemons exit right after their marker; give the init a moment
+        # (not a fixed sleep: poll until no zombie or the deadline).
+        deadline=$(($(uptime_ms) + 3000))
+        while [ -n "$(zombies)" ] && [ "$(uptime_ms)" -lt "$deadline" ]; do sleep 0.05; done
+        z=$(zombies)
+        reaped1=$(get "$(irisctl system --json)" zombies_reaped)
+        if [ -z "$z" ]; then
+            ok "no zombie after double-forked daemons exited (zombies_reaped $reaped0 -> $reaped1)"
+        else
+            fail "zombies left: $z"
+        fi
+        if [ -n "$reaped1" ] && [ -n "$reaped0" ] && [ "$reaped1" -ge $((reaped0 + 5)) ]; then
+            ok "zombies_reaped counted the 5 orphans"
+        else
+            fail "zombies_reaped went from $reaped0 to $reaped1 (expected +5)"
+        fi
+    fi
+    irisctl stop t-orphans >/dev/null || fail "stop t-orphans"
+else
+    fail "start t-orphans"
+fi
+
+# --- a stopped service's whole tree is gone ----------------------------------
+# pids of t-tree's sleeps (busybox-static has no pgrep).
+tree_pids() {
+    for d in /proc/[0-9]*; do
+        case "$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" in
+        "sleep 360"[1-4]*) printf '%s ' "${d#/proc/}" ;;
+        esac
+    done
+}
+if irisctl start t-tree >/dev/null; then
+    pid=$(get "$(irisctl status t-tree --json)" pid)
+    deadline=$(($(uptime_ms) + 10000))
+    while [ "$(tree_pids | wc -w)" -lt 4 ] && [ "$(uptime_ms)" -lt "$deadline" ]; do sleep 0.1; done
+    before=$(tree_pids)
+    cg=$(sed -n 's/^0:://p' "/proc/$pid/cgroup" 2>/dev/null)
+    cgdir=/sys/fs/cgroup$cg
+    if [ "$(echo "$before" | wc -w)" -ge 4 ]; then
+        ok "t-tree runs its tree: $before(cgroup $cg)"
+    else
+        fail "t-tree tree incomplete: $before"
+    fi
+    if [ -n "$cg" ] && [ "$cg" != / ] && [ -f "$cgdir/cgroup.procs" ] &&
+        [ "$(wc -l <"$cgdir/cgroup.procs")" -ge 4 ]; then
+        ok "t-tree has its own cgroup $cg with $(wc -l <"$cgdir/cgroup.procs") processes"
+    else
+        fail "t-tree has no cgroup of its own (cgroup '$cg')"
+    fi
+    if irisctl stop t-tree >/dev/null; then
+        # The stop answers once the processes are gone: check at once.
+        after=$(tree_pids)
+        st=$(get "$(irisctl status t-tree --json)" status)
+        if [ -z "$after" ]; then
+            ok "stop t-tree ended the whole tree, grandchildren included (status $st)"
+        else
+            fail "after stop t-tree these remain: $after"
+        fi
+        if [ ! -e "$cgdir/cgroup.procs" ] || [ ! -s "$cgdir/cgroup.procs" ]; then
+            ok "t-tree's cgroup is empty after stop"
+        else
+            fail "t-tree's cgroup still holds: $(tr '\n' ' ' <"$cgdir/cgroup.procs")"
+        fi
+    else
+        fail "stop t-tree"
+    fi
+else
+    fail "start t-tree"
+fi
+
+z=$(zombies)
+[ -z "$z" ] && ok "no zombie at the end" || fail "zombies at the end: $z"
+
+echo "VMCHECK done $fails failed"
+irisctl poweroff >/dev/null || fail "irisctl poweroff"
