@@ -13,7 +13,7 @@ use crate::restore::RestoreTracker;
 use crate::supervisor::{Action, Outcome, Pid, Supervisor, Timer};
 use crate::timers::Timers;
 use crate::{reaper, state_file};
-use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM};
+use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
 use nix::sys::signal::{kill, killpg, Signal};
@@ -173,8 +173,9 @@ impl Init {
     /// start-up errors (the caller halts cleanly as PID 1).
     pub fn new(cfg: Config, pid1: bool) -> Result<Init, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create poll: {e}"))?;
-        let mut signals = Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGHUP])
-            .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+        let mut signals =
+            Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGHUP, SIGUSR1, SIGUSR2])
+                .map_err(|e| format!("cannot set up signal handling: {e}"))?;
         let mut listener = bind_socket(&cfg.socket)
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.socket.display()))?;
         poll.registry()
@@ -366,6 +367,10 @@ impl Init {
                 SIGTERM | SIGPWR => self.begin_shutdown(HaltMode::PowerOff, "signal"),
                 SIGINT if self.stats.pid1 => self.begin_shutdown(HaltMode::Reboot, "ctrl-alt-del"),
                 SIGINT => self.begin_shutdown(HaltMode::PowerOff, "SIGINT"),
+                // busybox halt/poweroff signal PID 1 with these.
+                SIGUSR1 | SIGUSR2 if self.stats.pid1 => {
+                    self.begin_shutdown(HaltMode::PowerOff, "halt")
+                }
                 SIGHUP => crate::info!("SIGHUP ignored"),
                 _ => {}
             }
@@ -466,6 +471,7 @@ impl Init {
                 self.scan_ports(now);
             }
             Action::Terminate { name, pgid } => {
+                crate::info!("stopping '{name}'");
                 let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
                 if let Some(cg) = &self.cgroups {
                     cg.signal_all(&name, Signal::SIGTERM);
@@ -499,6 +505,9 @@ impl Init {
                 self.restore.on_settled(&name, &outcome);
                 if let Some(report) = self.restore.take_finished() {
                     crate::api::answer_restore(self, report);
+                }
+                if outcome == Outcome::Stopped {
+                    crate::info!("stopped '{name}'");
                 }
                 if matches!(outcome, Outcome::Running | Outcome::Stopped) {
                     // Running flags are part of the state file.
@@ -569,12 +578,16 @@ impl Init {
             return;
         }
         let mut open = HashSet::new();
+        let t0 = Instant::now();
         let scanned = match &mut self.scanner {
             Some(s) => s.scan(&mut open),
             None => probe::scan_procfs(&mut open),
         };
         if let Err(e) = scanned {
-            crate::debug!("listening-socket scan failed: {e}");
+            // A kernel without inet_diag answers ENOENT: read /proc instead.
+            crate::warn!("listening-socket scan failed ({e}); reading /proc/net/tcp from now on");
+            self.scanner = None;
+            let _ = probe::scan_procfs(&mut open);
         }
         let ready: Vec<(String, u64, u16)> = self
             .ports
@@ -610,9 +623,11 @@ impl Init {
             }
         }
         if !self.ports.is_empty() && !self.scan_scheduled {
+            // Scanning may take at most a tenth of the time (a slow
+            // /proc/net/tcp on a busy host scans less often).
+            let interval = PORT_SCAN_INTERVAL.max(t0.elapsed() * 10);
             self.scan_scheduled = true;
-            self.timers
-                .schedule(now + PORT_SCAN_INTERVAL, TimerKey::PortScan);
+            self.timers.schedule(now + interval, TimerKey::PortScan);
         }
     }
 
