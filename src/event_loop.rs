@@ -117,6 +117,8 @@ pub struct Init {
     pub(crate) pipes: HashMap<Token, PipeOwner>,
     /// Connections with answers to write once the state file is written.
     flush_pending: Vec<Token>,
+    /// When the loop last checked the clock (see `notice_pause`).
+    last_tick: Instant,
     pub(crate) logs: crate::logs::Logs,
     pub(crate) execs: crate::exec::Execs,
     next_token: usize,
@@ -226,6 +228,7 @@ impl Init {
             probes: HashMap::new(),
             pipes: HashMap::new(),
             flush_pending: Vec::new(),
+            last_tick: Instant::now(),
             logs,
             execs: crate::exec::Execs::default(),
             next_token: 2,
@@ -265,10 +268,10 @@ impl Init {
         self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
         while !self.finished {
-            let before = Instant::now();
-            let timeout = self.timers.next_timeout(before);
+            let timeout = self.timers.next_timeout(Instant::now());
+            self.last_tick = Instant::now();
             let polled = self.poll.poll(&mut events, timeout);
-            self.notice_pause(before, timeout);
+            self.notice_pause(timeout);
             if let Err(e) = polled {
                 if e.kind() != io::ErrorKind::Interrupted {
                     crate::error!("poll failed: {e}; retrying");
@@ -290,6 +293,7 @@ impl Init {
             for (token, readable, writable, closed) in batch {
                 self.guarded(|init| init.on_event(token, readable, writable, closed));
             }
+            self.notice_pause(Some(Duration::ZERO));
             let now = Instant::now();
             for key in self.timers.pop_due(now) {
                 self.guarded(|init| init.on_timer(key, now));
@@ -304,17 +308,22 @@ impl Init {
         self.halt.unwrap_or(HaltMode::PowerOff)
     }
 
-    /// A poll that slept far longer than asked means the VM (or the init)
-    /// was paused: the monotonic clock jumped. Deadlines move by the lost
-    /// time, so no backoff, health deadline or stop timeout fires because
-    /// of the pause.
-    fn notice_pause(&mut self, before: Instant, timeout: Option<Duration>) {
-        let Some(asked) = timeout else {
-            return; // nothing was pending, so nothing can fire early
+    /// Time that passed far beyond what the loop waited for or worked on
+    /// means the VM (or the init) was paused: the monotonic clock jumped.
+    /// Deadlines move by the lost time, so no backoff, health deadline or
+    /// stop timeout fires because of the pause. Checked after each poll
+    /// (`asked` is its timeout; None means it could sleep forever) and
+    /// again before timers are taken (`asked` zero), so a pause that hits
+    /// while events are handled is seen too.
+    fn notice_pause(&mut self, asked: Option<Duration>) {
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        let Some(asked) = asked else {
+            return; // an endless wait: nothing was pending
         };
-        let slept = before.elapsed();
-        if slept > asked + PAUSE_SLACK {
-            let lost = slept - asked;
+        if gap > asked + PAUSE_SLACK {
+            let lost = gap - asked;
             crate::warn!(
                 "the clock jumped {:.1}s (paused?); moving deadlines by as much",
                 lost.as_secs_f64()
