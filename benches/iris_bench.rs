@@ -727,13 +727,21 @@ fn read_stamps(path: &Path, deadline: Instant) -> R<(i64, i64)> {
 fn run_bench() {
     let t0 = Instant::now();
     let steal0 = cpu_steal();
+    let cores = thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     println!(
-        "# iris-init benchmark: {} CPUs, load average {}, init {INIT_BIN}",
-        thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        "# iris-init benchmark: {cores} CPUs, load average {}, init {INIT_BIN}",
         loadavg()
     );
+    let load1: f64 = loadavg()
+        .split_whitespace()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0.0);
+    if load1 > cores as f64 / 2.0 {
+        println!("# note: the machine is busy before the run (load {load1:.2} on {cores} CPUs): figures will be noisy");
+    }
     let mut bench = match Bench::setup() {
         Ok(b) => b,
         Err(e) => {
