@@ -1218,15 +1218,72 @@ fn health_wait(b: &mut Bench) -> R<()> {
         .iter()
         .map(|n| ("POST".to_string(), format!("/v1/services/{n}/start")))
         .collect();
-    for n in &svc {
-        let _ = fs::remove_file(b.ts_file(n));
-    }
     let start = Instant::now();
     let runner = thread::spawn(move || parallel(&socket, reqs));
-    // Measure inside the wait: after the last spawn, before the first listen.
+    let window = quiet_window(b, &svc, start);
+    let answers = runner.join().map_err(|_| "client thread panicked");
+    let elapsed = start.elapsed();
+    let result = (|| -> R<()> {
+        let answers = answers??;
+        all_ok(&answers, "start")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut ready = Vec::new();
+        let mut clean = true;
+        for (n, t) in svc.iter().zip(&answers) {
+            let (main, listen) = read_stamps(&b.ts_file(n), deadline)?;
+            ready.push(ns_to_ms(t.answered_ns - listen));
+            if let Ok(((t0, _), (t1, _))) = &window {
+                clean &= main < *t0 && listen > *t1;
+            }
+        }
+        match &window {
+            Ok(((t0, c0), (t1, c1))) => {
+                let span = ns_to_ms(t1 - t0);
+                fig(
+                    "health_wait_cpu",
+                    format!("{:.2}", c1.ms_since(c0) / span * 100.0),
+                    "% of one core",
+                    &format!(
+                        "the init's CPU over {} ms while {SERVICES} started services waited for their ports{}; {}",
+                        ms(span),
+                        if clean {
+                            ""
+                        } else {
+                            " (WINDOW NOT CLEAN: a spawn or a listen fell inside it)"
+                        },
+                        c1.describe_since(c0)
+                    ),
+                );
+            }
+            Err(e) => fig("health_wait_cpu", "n/a", "", e),
+        }
+        fig(
+            "readiness_delay_late_ports",
+            ms(median(&ready)),
+            "ms",
+            &format!(
+                "median; p95 {} ms; max {} ms; port listening to start answer, ports opening {LATE_PORT_MS} ms \
+                 after start; all answered after {} ms",
+                ms(pct(&ready, 0.95)),
+                ms(max(&ready)),
+                elapsed.as_millis()
+            ),
+        );
+        Ok(())
+    })();
+    let stopped = b.post_all(&svc, "stop").map(|_| ());
+    result.and(stopped)
+}
+
+/// When (CLOCK_REALTIME ns) and what the init had cost by then.
+type Reading = (i64, Cpu);
+
+/// Two readings of the init's CPU, after the last of `svc` was spawned and
+/// before the first one listens; an error says why there is no such window.
+fn quiet_window(b: &Bench, svc: &[String], start: Instant) -> R<(Reading, Reading)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut mains = Vec::new();
-    for n in &svc {
+    for n in svc {
         let file = PathBuf::from(format!("{}.main", b.ts_file(n).display()));
         mains.push(read_stamp(&file, deadline)?);
     }
@@ -1236,54 +1293,13 @@ fn health_wait(b: &mut Bench) -> R<()> {
     let end = first_listen - 50_000_000;
     if end - w0.0 < 100_000_000 {
         return Err(format!(
-            "the spawns took too long to leave a quiet window ({} ms after the POSTs)",
+            "no quiet window: the last of {} spawns ran {} ms after the POSTs, too close to the first listen",
+            svc.len(),
             start.elapsed().as_millis()
         ));
     }
     thread::sleep(Duration::from_nanos((end - w0.0) as u64));
-    let w1 = (now_ns(), Cpu::of(b.init.pid)?);
-    let answers = runner.join().map_err(|_| "client thread panicked")??;
-    let elapsed = start.elapsed();
-    all_ok(&answers, "start")?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut ready = Vec::new();
-    let mut clean = true;
-    for (n, t) in svc.iter().zip(&answers) {
-        let (main, listen) = read_stamps(&b.ts_file(n), deadline)?;
-        ready.push(ns_to_ms(t.answered_ns - listen));
-        clean &= main < w0.0 && listen > w1.0;
-    }
-    let window = ns_to_ms(w1.0 - w0.0);
-    let cpu = w1.1.ms_since(&w0.1);
-    fig(
-        "health_wait_cpu",
-        format!("{:.2}", cpu / window * 100.0),
-        "% of one core",
-        &format!(
-            "the init's CPU over {} ms while {SERVICES} started services waited for their ports{}; {}",
-            ms(window),
-            if clean {
-                ""
-            } else {
-                " (WINDOW NOT CLEAN: a spawn or a listen fell inside it)"
-            },
-            w1.1.describe_since(&w0.1)
-        ),
-    );
-    fig(
-        "readiness_delay_late_ports",
-        ms(median(&ready)),
-        "ms",
-        &format!(
-            "median; p95 {} ms; max {} ms; port listening to start answer, ports opening {LATE_PORT_MS} ms \
-             after start; all answered after {} ms",
-            ms(pct(&ready, 0.95)),
-            ms(max(&ready)),
-            elapsed.as_millis()
-        ),
-    );
-    b.post_all(&svc, "stop")?;
-    Ok(())
+    Ok((w0, (now_ns(), Cpu::of(b.init.pid)?)))
 }
 
 /// SIGKILL a service's main process; time until the API shows a new pid
