@@ -1151,6 +1151,11 @@ pub struct BundleOptions<'a> {
     /// leaves the empty parents there. None: runc makes a cgroup beside
     /// its own. crun runs with `--cgroup-manager=disabled` and ignores
     /// this: the container stays in crun's own cgroup, the service's.
+    /// Absolute (`/x/web.service`) on a pure cgroup2 system; relative
+    /// (`x/web.service`) on a hybrid, where runc reads a relative path
+    /// against the cgroup2 root for the unified hierarchy but against its
+    /// own cgroup in each v1 hierarchy (so a v1 memory limit around the
+    /// init still holds the container; an absolute path would escape it).
     pub cgroup_path: Option<&'a str>,
     /// Host files bind-mounted read-only at the same path (see
     /// [`default_host_files`]).
@@ -1273,16 +1278,14 @@ pub fn edit_config(
     linux.insert("namespaces".into(), Value::Array(ns));
     match opts.cgroup_path {
         Some(p) => {
+            // Absolute or relative as given: see BundleOptions::cgroup_path.
             let base = p.trim_end_matches('/');
-            let base = if base.starts_with('/') {
-                base.to_string()
+            let path = if base.is_empty() {
+                "container".to_string()
             } else {
-                format!("/{base}")
+                format!("{base}/container")
             };
-            linux.insert(
-                "cgroupsPath".into(),
-                Value::String(format!("{base}/container")),
-            );
+            linux.insert("cgroupsPath".into(), Value::String(path));
         }
         None => {
             linux.remove("cgroupsPath");
@@ -1326,10 +1329,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
 /// so each sees the others' containers.
 fn runtime_base(s: &ContainerSettings) -> Vec<String> {
     let kind = s.runtime_kind();
-    let root = s.run_dir.join(match kind {
-        RuntimeKind::Crun => "crun",
-        RuntimeKind::Runc => "runc",
-    });
+    let root = runtime_root(s);
     let mut argv = vec![
         s.runtime.clone(),
         "--root".to_string(),
@@ -1347,6 +1347,21 @@ fn runtime_base(s: &ContainerSettings) -> Vec<String> {
 /// namespace). Absolute: crun fails after starting with a relative one.
 pub fn container_pid_file(s: &ContainerSettings, service: &str) -> PathBuf {
     s.run_dir.join("pid").join(format!("{service}.pid"))
+}
+
+/// The runtime's `--root`: one per runtime kind, they keep different state.
+fn runtime_root(s: &ContainerSettings) -> PathBuf {
+    s.run_dir.join(match s.runtime_kind() {
+        RuntimeKind::Crun => "crun",
+        RuntimeKind::Runc => "runc",
+    })
+}
+
+/// The runtime's state directory for one container: it exists while the
+/// runtime knows the container (so a `delete` is needed before a new run
+/// of the same name), and is gone once the runtime removed it.
+pub fn container_state_dir(s: &ContainerSettings, service: &str) -> PathBuf {
+    runtime_root(s).join(service)
 }
 
 /// Directories the runtime commands expect (create before the first run).
@@ -2095,6 +2110,14 @@ mod tests {
             "no network namespace"
         );
         assert_eq!(c["linux"]["cgroupsPath"], "/iris/web/container");
+        // A relative path stays relative (runc on a v1/v2 hybrid).
+        let rel = BundleOptions {
+            cgroup_path: Some("iris/web.service"),
+            ..opts.clone()
+        };
+        write_bundle_config(&b, &rel).unwrap();
+        let c2: Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
+        assert_eq!(c2["linux"]["cgroupsPath"], "iris/web.service/container");
         // Kept from umoci: masks, devices, the proc mount.
         assert_eq!(
             c["linux"]["maskedPaths"],
