@@ -96,6 +96,8 @@ pub enum ContainerError {
     BadImage { image: String, reason: String },
     /// Neither the service nor the image gives a command to run.
     NoCommand { image: String },
+    /// The command is not an executable file in the image.
+    CommandNotFound { cmd: String, image: String },
     /// `user` names a user or group the image does not know.
     UnknownUser { user: String, reason: String },
     /// `working_dir` is not an absolute path.
@@ -123,6 +125,9 @@ impl fmt::Display for ContainerError {
             ContainerError::NotPulled { image } => write!(f, "image {image} is not pulled"),
             ContainerError::BadImage { image, reason } => {
                 write!(f, "image {image} is unusable: {reason}")
+            }
+            ContainerError::CommandNotFound { cmd, image } => {
+                write!(f, "cmd '{cmd}' not found in image {image}")
             }
             ContainerError::NoCommand { image } => write!(
                 f,
@@ -1129,6 +1134,72 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
     let mut buf = String::new();
     file.take(MAX_DOC).read_to_string(&mut buf).ok()?;
     Some(buf)
+}
+
+/// Checks that the process's program is an executable file in the bundle's
+/// rootfs, found as the runtime finds it (a path as given, relative to the
+/// working directory; a bare name on the process's `PATH`), symlinks
+/// resolved inside the rootfs. A typo then fails the start at once, as for
+/// a plain service, instead of a runtime that exits on every restart.
+pub fn check_command(
+    bundle: &Path,
+    proc: &ResolvedProcess,
+    image: &str,
+) -> Result<(), ContainerError> {
+    let cmd = proc.args.first().map(String::as_str).unwrap_or("");
+    let rootfs = read_json(&bundle.join("config.json"))
+        .ok()
+        .and_then(|c| {
+            c.get("root")
+                .and_then(|r| r.get("path"))
+                .and_then(Value::as_str)
+                .map(|p| bundle.join(p))
+        })
+        .unwrap_or_else(|| bundle.join("rootfs"));
+    let candidates: Vec<String> = if cmd.contains('/') {
+        vec![if cmd.starts_with('/') {
+            cmd.to_string()
+        } else {
+            format!("{}/{cmd}", proc.cwd.trim_end_matches('/'))
+        }]
+    } else {
+        let path = proc
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{cmd}", d.trim_end_matches('/')))
+            .collect()
+    };
+    if candidates.iter().any(|c| executable_in_root(&rootfs, c)) {
+        Ok(())
+    } else {
+        Err(ContainerError::CommandNotFound {
+            cmd: cmd.to_string(),
+            image: image.to_string(),
+        })
+    }
+}
+
+fn executable_in_root(rootfs: &Path, rel: &str) -> bool {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let Ok(root) = fs::File::open(rootfs) else {
+        return false;
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let Ok(fd) = openat2(root.as_raw_fd(), rel, how) else {
+        return false;
+    };
+    // SAFETY: openat2 just returned this descriptor; nothing else owns it.
+    let file = unsafe { fs::File::from_raw_fd(fd) };
+    file.metadata().is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    })
 }
 
 /// What the supervisor knows about the container it is about to run.
@@ -2159,6 +2230,45 @@ mod tests {
             str_array(DEFAULT_CAPS)
         );
         assert!(c["linux"].get("cgroupsPath").is_none());
+        fs::remove_dir_all(&b).unwrap();
+    }
+
+    #[test]
+    fn the_command_must_be_an_executable_in_the_image() {
+        use std::os::unix::fs::PermissionsExt;
+        let b = make_bundle("cmdcheck");
+        let bin = b.join("rootfs/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("busybox"), "").unwrap();
+        fs::set_permissions(bin.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
+        // An absolute link, as an image has it: resolved inside the rootfs.
+        std::os::unix::fs::symlink("/bin/busybox", bin.join("httpd")).unwrap();
+        fs::write(bin.join("data"), "").unwrap();
+        let proc = |args: &[&str], path: &str| ResolvedProcess {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![format!("PATH={path}")],
+            cwd: "/bin".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        for ok in [&["httpd"][..], &["/bin/httpd"], &["./busybox", "x"]] {
+            assert!(
+                check_command(&b, &proc(ok, "/usr/bin:/bin"), "i").is_ok(),
+                "{ok:?}"
+            );
+        }
+        for bad in [&["nope"][..], &["data"], &["/bin"], &["/etc/passwd"]] {
+            let e = check_command(&b, &proc(bad, "/bin"), "img:1").unwrap_err();
+            assert!(
+                e.to_string().contains("not found in image img:1"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(
+            check_command(&b, &proc(&["httpd"], "/usr/bin"), "i").is_err(),
+            "only the process's PATH is searched"
+        );
         fs::remove_dir_all(&b).unwrap();
     }
 
