@@ -111,6 +111,7 @@ pub struct Init {
     pub(crate) pipes: HashMap<Token, PipeOwner>,
     pub(crate) logs: crate::logs::Logs,
     pub(crate) execs: crate::exec::Execs,
+    pub(crate) containers: crate::container_svc::Containers,
     next_token: usize,
     pub(crate) sup: Supervisor,
     timers: Timers<TimerKey>,
@@ -208,6 +209,7 @@ impl Init {
             }
         };
         let logs = crate::logs::Logs::new(&cfg.log_dir);
+        let containers = crate::container_svc::Containers::new(&cfg);
         Ok(Init {
             cfg,
             poll,
@@ -218,6 +220,7 @@ impl Init {
             pipes: HashMap::new(),
             logs,
             execs: crate::exec::Execs::default(),
+            containers,
             next_token: 2,
             sup: Supervisor::new(),
             timers: Timers::default(),
@@ -348,11 +351,15 @@ impl Init {
                 crate::info!("service '{name}' (pid {pid}) {}", status.describe());
                 // Its last words reach the log before its exit is acted on.
                 crate::logs::drain(self, &name);
+                crate::container_svc::on_main_exit(self, &name, pid);
             }
             if self.sup.on_exit(pid, status, now) {
                 continue;
             }
             if crate::exec::on_exit(self, pid, status) {
+                continue;
+            }
+            if crate::container_svc::on_exit(self, pid, status) {
                 continue;
             }
             self.stats.zombies_reaped += 1;
@@ -390,11 +397,13 @@ impl Init {
     fn run_action(&mut self, action: Action, now: Instant) {
         match action {
             Action::Spawn { name, gen } => {
-                let result = crate::launch::spawn_service(self, &name);
-                if let Err(e) = &result {
-                    crate::warn!("unable to start '{name}': {e}");
+                // None: a container, whose preparation answers later.
+                if let Some(result) = crate::launch::spawn_service(self, &name, gen) {
+                    if let Err(e) = &result {
+                        crate::warn!("unable to start '{name}': {e}");
+                    }
+                    self.sup.on_spawned(&name, gen, result, now);
                 }
-                self.sup.on_spawned(&name, gen, result, now);
             }
             Action::WatchPort { name, gen, port } => {
                 if let Some(old) = self.ports.insert(
@@ -410,18 +419,20 @@ impl Init {
                 self.scan_ports(now);
             }
             Action::Terminate { name, pgid } => {
-                let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
-                if let Some(cg) = &self.cgroups {
-                    cg.signal_all(&name, Signal::SIGTERM);
+                if !crate::launch::on_terminate(self, &name) {
+                    let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
+                    if let Some(cg) = &self.cgroups {
+                        cg.signal_all(&name, Signal::SIGTERM);
+                    }
                 }
-                crate::launch::on_terminate(self, &name);
             }
             Action::KillTree { name, pgid } => {
-                let _ = killpg(NixPid::from_raw(pgid), Signal::SIGKILL);
-                if let Some(cg) = &self.cgroups {
-                    cg.kill_all(&name);
+                if !crate::launch::on_kill(self, &name) {
+                    let _ = killpg(NixPid::from_raw(pgid), Signal::SIGKILL);
+                    if let Some(cg) = &self.cgroups {
+                        cg.kill_all(&name);
+                    }
                 }
-                crate::launch::on_kill(self, &name);
             }
             Action::WatchTree { name, gen, pgid } => {
                 self.trees.retain(|t| t.name != name);
@@ -589,6 +600,10 @@ impl Init {
     // ----- process trees -------------------------------------------------
 
     fn tree_gone(&self, t: &TreeWatch) -> bool {
+        // A container's runtime may still be deleting it.
+        if !crate::container_svc::tree_gone(self, &t.name) {
+            return false;
+        }
         if let Some(cg) = &self.cgroups {
             if !cg.is_empty(&t.name) {
                 return false;
