@@ -116,10 +116,19 @@ impl Cgroups {
     /// (readable while the process is a zombie).
     pub fn owner_of_pid(&self, pid: i32) -> Option<String> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-        let leaf = rel.rsplit('/').next()?;
-        leaf.strip_suffix(".service").map(str::to_string)
+        service_of_cgroup(&text)
     }
+}
+
+/// The service named by the cgroup2 line of a `/proc/PID/cgroup` text: the
+/// innermost `NAME.service` (a container's process sits in the service
+/// cgroup's `container` child).
+fn service_of_cgroup(text: &str) -> Option<String> {
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    rel.rsplit('/')
+        .find_map(|c| c.strip_suffix(".service"))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
 }
 
 /// `populated 1` in the text of a `cgroup.events` file.
@@ -234,6 +243,20 @@ mod tests {
         let pure = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(pure), Some(PathBuf::from("/sys/fs/cgroup")));
         assert_eq!(cgroup2_mount("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"), None);
+    }
+
+    #[test]
+    fn a_process_belongs_to_its_innermost_service_cgroup() {
+        assert_eq!(
+            service_of_cgroup("0::/web.service\n").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            service_of_cgroup("4:memory:/x\n0::/init/web.service/container\n").as_deref(),
+            Some("web")
+        );
+        assert_eq!(service_of_cgroup("0::/user.slice\n"), None);
+        assert_eq!(service_of_cgroup("0::/.service\n"), None);
     }
 
     #[test]
