@@ -224,6 +224,12 @@ fn container_serves_execs_and_leaves_nothing_behind() {
         (v["stdout"].as_str(), v["exit_code"].as_i64()),
         (Some("hello from the busybox image\n"), Some(0))
     );
+    let (_, v) = exec(
+        &init,
+        "ctr-web",
+        json!({"cmd": ["cat"], "stdin": "fed through the runtime"}),
+    );
+    assert_eq!(v["stdout"], "fed through the runtime", "{v}");
     // A timeout kills the command inside the container, not just the runtime.
     let n = 400_000 + std::process::id() % 100_000;
     let (_, v) = exec(
