@@ -65,8 +65,15 @@ impl Cgroups {
             .unwrap_or_default()
     }
 
+    /// No process left in the service's cgroup or below it: `cgroup.events`
+    /// says `populated 0` (recursive, so a container that runc put in a
+    /// child cgroup counts). Falls back to `cgroup.procs` when the file
+    /// cannot be read (a missing cgroup is empty).
     pub fn is_empty(&self, service: &str) -> bool {
-        self.pids(service).is_empty()
+        match fs::read_to_string(self.path(service).join("cgroup.events")) {
+            Ok(text) => !populated(&text),
+            Err(_) => self.pids(service).is_empty(),
+        }
     }
 
     /// Signals every process in the cgroup.
@@ -93,19 +100,125 @@ impl Cgroups {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    /// Removes an empty service cgroup.
+    /// Removes an empty service cgroup, with the empty child cgroups an OCI
+    /// runtime may have left in it.
     pub fn remove(&self, service: &str) {
-        let _ = fs::remove_dir(self.path(service));
+        remove_empty_tree(&self.path(service), 0);
+    }
+
+    /// The service's cgroup relative to the cgroup2 mount point, without a
+    /// leading `/` (what an OCI runtime's `cgroupsPath` names).
+    pub fn relative(&self, service: &str) -> Option<String> {
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = cgroup2_mount(&mountinfo)?;
+        let rel = self.path(service);
+        let rel = rel.strip_prefix(&mount).ok()?;
+        Some(rel.to_string_lossy().trim_matches('/').to_string())
     }
 
     /// The service whose cgroup holds `pid`, from `/proc/PID/cgroup`
     /// (readable while the process is a zombie).
     pub fn owner_of_pid(&self, pid: i32) -> Option<String> {
         let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-        let leaf = rel.rsplit('/').next()?;
-        leaf.strip_suffix(".service").map(str::to_string)
+        service_of_cgroup(&text)
     }
+}
+
+/// The service named by the cgroup2 line of a `/proc/PID/cgroup` text: the
+/// innermost `NAME.service` (a container's process sits in the service
+/// cgroup's `container` child).
+fn service_of_cgroup(text: &str) -> Option<String> {
+    let rel = text.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
+    rel.rsplit('/')
+        .find_map(|c| c.strip_suffix(".service"))
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
+/// `populated 1` in the text of a `cgroup.events` file.
+fn populated(events: &str) -> bool {
+    events
+        .lines()
+        .any(|l| l.split_whitespace().eq(["populated", "1"]))
+}
+
+/// Removes `dir` and its child cgroups, deepest first; a cgroup that still
+/// holds a process stays (the kernel refuses with EBUSY).
+fn remove_empty_tree(dir: &Path, depth: usize) {
+    // A runtime nests a cgroup or two; never walk an unbounded tree.
+    if depth < 8 {
+        if let Ok(entries) = fs::read_dir(dir) {
+            for e in entries.flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_empty_tree(&e.path(), depth + 1);
+                }
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Removes the empty cgroup `rel` (relative, e.g. `web.service`) that an
+/// OCI runtime made under the init's own cgroup in every cgroup v1
+/// hierarchy (runc on a v1/v2 hybrid host), with its empty children.
+pub fn remove_v1_leftovers(rel: &str) {
+    let (Ok(mountinfo), Ok(own)) = (
+        fs::read_to_string("/proc/self/mountinfo"),
+        fs::read_to_string("/proc/self/cgroup"),
+    ) else {
+        return;
+    };
+    let rel = rel.trim_matches('/');
+    if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+        return;
+    }
+    for (mount, own_path) in v1_hierarchies(&mountinfo, &own) {
+        let dir = mount.join(own_path.trim_start_matches('/')).join(rel);
+        remove_empty_tree(&dir, 0);
+    }
+}
+
+/// Each cgroup v1 mount point with the init's cgroup in it, matched by the
+/// controller list (`cpu,cpuacct`, `name=systemd`) of `/proc/self/cgroup`.
+fn v1_hierarchies(mountinfo: &str, own: &str) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mut post = post.split_whitespace();
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let (Some(mount), Some(opts)) = (pre.split_whitespace().nth(4), post.nth(1)) else {
+            continue;
+        };
+        // Mount options that are not controllers.
+        const NOT_CONTROLLERS: &[&str] = &[
+            "rw",
+            "ro",
+            "xattr",
+            "clone_children",
+            "noprefix",
+            "cpuset_v2_mode",
+        ];
+        let mut wanted: Vec<&str> = opts
+            .split(',')
+            .filter(|o| o.starts_with("name=") || !(o.contains('=') || NOT_CONTROLLERS.contains(o)))
+            .collect();
+        wanted.sort_unstable();
+        let found = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let mut have: Vec<&str> = ctrls.split(',').filter(|c| !c.is_empty()).collect();
+            have.sort_unstable();
+            (!have.is_empty() && have == wanted).then(|| path.to_string())
+        });
+        if let Some(path) = found {
+            out.push((PathBuf::from(mount), path));
+        }
+    }
+    out
 }
 
 /// The mount point of the cgroup2 hierarchy from `/proc/self/mountinfo`.
@@ -134,5 +247,58 @@ mod tests {
         let pure = "30 1 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
         assert_eq!(cgroup2_mount(pure), Some(PathBuf::from("/sys/fs/cgroup")));
         assert_eq!(cgroup2_mount("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n"), None);
+    }
+
+    #[test]
+    fn a_process_belongs_to_its_innermost_service_cgroup() {
+        assert_eq!(
+            service_of_cgroup("0::/web.service\n").as_deref(),
+            Some("web")
+        );
+        assert_eq!(
+            service_of_cgroup("4:memory:/x\n0::/init/web.service/container\n").as_deref(),
+            Some("web")
+        );
+        assert_eq!(service_of_cgroup("0::/user.slice\n"), None);
+        assert_eq!(service_of_cgroup("0::/.service\n"), None);
+    }
+
+    #[test]
+    fn populated_reads_cgroup_events() {
+        assert!(populated("populated 1\nfrozen 0\n"));
+        assert!(!populated("populated 0\nfrozen 0\n"));
+        assert!(!populated(""));
+    }
+
+    #[test]
+    fn v1_hierarchies_match_the_controller_lists() {
+        let mountinfo = "25 30 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+            26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n\
+            27 25 0:24 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd\n\
+            28 25 0:25 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n\
+            29 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let own = "9:name=systemd:/\n4:memory:/limits/box\n2:cpuacct,cpu:/\n0::/\n";
+        let found = v1_hierarchies(mountinfo, own);
+        assert_eq!(
+            found,
+            vec![
+                (PathBuf::from("/sys/fs/cgroup/systemd"), "/".to_string()),
+                (
+                    PathBuf::from("/sys/fs/cgroup/memory"),
+                    "/limits/box".to_string()
+                ),
+                (PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"), "/".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn removing_a_tree_keeps_nothing_empty_and_never_fails() {
+        let base = std::env::temp_dir().join(format!("iris-cg-rm-{}", std::process::id()));
+        std::fs::create_dir_all(base.join("web.service/container")).unwrap();
+        remove_empty_tree(&base.join("web.service"), 0);
+        assert!(!base.join("web.service").exists());
+        remove_empty_tree(&base.join("absent"), 0);
+        let _ = std::fs::remove_dir_all(&base);
     }
 }

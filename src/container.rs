@@ -96,6 +96,8 @@ pub enum ContainerError {
     BadImage { image: String, reason: String },
     /// Neither the service nor the image gives a command to run.
     NoCommand { image: String },
+    /// The command is not an executable file in the image.
+    CommandNotFound { cmd: String, image: String },
     /// `user` names a user or group the image does not know.
     UnknownUser { user: String, reason: String },
     /// `working_dir` is not an absolute path.
@@ -123,6 +125,9 @@ impl fmt::Display for ContainerError {
             ContainerError::NotPulled { image } => write!(f, "image {image} is not pulled"),
             ContainerError::BadImage { image, reason } => {
                 write!(f, "image {image} is unusable: {reason}")
+            }
+            ContainerError::CommandNotFound { cmd, image } => {
+                write!(f, "cmd '{cmd}' not found in image {image}")
             }
             ContainerError::NoCommand { image } => write!(
                 f,
@@ -1131,6 +1136,72 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
     Some(buf)
 }
 
+/// Checks that the process's program is an executable file in the bundle's
+/// rootfs, found as the runtime finds it (a path as given, relative to the
+/// working directory; a bare name on the process's `PATH`), symlinks
+/// resolved inside the rootfs. A typo then fails the start at once, as for
+/// a plain service, instead of a runtime that exits on every restart.
+pub fn check_command(
+    bundle: &Path,
+    proc: &ResolvedProcess,
+    image: &str,
+) -> Result<(), ContainerError> {
+    let cmd = proc.args.first().map(String::as_str).unwrap_or("");
+    let rootfs = read_json(&bundle.join("config.json"))
+        .ok()
+        .and_then(|c| {
+            c.get("root")
+                .and_then(|r| r.get("path"))
+                .and_then(Value::as_str)
+                .map(|p| bundle.join(p))
+        })
+        .unwrap_or_else(|| bundle.join("rootfs"));
+    let candidates: Vec<String> = if cmd.contains('/') {
+        vec![if cmd.starts_with('/') {
+            cmd.to_string()
+        } else {
+            format!("{}/{cmd}", proc.cwd.trim_end_matches('/'))
+        }]
+    } else {
+        let path = proc
+            .env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(DEFAULT_PATH);
+        path.split(':')
+            .filter(|d| !d.is_empty())
+            .map(|d| format!("{}/{cmd}", d.trim_end_matches('/')))
+            .collect()
+    };
+    if candidates.iter().any(|c| executable_in_root(&rootfs, c)) {
+        Ok(())
+    } else {
+        Err(ContainerError::CommandNotFound {
+            cmd: cmd.to_string(),
+            image: image.to_string(),
+        })
+    }
+}
+
+fn executable_in_root(rootfs: &Path, rel: &str) -> bool {
+    use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
+    let Ok(root) = fs::File::open(rootfs) else {
+        return false;
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    let Ok(fd) = openat2(root.as_raw_fd(), rel, how) else {
+        return false;
+    };
+    // SAFETY: openat2 just returned this descriptor; nothing else owns it.
+    let file = unsafe { fs::File::from_raw_fd(fd) };
+    file.metadata().is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    })
+}
+
 /// What the supervisor knows about the container it is about to run.
 #[derive(Clone, Debug)]
 pub struct BundleOptions<'a> {
@@ -1151,6 +1222,11 @@ pub struct BundleOptions<'a> {
     /// leaves the empty parents there. None: runc makes a cgroup beside
     /// its own. crun runs with `--cgroup-manager=disabled` and ignores
     /// this: the container stays in crun's own cgroup, the service's.
+    /// Absolute (`/x/web.service`) on a pure cgroup2 system; relative
+    /// (`x/web.service`) on a hybrid, where runc reads a relative path
+    /// against the cgroup2 root for the unified hierarchy but against its
+    /// own cgroup in each v1 hierarchy (so a v1 memory limit around the
+    /// init still holds the container; an absolute path would escape it).
     pub cgroup_path: Option<&'a str>,
     /// Host files bind-mounted read-only at the same path (see
     /// [`default_host_files`]).
@@ -1273,16 +1349,14 @@ pub fn edit_config(
     linux.insert("namespaces".into(), Value::Array(ns));
     match opts.cgroup_path {
         Some(p) => {
+            // Absolute or relative as given: see BundleOptions::cgroup_path.
             let base = p.trim_end_matches('/');
-            let base = if base.starts_with('/') {
-                base.to_string()
+            let path = if base.is_empty() {
+                "container".to_string()
             } else {
-                format!("/{base}")
+                format!("{base}/container")
             };
-            linux.insert(
-                "cgroupsPath".into(),
-                Value::String(format!("{base}/container")),
-            );
+            linux.insert("cgroupsPath".into(), Value::String(path));
         }
         None => {
             linux.remove("cgroupsPath");
@@ -1326,10 +1400,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<(), ContainerError> {
 /// so each sees the others' containers.
 fn runtime_base(s: &ContainerSettings) -> Vec<String> {
     let kind = s.runtime_kind();
-    let root = s.run_dir.join(match kind {
-        RuntimeKind::Crun => "crun",
-        RuntimeKind::Runc => "runc",
-    });
+    let root = runtime_root(s);
     let mut argv = vec![
         s.runtime.clone(),
         "--root".to_string(),
@@ -1347,6 +1418,21 @@ fn runtime_base(s: &ContainerSettings) -> Vec<String> {
 /// namespace). Absolute: crun fails after starting with a relative one.
 pub fn container_pid_file(s: &ContainerSettings, service: &str) -> PathBuf {
     s.run_dir.join("pid").join(format!("{service}.pid"))
+}
+
+/// The runtime's `--root`: one per runtime kind, they keep different state.
+fn runtime_root(s: &ContainerSettings) -> PathBuf {
+    s.run_dir.join(match s.runtime_kind() {
+        RuntimeKind::Crun => "crun",
+        RuntimeKind::Runc => "runc",
+    })
+}
+
+/// The runtime's state directory for one container: it exists while the
+/// runtime knows the container (so a `delete` is needed before a new run
+/// of the same name), and is gone once the runtime removed it.
+pub fn container_state_dir(s: &ContainerSettings, service: &str) -> PathBuf {
+    runtime_root(s).join(service)
 }
 
 /// Directories the runtime commands expect (create before the first run).
@@ -2095,6 +2181,14 @@ mod tests {
             "no network namespace"
         );
         assert_eq!(c["linux"]["cgroupsPath"], "/iris/web/container");
+        // A relative path stays relative (runc on a v1/v2 hybrid).
+        let rel = BundleOptions {
+            cgroup_path: Some("iris/web.service"),
+            ..opts.clone()
+        };
+        write_bundle_config(&b, &rel).unwrap();
+        let c2: Value = serde_json::from_slice(&fs::read(b.join("config.json")).unwrap()).unwrap();
+        assert_eq!(c2["linux"]["cgroupsPath"], "iris/web.service/container");
         // Kept from umoci: masks, devices, the proc mount.
         assert_eq!(
             c["linux"]["maskedPaths"],
@@ -2136,6 +2230,45 @@ mod tests {
             str_array(DEFAULT_CAPS)
         );
         assert!(c["linux"].get("cgroupsPath").is_none());
+        fs::remove_dir_all(&b).unwrap();
+    }
+
+    #[test]
+    fn the_command_must_be_an_executable_in_the_image() {
+        use std::os::unix::fs::PermissionsExt;
+        let b = make_bundle("cmdcheck");
+        let bin = b.join("rootfs/bin");
+        fs::create_dir_all(&bin).unwrap();
+        fs::write(bin.join("busybox"), "").unwrap();
+        fs::set_permissions(bin.join("busybox"), fs::Permissions::from_mode(0o755)).unwrap();
+        // An absolute link, as an image has it: resolved inside the rootfs.
+        std::os::unix::fs::symlink("/bin/busybox", bin.join("httpd")).unwrap();
+        fs::write(bin.join("data"), "").unwrap();
+        let proc = |args: &[&str], path: &str| ResolvedProcess {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            env: vec![format!("PATH={path}")],
+            cwd: "/bin".into(),
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+        };
+        for ok in [&["httpd"][..], &["/bin/httpd"], &["./busybox", "x"]] {
+            assert!(
+                check_command(&b, &proc(ok, "/usr/bin:/bin"), "i").is_ok(),
+                "{ok:?}"
+            );
+        }
+        for bad in [&["nope"][..], &["data"], &["/bin"], &["/etc/passwd"]] {
+            let e = check_command(&b, &proc(bad, "/bin"), "img:1").unwrap_err();
+            assert!(
+                e.to_string().contains("not found in image img:1"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert!(
+            check_command(&b, &proc(&["httpd"], "/usr/bin"), "i").is_err(),
+            "only the process's PATH is searched"
+        );
         fs::remove_dir_all(&b).unwrap();
     }
 

@@ -121,6 +121,7 @@ pub struct Init {
     last_tick: Instant,
     pub(crate) logs: crate::logs::Logs,
     pub(crate) execs: crate::exec::Execs,
+    pub(crate) containers: crate::container_svc::Containers,
     next_token: usize,
     pub(crate) sup: Supervisor,
     timers: Timers<TimerKey>,
@@ -219,6 +220,7 @@ impl Init {
             }
         };
         let logs = crate::logs::Logs::new(&cfg.log_dir);
+        let containers = crate::container_svc::Containers::new(&cfg);
         Ok(Init {
             cfg,
             poll,
@@ -231,6 +233,7 @@ impl Init {
             last_tick: Instant::now(),
             logs,
             execs: crate::exec::Execs::default(),
+            containers,
             next_token: 2,
             sup: Supervisor::new(),
             timers: Timers::default(),
@@ -268,8 +271,10 @@ impl Init {
         self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
         while !self.finished {
+            // The checks tile the whole iteration: work done since the
+            // timers ran, the poll itself, and the event handling.
+            self.notice_pause(Some(Duration::ZERO));
             let timeout = self.timers.next_timeout(Instant::now());
-            self.last_tick = Instant::now();
             let polled = self.poll.poll(&mut events, timeout);
             self.notice_pause(timeout);
             if let Err(e) = polled {
@@ -312,9 +317,9 @@ impl Init {
     /// means the VM (or the init) was paused: the monotonic clock jumped.
     /// Deadlines move by the lost time, so no backoff, health deadline or
     /// stop timeout fires because of the pause. Checked after each poll
-    /// (`asked` is its timeout; None means it could sleep forever) and
-    /// again before timers are taken (`asked` zero), so a pause that hits
-    /// while events are handled is seen too.
+    /// (`asked` is its timeout; None means it could sleep forever), and
+    /// before and after the rest of each iteration (`asked` zero), so a
+    /// pause is seen wherever it hits.
     fn notice_pause(&mut self, asked: Option<Duration>) {
         let now = Instant::now();
         let gap = now.saturating_duration_since(self.last_tick);
@@ -411,11 +416,15 @@ impl Init {
                 crate::info!("service '{name}' (pid {pid}) {}", status.describe());
                 // Its last words reach the log before its exit is acted on.
                 crate::logs::drain(self, &name);
+                crate::container_svc::on_main_exit(self, &name, pid);
             }
             if self.sup.on_exit(pid, status, now) {
                 continue;
             }
             if crate::exec::on_exit(self, pid, status) {
+                continue;
+            }
+            if crate::container_svc::on_exit(self, pid, status) {
                 continue;
             }
             self.stats.zombies_reaped += 1;
@@ -460,11 +469,13 @@ impl Init {
     fn run_action(&mut self, action: Action, now: Instant) {
         match action {
             Action::Spawn { name, gen } => {
-                let result = crate::launch::spawn_service(self, &name);
-                if let Err(e) = &result {
-                    crate::warn!("unable to start '{name}': {e}");
+                // None: a container, whose preparation answers later.
+                if let Some(result) = crate::launch::spawn_service(self, &name, gen) {
+                    if let Err(e) = &result {
+                        crate::warn!("unable to start '{name}': {e}");
+                    }
+                    self.sup.on_spawned(&name, gen, result, now);
                 }
-                self.sup.on_spawned(&name, gen, result, now);
             }
             Action::WatchPort { name, gen, port } => {
                 if let Some(old) = self.ports.insert(
@@ -481,18 +492,20 @@ impl Init {
             }
             Action::Terminate { name, pgid } => {
                 crate::info!("stopping '{name}'");
-                let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
-                if let Some(cg) = &self.cgroups {
-                    cg.signal_all(&name, Signal::SIGTERM);
+                if !crate::launch::on_terminate(self, &name) {
+                    let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
+                    if let Some(cg) = &self.cgroups {
+                        cg.signal_all(&name, Signal::SIGTERM);
+                    }
                 }
-                crate::launch::on_terminate(self, &name);
             }
             Action::KillTree { name, pgid } => {
-                let _ = killpg(NixPid::from_raw(pgid), Signal::SIGKILL);
-                if let Some(cg) = &self.cgroups {
-                    cg.kill_all(&name);
+                if !crate::launch::on_kill(self, &name) {
+                    let _ = killpg(NixPid::from_raw(pgid), Signal::SIGKILL);
+                    if let Some(cg) = &self.cgroups {
+                        cg.kill_all(&name);
+                    }
                 }
-                crate::launch::on_kill(self, &name);
             }
             Action::WatchTree { name, gen, pgid } => {
                 self.trees.retain(|t| t.name != name);
@@ -669,6 +682,10 @@ impl Init {
     // ----- process trees -------------------------------------------------
 
     fn tree_gone(&self, t: &TreeWatch) -> bool {
+        // A container's runtime may still be deleting it.
+        if !crate::container_svc::tree_gone(self, &t.name) {
+            return false;
+        }
         if let Some(cg) = &self.cgroups {
             if !cg.is_empty(&t.name) {
                 return false;

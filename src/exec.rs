@@ -61,6 +61,12 @@ pub struct ExecPlan {
     pub cgroup_procs: Option<PathBuf>,
     pub stdin: Option<Vec<u8>>,
     pub timeout: Duration,
+    /// A container exec: the file where the runtime writes the command's
+    /// pid. The command is not in the runtime's process group, so a
+    /// timeout kills it by this pid.
+    pub kill_pid_file: Option<PathBuf>,
+    /// Files to remove once the command is over.
+    pub cleanup: Vec<PathBuf>,
 }
 
 struct Pipe {
@@ -78,6 +84,40 @@ struct Job {
     err: Vec<u8>,
     truncated: bool,
     timed_out: bool,
+    kill_pid_file: Option<PathBuf>,
+    cleanup: Vec<PathBuf>,
+}
+
+impl Job {
+    /// SIGKILL to the command: its process group, or for a container exec
+    /// the command inside (killing the runtime would leave it running).
+    fn kill(&self) {
+        if let Some(pid) = self
+            .kill_pid_file
+            .as_deref()
+            .and_then(|f| command_pid(f, self.pid))
+        {
+            let _ = nix::sys::signal::kill(NixPid::from_raw(pid), Signal::SIGKILL);
+            return;
+        }
+        let _ = killpg(NixPid::from_raw(self.pid), Signal::SIGKILL);
+    }
+}
+
+/// The pid in a runtime's exec pid file, while `runtime` is its parent (so
+/// a pid that was already recycled is never signalled).
+fn command_pid(pid_file: &Path, runtime: Pid) -> Option<Pid> {
+    let pid: Pid = std::fs::read_to_string(pid_file)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let ppid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|p| p.trim().parse::<Pid>().ok())?;
+    (pid > 0 && ppid == runtime).then_some(pid)
 }
 
 #[derive(Default)]
@@ -152,6 +192,8 @@ pub(crate) fn sandbox_exec(
             .timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_TIMEOUT),
+        kill_pid_file: None,
+        cleanup: Vec::new(),
     };
     start(init, token, req.keep_alive, plan)
 }
@@ -182,17 +224,24 @@ pub(crate) fn service_exec(
     };
     let stdin = b.stdin.map(String::into_bytes);
     if def.container {
-        let argv = crate::launch::container_exec_argv(init, name, &b.cmd)?;
+        let ctr = crate::launch::container_exec_argv(init, name, &b.cmd)?;
+        let cleanup = ctr.cleanup.clone();
         let plan = ExecPlan {
-            argv,
+            argv: ctr.argv,
             env: spawn::service_env(None, &BTreeMap::new()),
             working_dir: None,
             user: None,
             cgroup_procs: None,
             stdin,
             timeout,
+            kill_pid_file: Some(ctr.pid_file),
+            cleanup: ctr.cleanup,
         };
-        return start(init, token, req.keep_alive, plan);
+        let started = start(init, token, req.keep_alive, plan);
+        if started.is_err() {
+            remove_files(&cleanup);
+        }
+        return started;
     }
     let user = match &def.user {
         Some(u) => Some(spawn::resolve_user(u).map_err(spawn_error)?),
@@ -213,6 +262,8 @@ pub(crate) fn service_exec(
         cgroup_procs,
         stdin,
         timeout,
+        kill_pid_file: None,
+        cleanup: Vec::new(),
     };
     start(init, token, req.keep_alive, plan)
 }
@@ -285,6 +336,8 @@ fn start(
         err: Vec::new(),
         truncated: false,
         timed_out: false,
+        kill_pid_file: plan.kill_pid_file,
+        cleanup: plan.cleanup,
     };
     job.stdout = register(
         init,
@@ -422,6 +475,7 @@ pub fn on_exit(init: &mut Init, pid: Pid, status: ExitStatus) -> bool {
     if let Some((p, _, _)) = job.stdin.take() {
         unregister(init, p);
     }
+    remove_files(&job.cleanup);
     if let Some((token, keep_alive)) = job.client {
         let signal = match status {
             ExitStatus::Signal(s) => Some(s),
@@ -446,7 +500,13 @@ pub fn on_exit(init: &mut Init, pid: Pid, status: ExitStatus) -> bool {
 pub fn on_timeout(init: &mut Init, id: u64) {
     if let Some(job) = init.execs.jobs.get_mut(&id) {
         job.timed_out = true;
-        let _ = killpg(NixPid::from_raw(job.pid), Signal::SIGKILL);
+        job.kill();
+    }
+}
+
+fn remove_files(files: &[PathBuf]) {
+    for f in files {
+        let _ = std::fs::remove_file(f);
     }
 }
 
@@ -455,7 +515,7 @@ pub fn on_conn_closed(init: &mut Init, token: Token) {
     for job in init.execs.jobs.values_mut() {
         if job.client.is_some_and(|(t, _)| t == token) {
             job.client = None;
-            let _ = killpg(NixPid::from_raw(job.pid), Signal::SIGKILL);
+            job.kill();
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod boot;
 pub mod cgroup;
 pub mod config;
 pub mod container;
+pub mod container_svc;
 pub mod definition;
 pub mod dropin;
 pub mod event_loop;

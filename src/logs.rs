@@ -137,6 +137,20 @@ pub fn drain(init: &mut Init, name: &str) {
     on_readable(init, name);
 }
 
+/// A line the init itself adds to a service's log (a container's image
+/// pull, say), after whatever the service wrote before it.
+pub fn append(init: &mut Init, name: &str, line: &str) {
+    if !init.logs.by_service.contains_key(name) && writer_for(init, name).is_err() {
+        return;
+    }
+    drain(init, name);
+    let mut bytes = line.as_bytes().to_vec();
+    if !bytes.ends_with(b"\n") {
+        bytes.push(b'\n');
+    }
+    ingest(init, name, &bytes);
+}
+
 fn ingest(init: &mut Init, name: &str, chunk: &[u8]) {
     let max_bytes = init.logs.max_bytes;
     let Some(log) = init.logs.by_service.get_mut(name) else {

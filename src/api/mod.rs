@@ -151,16 +151,6 @@ fn handle(init: &mut Init, token: Token, req: Request) -> Reply {
 fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Result<Reply, ApiError> {
     let now = Instant::now();
     let keep_alive = req.keep_alive;
-    let wait_for = |init: &mut Init, name: &str, kind: WaitKind| {
-        init.waiters.push(Waiter {
-            token,
-            name: name.to_string(),
-            kind,
-            keep_alive,
-        });
-        init.run_actions(Instant::now());
-        Reply::Deferred
-    };
     match route {
         Route::ListServices => {
             let names: Vec<String> = init.sup.services().map(|s| s.name.clone()).collect();
@@ -196,40 +186,52 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
                     &json!({"name": name, "deleted": true}),
                 )))
             }
-            Progress::Pending => Ok(wait_for(init, &name, WaitKind::Delete)),
+            Progress::Pending => Ok(progress_reply(
+                init,
+                token,
+                &name,
+                Progress::Pending,
+                true,
+                WaitKind::Delete,
+                keep_alive,
+            )),
         },
-        Route::Start { name, wait } | Route::Restart { name, wait } => {
-            let restart = matches!(route_kind(req), RouteKind::Restart);
-            let progress = if restart {
-                init.sup.restart(&name, now)?
-            } else {
-                init.sup.start(&name, now)?
-            };
-            match (progress, wait) {
-                (Progress::Done, _) => {
-                    init.run_actions(now);
-                    Ok(Reply::Now(ok_service(init, 200, &name)))
-                }
-                (Progress::Pending, false) => {
-                    let resp = ok_service(init, 202, &name);
-                    init.run_actions(now);
-                    Ok(Reply::Now(resp))
-                }
-                (Progress::Pending, true) => Ok(wait_for(init, &name, WaitKind::Start)),
-            }
+        Route::Start { name, wait } => {
+            let p = init.sup.start(&name, now)?;
+            Ok(progress_reply(
+                init,
+                token,
+                &name,
+                p,
+                wait,
+                WaitKind::Start,
+                keep_alive,
+            ))
         }
-        Route::Stop { name, wait } => match (init.sup.stop(&name, now)?, wait) {
-            (Progress::Done, _) => {
-                init.run_actions(now);
-                Ok(Reply::Now(ok_service(init, 200, &name)))
-            }
-            (Progress::Pending, false) => {
-                let resp = ok_service(init, 202, &name);
-                init.run_actions(now);
-                Ok(Reply::Now(resp))
-            }
-            (Progress::Pending, true) => Ok(wait_for(init, &name, WaitKind::Stop)),
-        },
+        Route::Restart { name, wait } => {
+            let p = init.sup.restart(&name, now)?;
+            Ok(progress_reply(
+                init,
+                token,
+                &name,
+                p,
+                wait,
+                WaitKind::Start,
+                keep_alive,
+            ))
+        }
+        Route::Stop { name, wait } => {
+            let p = init.sup.stop(&name, now)?;
+            Ok(progress_reply(
+                init,
+                token,
+                &name,
+                p,
+                wait,
+                WaitKind::Stop,
+                keep_alive,
+            ))
+        }
         Route::ServiceExec(name) => crate::exec::service_exec(init, token, &name, req),
         Route::Exec => crate::exec::sandbox_exec(init, token, req),
         Route::Logs { name, tail, follow } => {
@@ -291,42 +293,58 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
             });
             Ok(Reply::Now(json_response(200, &v)))
         }
-        Route::Poweroff | Route::Reboot => {
-            let mode = if matches!(route_kind(req), RouteKind::Reboot) {
-                crate::pid1::HaltMode::Reboot
-            } else {
-                crate::pid1::HaltMode::PowerOff
-            };
-            let word = if mode == crate::pid1::HaltMode::Reboot {
-                "reboot"
-            } else {
-                "poweroff"
-            };
-            // The answer goes out before the shutdown begins.
-            let mut resp = json_response(202, &json!({"action": word, "status": "accepted"}));
-            resp.keep_alive = false;
-            respond(init, token, resp);
-            init.flush_conn(token);
-            init.begin_shutdown(mode, "the API");
-            Ok(Reply::Deferred)
+        Route::Poweroff => Ok(halt(init, token, crate::pid1::HaltMode::PowerOff)),
+        Route::Reboot => Ok(halt(init, token, crate::pid1::HaltMode::Reboot)),
+    }
+}
+
+/// Answers a start/stop/restart: at once when done or not waited for
+/// (202, the service already `unknown`), else once the service settles.
+fn progress_reply(
+    init: &mut Init,
+    token: Token,
+    name: &str,
+    progress: Progress,
+    wait: bool,
+    kind: WaitKind,
+    keep_alive: bool,
+) -> Reply {
+    let now = Instant::now();
+    match (progress, wait) {
+        (Progress::Done, _) => {
+            init.run_actions(now);
+            Reply::Now(ok_service(init, 200, name))
+        }
+        (Progress::Pending, false) => {
+            let resp = ok_service(init, 202, name);
+            init.run_actions(now);
+            Reply::Now(resp)
+        }
+        (Progress::Pending, true) => {
+            init.waiters.push(Waiter {
+                token,
+                name: name.to_string(),
+                kind,
+                keep_alive,
+            });
+            init.run_actions(now);
+            Reply::Deferred
         }
     }
 }
 
-enum RouteKind {
-    Restart,
-    Reboot,
-    Other,
-}
-
-fn route_kind(req: &Request) -> RouteKind {
-    if req.path.trim_end_matches('/').ends_with("/restart") {
-        RouteKind::Restart
-    } else if req.path.trim_end_matches('/').ends_with("/reboot") {
-        RouteKind::Reboot
-    } else {
-        RouteKind::Other
-    }
+/// The 202 goes out before the shutdown begins.
+fn halt(init: &mut Init, token: Token, mode: crate::pid1::HaltMode) -> Reply {
+    let word = match mode {
+        crate::pid1::HaltMode::Reboot => "reboot",
+        crate::pid1::HaltMode::PowerOff => "poweroff",
+    };
+    let mut resp = json_response(202, &json!({"action": word, "status": "accepted"}));
+    resp.keep_alive = false;
+    respond(init, token, resp);
+    init.flush_conn(token);
+    init.begin_shutdown(mode, "the API");
+    Reply::Deferred
 }
 
 /// A service settled: answer every request that waited for it.
