@@ -6,36 +6,61 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Where the init creates service cgroups: its own cgroup in the cgroup2
-/// hierarchy (`/sys/fs/cgroup` on pure hosts, `/sys/fs/cgroup/unified` on
-/// hybrid ones).
+/// Where the init creates service cgroups: as PID 1 the root of the
+/// cgroup2 hierarchy; as a plain supervisor a subtree of its own cgroup
+/// (`/sys/fs/cgroup` on pure hosts, `/sys/fs/cgroup/unified` on hybrid
+/// ones) named after the instance, so two inits on one host never share a
+/// service's cgroup.
 #[derive(Debug, Clone)]
 pub struct Cgroups {
     base: PathBuf,
+    /// A subtree this init made for itself (removed when it exits).
+    owned: bool,
 }
 
 impl Cgroups {
     /// None when no cgroup2 is mounted or the init's place in it is not
-    /// writable.
-    pub fn detect() -> Option<Cgroups> {
+    /// writable. `instance` names the subtree to create (None: use the
+    /// init's own cgroup, as PID 1).
+    pub fn detect(instance: Option<&str>) -> Option<Cgroups> {
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").ok()?;
         let mount = cgroup2_mount(&mountinfo)?;
         let own = fs::read_to_string("/proc/self/cgroup").ok()?;
         let rel = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim();
-        let base = mount.join(rel.trim_start_matches('/'));
-        let probe = base.join(".iris-probe.service");
-        let _ = fs::remove_dir(&probe);
-        fs::create_dir(&probe).ok()?;
-        let _ = fs::remove_dir(&probe);
+        let mut base = mount.join(rel.trim_start_matches('/'));
+        if let Some(tag) = instance {
+            base = base.join(tag);
+            match fs::create_dir(&base) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(_) => return None,
+            }
+        } else {
+            let probe = base.join(".iris-probe.service");
+            let _ = fs::remove_dir(&probe);
+            fs::create_dir(&probe).ok()?;
+            let _ = fs::remove_dir(&probe);
+        }
         // Memory accounting (oom kills in memory.events) and pid counts for
         // the services, where the hierarchy allows it (the VM's root does;
         // a hybrid host's unified tree has no controllers to give).
         let _ = fs::write(base.join("cgroup.subtree_control"), "+memory +pids");
-        Some(Cgroups { base })
+        Some(Cgroups {
+            base,
+            owned: instance.is_some(),
+        })
+    }
+
+    /// Removes the init's own subtree and every empty service cgroup in it
+    /// (at exit of a plain supervisor).
+    pub fn cleanup(&self) {
+        if self.owned {
+            remove_empty_tree(&self.base, 0);
+        }
     }
 
     pub fn at(base: PathBuf) -> Cgroups {
-        Cgroups { base }
+        Cgroups { base, owned: false }
     }
 
     pub fn base(&self) -> &Path {

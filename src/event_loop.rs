@@ -129,6 +129,7 @@ pub struct Init {
     ports: HashMap<String, PortWatch>,
     scanner: Option<ListenScanner>,
     scan_scheduled: bool,
+    last_scan: Instant,
     trees: Vec<TreeWatch>,
     tree_check_scheduled: bool,
     pub(crate) cgroups: Option<Cgroups>,
@@ -207,7 +208,16 @@ impl Init {
             }
         }
         raise_fd_limit();
-        let cgroups = Cgroups::detect();
+        // A plain supervisor keeps its services' cgroups in a subtree named
+        // after its socket: stable across its own restarts, distinct from
+        // any other instance's.
+        let instance = (!pid1).then(|| {
+            format!(
+                "iris-{:016x}",
+                fnv1a(cfg.socket.as_os_str().as_encoded_bytes())
+            )
+        });
+        let cgroups = Cgroups::detect(instance.as_deref());
         match &cgroups {
             Some(c) => crate::info!("service cgroups under {}", c.base().display()),
             None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
@@ -241,6 +251,7 @@ impl Init {
             ports: HashMap::new(),
             scanner,
             scan_scheduled: false,
+            last_scan: Instant::now(),
             trees: Vec::new(),
             tree_check_scheduled: false,
             cgroups,
@@ -274,6 +285,7 @@ impl Init {
             // The checks tile the whole iteration: work done since the
             // timers ran, the poll itself, and the event handling.
             self.notice_pause(Some(Duration::ZERO));
+            self.discard_stale_timers();
             let timeout = self.timers.next_timeout(Instant::now());
             let polled = self.poll.poll(&mut events, timeout);
             self.notice_pause(timeout);
@@ -310,6 +322,9 @@ impl Init {
             }
         }
         self.write_state_if_dirty();
+        if let Some(cg) = &self.cgroups {
+            cg.cleanup();
+        }
         self.halt.unwrap_or(HaltMode::PowerOff)
     }
 
@@ -334,6 +349,31 @@ impl Init {
                 lost.as_secs_f64()
             );
             self.timers.shift(lost);
+        }
+    }
+
+    /// Timers are cancelled lazily; dropping the stale ones at the head
+    /// before sleeping means a cancelled timer never wakes the init (an
+    /// idle init makes no wake-ups at all).
+    fn discard_stale_timers(&mut self) {
+        while let Some(key) = self.timers.peek() {
+            let stale = match key {
+                TimerKey::Service(t) => self.sup.get(&t.name).is_none_or(|s| s.gen != t.gen),
+                TimerKey::PortScan => self.ports.is_empty(),
+                TimerKey::TreeCheck => self.trees.is_empty(),
+                TimerKey::ConnSweep => self.conns.values().all(|c| c.deadline.is_none()),
+                TimerKey::Exec(id) => !self.execs.has(*id),
+            };
+            if !stale {
+                return;
+            }
+            match key {
+                TimerKey::PortScan => self.scan_scheduled = false,
+                TimerKey::TreeCheck => self.tree_check_scheduled = false,
+                TimerKey::ConnSweep => self.sweep_at = None,
+                _ => {}
+            }
+            self.timers.discard_first();
         }
     }
 
@@ -476,6 +516,11 @@ impl Init {
                     }
                     self.sup.on_spawned(&name, gen, result, now);
                 }
+                // A burst of spawns can take a while: keep scanning ports
+                // in between, so early services are not kept waiting.
+                if !self.ports.is_empty() && self.last_scan.elapsed() >= PORT_SCAN_INTERVAL {
+                    self.scan_ports(Instant::now());
+                }
             }
             Action::WatchPort { name, gen, port } => {
                 if let Some(old) = self.ports.insert(
@@ -488,7 +533,11 @@ impl Init {
                 ) {
                     self.drop_probe(old.probe);
                 }
-                self.scan_ports(now);
+                // One scan serves every port watched in this iteration.
+                if !self.scan_scheduled {
+                    self.scan_scheduled = true;
+                    self.timers.schedule(now, TimerKey::PortScan);
+                }
             }
             Action::Terminate { name, pgid } => {
                 crate::info!("stopping '{name}'");
@@ -530,10 +579,6 @@ impl Init {
                 }
                 if outcome == Outcome::Stopped {
                     crate::info!("stopped '{name}'");
-                }
-                if matches!(outcome, Outcome::Running | Outcome::Stopped) {
-                    // Running flags are part of the state file.
-                    self.dirty = true;
                 }
             }
             Action::Persist => self.dirty = true,
@@ -601,6 +646,7 @@ impl Init {
         }
         let mut open = HashSet::new();
         let t0 = Instant::now();
+        self.last_scan = t0;
         let scanned = match &mut self.scanner {
             Some(s) => s.scan(&mut open),
             None => probe::scan_procfs(&mut open),
@@ -936,6 +982,13 @@ impl Init {
     pub(crate) fn schedule(&mut self, at: Instant, key: TimerKey) {
         self.timers.schedule(at, key);
     }
+}
+
+/// FNV-1a: a stable short name for a path.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Root, or the init's own uid, may use the API (`SO_PEERCRED`).

@@ -131,6 +131,10 @@ impl Execs {
     pub fn running(&self) -> usize {
         self.jobs.len()
     }
+
+    pub fn has(&self, id: u64) -> bool {
+        self.jobs.contains_key(&id)
+    }
 }
 
 /// Per-stream output cap (`IRIS_EXEC_OUTPUT_MAX`, default 16 MiB).

@@ -48,6 +48,16 @@ impl<K: Ord> Timers<K> {
         due
     }
 
+    /// The key that is due first.
+    pub fn peek(&self) -> Option<&K> {
+        self.heap.peek().map(|Reverse((_, _, k))| k)
+    }
+
+    /// Drops the key that is due first (a cancelled one).
+    pub fn discard_first(&mut self) {
+        self.heap.pop();
+    }
+
     pub fn len(&self) -> usize {
         self.heap.len()
     }

@@ -408,3 +408,63 @@ fn user_env_and_working_dir_apply() {
         "{v}"
     );
 }
+
+fn voluntary_switches(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn an_idle_init_never_wakes_up() {
+    let t = TempDir::new("idle");
+    let init = Init::start(t.path());
+    let port = free_port();
+    // Short health and stop timeouts: their (cancelled) timers would fall
+    // due inside the window below.
+    init.put(
+        "web",
+        &format!(
+            "{},\"health_port\":{port},\"health_timeout_secs\":0.6,\"stop_timeout_secs\":0.6}}",
+            listener_after(port, 0)
+        ),
+    );
+    init.put("idle", r#"{"cmd":"sleep","args":["1000"]}"#);
+    assert_eq!(init.req("POST", "/v1/services/web/start", None).0, 200);
+    assert_eq!(init.req("POST", "/v1/services/idle/start", None).0, 200);
+    assert_eq!(init.req("POST", "/v1/services/web/stop", None).0, 200);
+    std::thread::sleep(Duration::from_millis(100));
+    let before = voluntary_switches(init.pid());
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = voluntary_switches(init.pid());
+    assert_eq!(
+        after - before,
+        0,
+        "the init woke up {} times while idle",
+        after - before
+    );
+}
+
+#[test]
+fn two_inits_never_share_a_service_cgroup() {
+    let (ta, tb) = (TempDir::new("twin-a"), TempDir::new("twin-b"));
+    let (a, b) = (Init::start(ta.path()), Init::start(tb.path()));
+    for init in [&a, &b] {
+        init.put("same", r#"{"cmd":"sleep","args":["1000"]}"#);
+        assert_eq!(init.req("POST", "/v1/services/same/start", None).0, 200);
+    }
+    let pid_b = b.service("same")["pid"].as_i64().unwrap();
+    assert_eq!(a.req("POST", "/v1/services/same/stop", None).0, 200);
+    std::thread::sleep(Duration::from_millis(200));
+    let v = b.service("same");
+    assert_eq!(
+        (v["status"].as_str(), v["pid"].as_i64()),
+        (Some("running"), Some(pid_b)),
+        "{v}"
+    );
+    assert_eq!(v["restarts"], 0);
+}

@@ -87,14 +87,15 @@ pub(crate) fn respond(init: &mut Init, token: Token, resp: Response) {
         return;
     };
     conn.wbuf.extend_from_slice(&resp.to_bytes());
-    if resp.keep_alive {
+    let deadline = if resp.keep_alive {
         conn.state = ConnState::Idle;
-        conn.deadline = Some(now + conn::IDLE_TIMEOUT);
+        now + conn::IDLE_TIMEOUT
     } else {
         conn.state = ConnState::Closing;
-        conn.deadline = Some(now + conn::REQUEST_TIMEOUT);
-    }
-    init.arm_sweep(now + conn::REQUEST_TIMEOUT);
+        now + conn::REQUEST_TIMEOUT
+    };
+    conn.deadline = Some(deadline);
+    init.arm_sweep(deadline);
 }
 
 /// Answers a deferred request, then goes on with pipelined ones.

@@ -261,12 +261,16 @@ impl Supervisor {
             self.fail(name, msg.clone());
             return Err(SupError::Failed(msg));
         }
+        let mut changed = false;
         for n in &order {
             if let Some(s) = self.services.get_mut(n) {
+                changed |= s.wanted != Wanted::Up;
                 s.wanted = Wanted::Up;
             }
         }
-        self.actions.push(Action::Persist);
+        if changed {
+            self.actions.push(Action::Persist);
+        }
         for n in &order {
             self.kick(n, now);
         }
