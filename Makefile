@@ -26,7 +26,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 unit:
-	$(CARGO) test --all-targets
+	$(CARGO) test
 
 # Every test: unit and integration tests, then the microVM boot test.
 test: unit vm-test
