@@ -194,6 +194,116 @@ else
     fail "start t-tree"
 fi
 
+# --- a container service (issue 6) ------------------------------------------
+# t-box runs busybox httpd from an OCI layout in the image (skopeo copies it
+# into the store, umoci unpacks it, crun runs it); t-box-client is a plain
+# service that needs it and fetches its page when it starts.
+CRUN_ROOT=/run/iris/crun
+box_procs() { # pids whose command line is t-box's httpd
+    for d in /proc/[0-9]*; do
+        case "$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" in
+        "httpd -f -p 127.0.0.1:8081"*) printf '%s ' "${d#/proc/}" ;;
+        esac
+    done
+}
+t0=$(uptime_ms)
+if out=$(irisctl start t-box-client 2>&1); then
+    box=$(irisctl status t-box --json)
+    cpid=$(get "$box" container_pid)
+    ok "container service t-box started with t-box-client in $(($(uptime_ms) - t0)) ms (container pid $cpid)"
+    [ "$(get "$box" status)" = running ] && ok "t-box is running" ||
+        fail "t-box is $(get "$box" status): $box"
+    case "$box" in
+    *'"container":true'*'"image_digest":"sha256:'*) ok "t-box shows container, image $(get "$box" image), digest $(get "$box" image_digest | cut -c1-19)..." ;;
+    *) fail "t-box's object lacks container/image_digest: $box" ;;
+    esac
+    page=$(wget -q -O - http://127.0.0.1:8081/ 2>&1)
+    [ "$page" = "hello from the busybox image" ] && ok "t-box answers on 127.0.0.1:8081 (health_port)" ||
+        fail "t-box on 127.0.0.1:8081 answered: $page"
+    # The client fetched the page as it started: t-box ran before it.
+    [ "$(cat /run/t-box-client.page 2>/dev/null)" = "hello from the busybox image" ] &&
+        ok "t-box-client, which needs t-box, started after it (it got the page at start)" ||
+        fail "t-box-client did not get t-box's page at its start: $(cat /run/t-box-client.page 2>&1)"
+    a=$(starttime "$cpid")
+    b=$(starttime "$(get "$(irisctl status t-box-client --json)" pid)")
+    if [ -n "$a" ] && [ -n "$b" ] && [ "$a" -le "$b" ]; then
+        ok "t-box's container process (t=$a) started before t-box-client (t=$b)"
+    else
+        fail "t-box's container (t=$a) not started before t-box-client (t=$b)"
+    fi
+    # exec inside the container: its rootfs, hostname, env; output and status.
+    rc=0
+    out=$(irisctl exec t-box -- sh -c 'echo "$(hostname) $BOX_VAR $IMAGE_VAR $(cat /www/index.html)"; test ! -e /usr/libexec/vm-check.sh && exit 7') || rc=$?
+    if [ "$out" = "t-box from-service from-image hello from the busybox image" ] && [ "$rc" = 7 ]; then
+        ok "exec in t-box: stdout and exit code 7 from inside the container"
+    else
+        fail "exec in t-box: exit $rc, stdout: $out"
+    fi
+    [ -n "$(box_procs)" ] && ok "t-box's httpd runs: pid $(box_procs)" || fail "no httpd of t-box"
+    irisctl stop t-box-client >/dev/null || fail "stop t-box-client"
+    t0=$(uptime_ms)
+    if irisctl stop t-box >/dev/null; then
+        t1=$(uptime_ms)
+        st=$(get "$(irisctl status t-box --json)" status)
+        left=$(crun --root "$CRUN_ROOT" list 2>&1 | tail -n +2)
+        [ -z "$left" ] && ok "stop t-box ($st in $((t1 - t0)) ms): crun list is empty" ||
+            fail "crun list after stop t-box: $left"
+        [ -z "$(box_procs)" ] && ok "no httpd of t-box left" || fail "t-box processes left: $(box_procs)"
+        [ -n "$cpid" ] && [ ! -d "/proc/$cpid" ] && ok "the container's pid $cpid is gone" ||
+            fail "the container's pid '$cpid' is still there"
+        mnt=$(grep -c 'bundles/t-box' /proc/self/mountinfo)
+        [ "$mnt" = 0 ] && ok "no mount of t-box's bundle left" || fail "$mnt mounts of t-box's bundle left"
+        cg=/sys/fs/cgroup/t-box.service
+        if [ ! -e "$cg/cgroup.events" ] || grep -q '^populated 0' "$cg/cgroup.events"; then
+            ok "t-box's cgroup is empty"
+        else
+            fail "t-box's cgroup is still populated"
+        fi
+    else
+        fail "stop t-box"
+    fi
+else
+    fail "start t-box-client (and t-box): $out"
+    irisctl logs t-box -n 20 2>&1 | sed 's/^/VMCHECK log t-box: /'
+fi
+
+# --- oom_killed (issue 3) ----------------------------------------------------
+# The init enables +memory in the root cgroup; a limit on t-oom's cgroup
+# (there is no memory field in a definition) makes the kernel kill it.
+rm -f /run/t-oom.go
+grep -q -w memory /sys/fs/cgroup/cgroup.subtree_control &&
+    ok "memory controller enabled for the services: $(cat /sys/fs/cgroup/cgroup.subtree_control)" ||
+    fail "no memory controller in /sys/fs/cgroup/cgroup.subtree_control: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+if irisctl start t-oom >/dev/null; then
+    cg=/sys/fs/cgroup/t-oom.service
+    if echo 16M >"$cg/memory.max" 2>/dev/null; then
+        ok "memory.max of t-oom's cgroup set to $(cat "$cg/memory.max")"
+    else
+        fail "cannot write $cg/memory.max (controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control))"
+    fi
+    touch /run/t-oom.go
+    deadline=$(($(uptime_ms) + 30000))
+    while [ "$(get "$(irisctl status t-oom --json)" status)" = running ] && [ "$(uptime_ms)" -lt "$deadline" ]; do
+        sleep 0.1
+    done
+    js=$(irisctl status t-oom --json)
+    case "$js" in
+    *'"oom_killed":true'*) ok "t-oom reports oom_killed true (status $(get "$js" status), exit_code $(get "$js" exit_code), oom_kills $(get "$js" oom_kills))" ;;
+    *) fail "t-oom after its allocation: $js; memory.events: $(tr '\n' ' ' <"$cg/memory.events" 2>&1)" ;;
+    esac
+    case "$js" in
+    *'"exit_code":137'*) ok "t-oom's exit_code is 137 (SIGKILL)" ;;
+    *) fail "t-oom's exit_code is $(get "$js" exit_code), not 137" ;;
+    esac
+    js=$(irisctl status cache --json)
+    case "$js" in
+    *'"oom_killed":false'*) ok "cache reports oom_killed false" ;;
+    *) fail "cache's object: $js" ;;
+    esac
+else
+    fail "start t-oom"
+fi
+
 z=$(zombies)
 [ -z "$z" ] && ok "no zombie at the end" || fail "zombies at the end: $z"
 
