@@ -6,6 +6,12 @@
 #   full (default)  every check, then `irisctl poweroff`
 #   quick           no checks, `irisctl poweroff` (boot time measurements)
 #   cad             no checks, wait for ctrl-alt-del from the host
+#   checkpoint      (disk) define, start and stop services over the API,
+#                   checkpoint, print `VMCHECK checkpointed`; the host then
+#                   kills the VM hard
+#   restored        (the same disk, booted again) check that the same
+#                   services run and the boot restore report, then wait
+#                   for ctrl-alt-del
 exec </dev/null >/dev/console 2>&1
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 SOCK=/run/services.sock
@@ -50,6 +56,92 @@ if [ "$mode" = quick ]; then
     echo "VMCHECK done 0 failed"
     irisctl poweroff >/dev/null
     exit 0
+fi
+
+# has WORD LIST: LIST (words) holds WORD.
+has() {
+    case " $2 " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+# names JSON KEY: the strings of the array KEY in a compact JSON text.
+names() {
+    printf '%s\n' "$1" | sed -n "s/.*\"$2\":\[\([^]]*\)\].*/\1/p" | tr ',' ' ' | tr -d '"'
+}
+
+# --- checkpoint (issue 4), first boot from the disk --------------------------
+# Services defined and started over the API (and the container service
+# t-box), one of them stopped again, then a checkpoint. The host then kills
+# the VM hard and boots the same disk with vmcheck=restored.
+if [ "$mode" = checkpoint ]; then
+    mkdir -p /tmp/ck
+    cat >/tmp/ck/ck-a.toml <<'EOF2'
+cmd = "sleep"
+args = ["3600"]
+EOF2
+    cat >/tmp/ck/ck-b.toml <<'EOF2'
+cmd = "busybox"
+args = ["httpd", "-f", "-p", "127.0.0.1:8090", "-h", "/"]
+needs = ["ck-a"]
+health_port = 8090
+EOF2
+    cat >/tmp/ck/ck-c.toml <<'EOF2'
+cmd = "sleep"
+args = ["3602"]
+EOF2
+    irisctl apply /tmp/ck/ck-a.toml /tmp/ck/ck-b.toml /tmp/ck/ck-c.toml >/dev/null &&
+        ok "ck-a, ck-b, ck-c defined over the API" || fail "irisctl apply"
+    for n in ck-b ck-c t-box; do
+        irisctl start "$n" >/dev/null && ok "started $n" || fail "start $n"
+    done
+    irisctl stop ck-c >/dev/null && ok "stopped ck-c" || fail "stop ck-c"
+    js=$(irisctl checkpoint --json)
+    running=$(names "$js" running_services)
+    for n in ck-a ck-b t-box cache web worker; do
+        has "$n" "$running" || fail "checkpoint: $n is not in running_services: $js"
+    done
+    has ck-c "$running" && fail "checkpoint: the stopped ck-c is in running_services: $js"
+    ok "checkpoint: running_services: $running"
+    echo "VMCHECK checkpointed $fails failed"
+    exec sleep 3600
+fi
+
+# --- after the hard kill: the same services, the boot restore report ---------
+if [ "$mode" = restored ]; then
+    deadline=$(($(uptime_ms) + 60000))
+    report=""
+    while :; do
+        report=$(irisctl restore --last --json)
+        [ "$(get "$report" trigger)" = boot ] && break
+        [ "$(uptime_ms)" -ge "$deadline" ] && break
+        sleep 0.1
+    done
+    started=$(names "$report" started_services)
+    [ "$(get "$report" trigger)" = boot ] && ok "boot restore report: started $started" ||
+        fail "no boot restore report: $report"
+    for n in ck-a ck-b t-box cache web worker; do
+        has "$n" "$started" && ok "report: $n started at boot" ||
+            fail "report: $n not in started_services: $report"
+        st=$(get "$(irisctl status "$n" --json)" status)
+        [ "$st" = running ] && ok "$n is running again" || fail "$n is $st after the restart"
+    done
+    has ck-c "$started" && fail "report: the stopped ck-c was started: $report"
+    case "$report" in
+    *'"failed_services":[]'*) ok "report: no failed service" ;;
+    *) fail "report has failures: $report" ;;
+    esac
+    js=$(irisctl status ck-c --json)
+    if [ "$(get "$js" status)" = stopped ] && [ "$(get "$js" wanted)" = down ] &&
+        [ "$(get "$js" source)" = api ]; then
+        ok "ck-c (API-defined, stopped before the checkpoint) is back and stays stopped"
+    else
+        fail "ck-c after the restart: $js"
+    fi
+    page=$(wget -q -O - http://127.0.0.1:8081/ 2>&1)
+    [ "$page" = "hello from the busybox image" ] && ok "the container t-box answers again" ||
+        fail "t-box on 127.0.0.1:8081 answered: $page"
+    echo "VMCHECK done $fails failed"
+    echo "VMCHECK waiting for ctrl-alt-del"
+    exec sleep 3600
 fi
 
 # --- the init is PID 1 -------------------------------------------------------
