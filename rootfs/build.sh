@@ -5,11 +5,14 @@
 #   root/                  the staged root: busybox, iris-init, irisctl, /etc
 #   base.cpio.gz           that root as an initramfs archive
 #   console.cpio.gz        overlay: the console login shell (rootfs/console/)
-#   test.cpio.gz           overlay: the end-to-end check (rootfs/test/)
+#   test.cpio.gz           overlay: the end-to-end check (rootfs/test/),
+#                          plus crun, skopeo and umoci with their libraries
+#                          and a busybox OCI layout (container services)
 #   initramfs.cpio.gz      base + console, booted by run-vm.sh
 #   test-initramfs.cpio.gz base + test, booted by vm-test.sh
 #   disk.ext4              base + console as an ext4 disk image (boots as
 #                          root from NVMe, see run-vm.sh --disk)
+#   test-disk.ext4         base + test as an ext4 disk image (vm-test.sh)
 #
 # The kernel unpacks concatenated cpio archives one after the other, so an
 # overlay is simply appended to the base archive.
@@ -20,10 +23,11 @@
 #                    iris-init (for debugging the VM plumbing); cargo is
 #                    then not run, and irisctl is taken from IRIS_VM_IRISCTL
 #                    if set
-#   IRIS_VM_DISK_MB  size of disk.ext4 (default 256)
+#   IRIS_VM_DISK_MB  size of the disk images (default 256)
 #
 # Needs (rootfs/setup.sh installs them): busybox-static, cpio, gzip,
-# e2fsprogs, apt-get (to fetch the kernel), cargo.
+# e2fsprogs, apt-get (to fetch the kernel), cargo; for the test overlay
+# crun, skopeo and umoci.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -134,23 +138,52 @@ mkcpio() { # DIR OUT
     (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 | gzip -6 -n) >"$2.tmp"
     mv "$2.tmp" "$2"
 }
+# The test overlay: rootfs/test plus what container services need in the
+# guest: the tools the init drives (skopeo, umoci, the OCI runtime crun) with
+# their shared libraries and loader (the base image has no libc), and a
+# small busybox OCI layout (tests/support/oci.sh) to run, referenced as
+# oci:/usr/share/iris/oci/busybox:1.
+test_root="$out/test-root"
+rm -rf "$test_root"
+mkdir -p "$test_root"
+cp -R "$here/test/." "$test_root/"
+for tool in crun skopeo umoci; do
+    bin=$(command -v "$tool" || true)
+    [ -n "$bin" ] || die "$tool not found; run scripts/setup.sh (make setup)"
+    mkdir -p "$test_root/usr/bin"
+    cp -L "$bin" "$test_root/usr/bin/$tool"
+    # Every library ldd resolves, at the same path, plus the loader.
+    for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+        [ -e "$test_root$lib" ] && continue
+        mkdir -p "$test_root$(dirname "$lib")"
+        cp -L "$lib" "$test_root$lib"
+    done
+done
+bash "$project/tests/support/oci.sh" image "$test_root/usr/share/iris/oci/busybox" 1 ||
+    die "building the busybox OCI image failed"
+
 mkcpio "$root" "$out/base.cpio.gz"
 mkcpio "$here/console" "$out/console.cpio.gz"
-mkcpio "$here/test" "$out/test.cpio.gz"
+mkcpio "$test_root" "$out/test.cpio.gz"
 cat "$out/base.cpio.gz" "$out/console.cpio.gz" >"$out/initramfs.cpio.gz"
 cat "$out/base.cpio.gz" "$out/test.cpio.gz" >"$out/test-initramfs.cpio.gz"
 
-# --- disk ---------------------------------------------------------------------
+# --- disks --------------------------------------------------------------------
 # mkfs.ext4 -d fills the file system from a folder: no loop mount, no root
-# needed beyond owning the files. The disk gets the console overlay too.
-disk_root="$out/disk-root"
-rm -rf "$disk_root"
-cp -a "$root" "$disk_root"
-cp -R "$here/console/." "$disk_root/"
-rm -f "$out/disk.ext4.tmp"
-mkfs.ext4 -q -F -L iris-root -E root_owner=0:0 -d "$disk_root" \
-    "$out/disk.ext4.tmp" "${IRIS_VM_DISK_MB:-256}M" >/dev/null || die "mkfs.ext4 failed"
-mv "$out/disk.ext4.tmp" "$out/disk.ext4"
-rm -rf "$disk_root"
+# needed beyond owning the files. disk.ext4 gets the console overlay (for a
+# person), test-disk.ext4 the test overlay (for vm-test's checkpoint boots).
+mkdisk() { # OVERLAY OUT
+    disk_root="$out/disk-root"
+    rm -rf "$disk_root"
+    cp -a "$root" "$disk_root"
+    cp -R "$1/." "$disk_root/"
+    rm -f "$2.tmp"
+    mkfs.ext4 -q -F -L iris-root -E root_owner=0:0 -d "$disk_root" \
+        "$2.tmp" "${IRIS_VM_DISK_MB:-256}M" >/dev/null || die "mkfs.ext4 failed"
+    mv "$2.tmp" "$2"
+    rm -rf "$disk_root"
+}
+mkdisk "$here/console" "$out/disk.ext4"
+mkdisk "$test_root" "$out/test-disk.ext4"
 
-log "images in $out: $(cd "$out" && ls -1 ./*.cpio.gz disk.ext4 kernel/vmlinuz | tr '\n' ' ')"
+log "images in $out: $(cd "$out" && ls -1 ./*.cpio.gz ./*.ext4 kernel/vmlinuz | tr '\n' ' ')"

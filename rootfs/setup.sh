@@ -14,10 +14,11 @@
 # and extracts only the vmlinuz into build/vm/kernel/ (no host initramfs
 # hooks, the host's boot setup stays untouched). This script only makes sure
 # the apt lists know the package. socat talks to the qemu monitor in
-# vm-test.sh (ctrl-alt-del).
+# vm-test.sh (ctrl-alt-del, quit). crun, skopeo and umoci are copied into
+# the test image (with their libraries) for the container service checks.
 set -eu
 
-PKGS="qemu-system-x86 busybox-static cpio e2fsprogs gzip socat"
+PKGS="qemu-system-x86 busybox-static cpio e2fsprogs gzip socat crun skopeo umoci"
 
 missing=""
 for p in $PKGS; do

@@ -4,9 +4,11 @@
 # Boot 1 (test-initramfs.cpio.gz): the service `vm-check`
 # (rootfs/test/usr/libexec/vm-check.sh) runs in the guest once the example
 # services run, prints `VMCHECK ok|FAIL ...` lines on the console and powers
-# the VM off through the API. The host reads the console and checks the rest:
-# the init's start-up lines, the needs order of the starts, the ordered
-# shutdown, and that qemu exits 0 on the poweroff.
+# the VM off through the API. Among its checks: a container service (crun,
+# from an OCI layout in the image) and an OOM kill reported as `oom_killed`.
+# The host reads the console and checks the rest: the init's start-up
+# lines, the needs order of the starts, the ordered shutdown, and that qemu
+# exits 0 on the poweroff.
 # Boot 2: the guest waits; the host sends ctrl-alt-del through the qemu
 # monitor, and the init must stop its services and reboot (which ends qemu
 # under -no-reboot).
@@ -18,9 +20,11 @@
 #
 # Boot 5: a socket that cannot be bound: a fatal start-up error must power
 # the VM off cleanly.
-# Boots 3 and 4: a copy of disk.ext4 as the root on NVMe, rebooted with
-# ctrl-alt-del each time: the root file system must come out clean and the
-# state file must survive into the next boot.
+# Boots 3 and 4: a copy of test-disk.ext4 as the root on NVMe. Boot 3
+# starts services over the API, stops one, checkpoints, and is killed hard;
+# boot 4 on the same disk must run the same services (the stopped one stays
+# stopped) and report them in the boot restore report, then reboot on
+# ctrl-alt-del with the root file system coming out clean.
 #
 # Prints the boot-to-ready time from the init's own `boot complete` line.
 # Consoles are kept in build/vm/test-*.log. Exits non-zero on any failure.
@@ -74,6 +78,20 @@ in_order() {
         prev=$n
     done
     pass "$what"
+}
+
+# guest_checks LOG WHAT MIN: the guest's VMCHECK lines: none failed, at
+# least MIN ok.
+guest_checks() {
+    local log=$1 what=$2 min=$3 nok nfail
+    nok=$(grep -c '^VMCHECK ok' "$log" || true)
+    nfail=$(grep -c '^VMCHECK FAIL' "$log" || true)
+    if [ "$nfail" = 0 ] && [ "$nok" -ge "$min" ]; then
+        pass "$what: guest checks: $nok ok"
+    else
+        fail "$what: guest checks: $nok ok (at least $min expected), $nfail failed:"
+        grep '^VMCHECK FAIL' "$log" | sed 's/^/    /' || true
+    fi
 }
 
 # boot LOG APPEND [MONITOR]: boots the test image in the background, its
@@ -184,17 +202,10 @@ for f in "$here"/../init.d/*.toml; do
 done
 [ -n "$needs_pairs" ] || fail "no drop-in in init.d has needs: nothing to check the order on"
 
-nok=$(grep -c '^VMCHECK ok' "$log1" || true)
-nfail=$(grep -c '^VMCHECK FAIL' "$log1" || true)
 if grep -q '^VMCHECK done' "$log1"; then
-    if [ "$nfail" = 0 ] && [ "$nok" -ge 20 ]; then
-        pass "guest checks: $nok ok"
-    else
-        fail "guest checks: $nok ok, $nfail failed:"
-        grep '^VMCHECK FAIL' "$log1" | sed 's/^/    /'
-    fi
+    guest_checks "$log1" "boot 1" 40
 else
-    fail "the guest check did not finish ($nok ok, $nfail failed)"
+    fail "the guest check did not finish ($(grep -c '^VMCHECK ok' "$log1" || true) ok)"
     grep '^VMCHECK FAIL' "$log1" | sed 's/^/    /' || true
 fi
 
@@ -273,46 +284,93 @@ in_order "$log5" "fatal start-up error: logged, then a clean poweroff" \
     "error: fatal: .*no-such-dir" "halt: SIGTERM to all processes" "halt: powering off" \
     "reboot: Power down"
 
-# === boots 3 and 4: the ext4 disk image =====================================
-# Boots a copy of disk.ext4 as the root (NVMe), reboots it with ctrl-alt-del
-# (the root must be remounted read-only and come out clean), then boots the
-# same disk again: the state file written by boot 3 must be found.
+# === boots 3 and 4: checkpoint, hard kill, boot again from the disk =========
+# A copy of test-disk.ext4 as the root (NVMe). Boot 3: the guest defines and
+# starts services over the API (one of them a container), stops one, and
+# checkpoints; then the VM is killed hard (qemu `quit` on the monitor: no
+# shutdown, no unmount, as a host that snapshots and discards a VM). Boot 4
+# on the same disk (the kernel replays the ext4 journal): the same services
+# run, the stopped one stays stopped, and the boot restore report says so;
+# then ctrl-alt-del: the root must be remounted read-only and come out
+# clean.
 disk="$work/disk.ext4"
-cp --sparse=always "$out/disk.ext4" "$disk"
-for n in 3 4; do
-    log="$out/test-boot$n.log"
-    echo "vm-test: boot $n (ext4 disk, ctrl-alt-del); console in $log"
-    : >"$log"
-    bash "$here/run-vm.sh" --test --timeout "$timeout_s" --disk "$disk" --monitor "$mon" >"$log" 2>&1 &
-    qemu_pid=$!
-    tail -n +1 -f "$log" --pid "$qemu_pid" 2>/dev/null | sed -u 's/^/  | /' &
-    if ! wait_for "$log" 'boot complete: .* 0 failed'; then
-        fail "boot $n: no 'boot complete' line without failures"
-        stop_qemu
-        continue
-    fi
-    (echo 'sendkey ctrl-alt-delete'; sleep 1) | socat - "UNIX-CONNECT:$mon" >/dev/null 2>&1 ||
+cp --sparse=always "$out/test-disk.ext4" "$disk"
+log3="$out/test-boot3.log"
+echo "vm-test: boot 3 (disk: services over the API, checkpoint, hard kill); console in $log3"
+: >"$log3"
+bash "$here/run-vm.sh" --test --timeout "$timeout_s" --disk "$disk" --monitor "$mon" \
+    --append "vmcheck=checkpoint" >"$log3" 2>&1 &
+qemu_pid=$!
+tail -n +1 -f "$log3" --pid "$qemu_pid" 2>/dev/null | sed -u 's/^/  | /' &
+boot3_ok=0
+if wait_for "$log3" '^VMCHECK checkpointed'; then
+    (echo quit; sleep 0.5) | socat - "UNIX-CONNECT:$mon" >/dev/null 2>&1 ||
         fail "cannot reach the qemu monitor"
-    end_after_reboot "$log" "$mon"
     rc=0
     wait_qemu || rc=$?
     sleep 0.2
-    [ "$rc" = 0 ] && pass "boot $n: qemu exited 0 after ctrl-alt-del" || fail "boot $n: qemu exited $rc"
-    in_order "$log" "boot $n: disk root remounted read-only before the reboot" \
-        "shutdown \(Reboot\) requested by" "halt: root remounted read-only" "halt: rebooting" \
-        "reboot: Restarting system"
-    if fsck_out=$(e2fsck -fn "$disk" 2>&1); then
-        pass "boot $n: the disk's file system is clean after the reboot"
+    boot3_ok=1
+    guest_checks "$log3" "boot 3 (checkpoint)" 6
+    if grep -q -E 'shutdown \(|halt:' "$log3"; then
+        fail "boot 3: the guest shut down; it should have been killed hard"
     else
-        fail "boot $n: e2fsck finds problems:"
-        printf '%s\n' "$fsck_out" | sed 's/^/    /'
+        pass "boot 3: the VM was killed hard after the checkpoint (qemu quit, exit $rc, no shutdown in the guest)"
     fi
-    if [ "$n" = 4 ]; then
-        grep -q 'no state file' "$log" &&
-            fail "boot 4: the state file of boot 3 was not found on the disk" ||
-            pass "boot 4: the state file of boot 3 was found on the disk"
+    # The disk as the hard kill left it, checked on a copy: replay the ext4
+    # journal (as the kernel will on the next boot), then a full read-only
+    # check must find nothing to repair.
+    cp --sparse=always "$disk" "$work/fsck.ext4"
+    replay=$(e2fsck -E journal_only -y "$work/fsck.ext4" 2>&1) || true
+    if fsck_out=$(e2fsck -fn "$work/fsck.ext4" 2>&1); then
+        pass "boot 3: after the hard kill the disk is clean once its journal is replayed$(
+            printf '%s' "$replay" | grep -q -i 'recovering journal' && echo ' (it had one to replay)')"
+    else
+        fail "boot 3: the killed disk has errors beyond a journal replay:"
+        printf '%s\n' "$replay" "$fsck_out" | sed 's/^/    /'
     fi
-done
+    rm -f "$work/fsck.ext4"
+else
+    fail "boot 3: the guest never checkpointed"
+    grep '^VMCHECK FAIL' "$log3" | sed 's/^/    /' || true
+    stop_qemu
+fi
+
+log4="$out/test-boot4.log"
+if [ "$boot3_ok" = 1 ]; then
+    echo "vm-test: boot 4 (the same disk again: restored services, then ctrl-alt-del); console in $log4"
+    : >"$log4"
+    bash "$here/run-vm.sh" --test --timeout "$timeout_s" --disk "$disk" --monitor "$mon" \
+        --append "vmcheck=restored" >"$log4" 2>&1 &
+    qemu_pid=$!
+    tail -n +1 -f "$log4" --pid "$qemu_pid" 2>/dev/null | sed -u 's/^/  | /' &
+    if wait_for "$log4" '^VMCHECK waiting for ctrl-alt-del'; then
+        guest_checks "$log4" "boot 4 (restored)" 15
+        (echo 'sendkey ctrl-alt-delete'; sleep 1) | socat - "UNIX-CONNECT:$mon" >/dev/null 2>&1 ||
+            fail "cannot reach the qemu monitor"
+        end_after_reboot "$log4" "$mon"
+        rc=0
+        wait_qemu || rc=$?
+        sleep 0.2
+        [ "$rc" = 0 ] && pass "boot 4: qemu exited 0 after ctrl-alt-del" || fail "boot 4: qemu exited $rc"
+        in_order "$log4" "boot 4: disk root remounted read-only before the reboot" \
+            "shutdown \(Reboot\) requested by" "halt: root remounted read-only" "halt: rebooting" \
+            "reboot: Restarting system"
+        if fsck_out=$(e2fsck -fn "$disk" 2>&1); then
+            pass "boot 4: the disk's file system is clean after the reboot"
+        else
+            fail "boot 4: e2fsck finds problems:"
+            printf '%s\n' "$fsck_out" | sed 's/^/    /'
+        fi
+    else
+        fail "boot 4: the guest never got through its checks"
+        grep '^VMCHECK FAIL' "$log4" | sed 's/^/    /' || true
+        stop_qemu
+    fi
+    grep -q 'Kernel panic' "$log4" && fail "kernel panic on boot 4"
+    grep -q 'no state file' "$log4" &&
+        fail "boot 4: the state file of boot 3 was not found on the disk" ||
+        pass "boot 4: the state file of boot 3 was found on the disk"
+fi
 
 echo
 if [ "$failures" = 0 ]; then
