@@ -105,6 +105,8 @@ pub(crate) struct Stats {
     pub last_state_write_us: u64,
     /// Orphans reaped, by the service whose cgroup they died in.
     pub orphans_by_service: HashMap<String, u64>,
+    /// OOM kills of each service's cgroup before its current run.
+    pub oom_base: HashMap<String, u64>,
 }
 
 pub struct Init {
@@ -262,6 +264,7 @@ impl Init {
                 state_writes: 0,
                 last_state_write_us: 0,
                 orphans_by_service: HashMap::new(),
+                oom_base: HashMap::new(),
             },
             dirty: false,
             halt: None,
@@ -509,6 +512,10 @@ impl Init {
     fn run_action(&mut self, action: Action, now: Instant) {
         match action {
             Action::Spawn { name, gen } => {
+                // oom_killed speaks of this run: remember the count so far.
+                if let Some(n) = self.cgroups.as_ref().and_then(|cg| cg.oom_kills(&name)) {
+                    self.stats.oom_base.insert(name.clone(), n);
+                }
                 // None: a container, whose preparation answers later.
                 if let Some(result) = crate::launch::spawn_service(self, &name, gen) {
                     if let Err(e) = &result {

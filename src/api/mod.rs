@@ -116,7 +116,10 @@ fn service_value(init: &Init, name: &str) -> Option<Value> {
     let mut extra = serde_json::Map::new();
     if let Some(cg) = &init.cgroups {
         if let Some(n) = cg.oom_kills(name) {
-            extra.insert("oom_killed".into(), json!(n > 0));
+            // Killed by the OOM killer during its current (or last) run;
+            // oom_kills counts every run since the service was defined.
+            let base = init.stats.oom_base.get(name).copied().unwrap_or(0);
+            extra.insert("oom_killed".into(), json!(n > base));
             extra.insert("oom_kills".into(), json!(n));
         }
     }
