@@ -201,6 +201,15 @@ fn open_current(log: &mut ServiceLog) -> bool {
     }
 }
 
+/// Counts output that could not be kept, and says so in the init's log the
+/// first time (the service's own log is what failed).
+fn note_dropped(log: &mut ServiceLog, bytes: usize) {
+    if log.dropped_bytes == 0 {
+        crate::warn!("dropping output of {}: cannot write it", log.path.display());
+    }
+    log.dropped_bytes += bytes as u64;
+}
+
 /// Keeps the current file and one older (`NAME.log.1`).
 fn rotate(log: &mut ServiceLog) {
     let _ = std::fs::rename(&log.path, log.path.with_extension("log.1"));
@@ -214,7 +223,7 @@ fn write_file(log: &mut ServiceLog, data: &[u8], max_bytes: u64) {
     let mut rest = data;
     while !rest.is_empty() {
         if !open_current(log) {
-            log.dropped_bytes += rest.len() as u64;
+            note_dropped(log, rest.len());
             return;
         }
         let room = usize::try_from(max_bytes.saturating_sub(log.size)).unwrap_or(usize::MAX);
@@ -240,7 +249,7 @@ fn write_file(log: &mut ServiceLog, data: &[u8], max_bytes: u64) {
         if let Some(f) = &mut log.file {
             match f.write_all(now) {
                 Ok(()) => log.size += now.len() as u64,
-                Err(_) => log.dropped_bytes += now.len() as u64,
+                Err(_) => note_dropped(log, now.len()),
             }
         }
         rest = later;

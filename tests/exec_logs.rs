@@ -292,3 +292,54 @@ fn failed_start_answer_carries_exit_status_and_last_lines() {
     );
     assert_eq!(svc["exit_code"], 4);
 }
+
+/// Unmounts on drop.
+struct Mount(std::path::PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_log_disk_drops_counted_output_and_never_blocks_the_service() {
+    let t = TempDir::new("fulldisk");
+    let logs = t.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&logs)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "mounting a small tmpfs (needs root)");
+    let _m = Mount(logs.clone());
+    let init = Init::start(t.path());
+    let done = t.path().join("done");
+    // 2 MiB of lines into a 64 KiB disk; then it says it got through.
+    let script = format!(
+        "i=0; while [ $i -lt 20000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; touch {}; exec sleep 1000",
+        done.display()
+    );
+    init.put(
+        "flood",
+        &json!({"cmd": "sh", "args": ["-c", script]}).to_string(),
+    );
+    init.req("POST", "/v1/services/flood/start", None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the service was blocked by its output"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let v = init.wait_for("flood", "drops counted", |v| {
+        v["log_dropped_bytes"].as_u64().unwrap_or(0) > 1_000_000
+    });
+    assert_eq!(v["status"], "running");
+    assert_eq!(init.req("GET", "/v1/system", None).0, 200);
+}

@@ -123,6 +123,11 @@ fn service_value(init: &Init, name: &str) -> Option<Value> {
             extra.insert("oom_kills".into(), json!(n));
         }
     }
+    if let Some(log) = init.logs.get(name) {
+        // Bytes that could not be written to the log file (a full disk).
+        extra.insert("log_lines".into(), json!(log.lines));
+        extra.insert("log_dropped_bytes".into(), json!(log.dropped_bytes));
+    }
     if let Some(n) = init.stats.orphans_by_service.get(name) {
         extra.insert("orphans_reaped".into(), json!(n));
     }
