@@ -9,6 +9,8 @@
 //! separately. The container figure builds a busybox image and runs a
 //! registry on 127.0.0.1 with `tests/support/oci.sh`; without its tools it
 //! says which are missing and the rest still runs.
+//! `IRIS_BENCH_ONLY=exec,container,logs make bench` runs only the sections
+//! named (see `run_bench`), and always the shutdown.
 //!
 //! Every process it starts is ended before it exits: the init with SIGTERM
 //! (it stops its services), and anything left over is found by the run's
