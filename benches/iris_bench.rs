@@ -81,10 +81,15 @@ fn main() {
 // ===== output ===============================================================
 
 fn fig(name: &str, value: impl Display, unit: &str, details: &str) {
-    if details.is_empty() {
-        println!("{name}: {value} {unit}");
+    let unit = if unit.is_empty() {
+        String::new()
     } else {
-        println!("{name}: {value} {unit} ({details})");
+        format!(" {unit}")
+    };
+    if details.is_empty() {
+        println!("{name}: {value}{unit}");
+    } else {
+        println!("{name}: {value}{unit} ({details})");
     }
 }
 
