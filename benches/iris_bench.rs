@@ -5,17 +5,25 @@
 //! medians where a measurement is repeated. Lines starting with `#` are
 //! comments. The services it supervises are this very binary started again
 //! with `--iris-bench-role` (a TCP listener, an idle process, an orphan
-//! storm), so their own cost is small, known and measured separately.
+//! storm, a log flood), so their own cost is small, known and measured
+//! separately. The container figure builds a busybox image and runs a
+//! registry on 127.0.0.1 with `tests/support/oci.sh`; without its tools it
+//! says which are missing and the rest still runs.
+//! `IRIS_BENCH_ONLY=exec,container,logs make bench` runs only the sections
+//! named (see `run_bench`), and always the shutdown.
 //!
 //! Every process it starts is ended before it exits: the init with SIGTERM
 //! (it stops its services), and anything left over is found by the run's
-//! marker in its command line and killed.
+//! marker in its command line and killed; the registry is stopped when its
+//! section ends.
 
+use iris_init::container::{choose_runtime, find_on_path, RUNTIME_ENV};
 use serde_json::{json, Value};
 use std::fmt::Display;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::TcpListener;
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,6 +51,22 @@ const STORM: u32 = 20_000;
 const IDLE_WINDOW: Duration = Duration::from_secs(10);
 /// How long the listeners of the health-wait test sleep before they listen.
 const LATE_PORT_MS: u64 = 1000;
+/// Execs of `true`, back to back, and the most time they may take.
+const EXECS: usize = 500;
+const EXEC_LIMIT: Duration = Duration::from_secs(20);
+/// The window over which the log flood is measured.
+const LOG_WINDOW: Duration = Duration::from_secs(5);
+/// Paced GETs for the latency with and without the flood.
+const LAT_SAMPLES: usize = 1500;
+const LAT_EVERY: Duration = Duration::from_millis(1);
+const LAT_LIMIT: Duration = Duration::from_secs(2);
+/// The flooding service's lines: a zero-padded line number, a space, `x`s
+/// and a newline, this many bytes in all.
+const FLOOD_LINE: usize = 100;
+const FLOOD_DIGITS: usize = 15;
+/// Start/stop cycles of the container and the plain httpd, and a bound.
+const CTR_CYCLES: usize = 10;
+const CTR_LIMIT: Duration = Duration::from_secs(60);
 
 type R<T> = Result<T, String>;
 
@@ -57,15 +81,16 @@ fn main() {
 // ===== output ===============================================================
 
 fn fig(name: &str, value: impl Display, unit: &str, details: &str) {
-    if details.is_empty() {
-        println!("{name}: {value} {unit}");
+    let unit = if unit.is_empty() {
+        String::new()
     } else {
-        println!("{name}: {value} {unit} ({details})");
+        format!(" {unit}")
+    };
+    if details.is_empty() {
+        println!("{name}: {value}{unit}");
+    } else {
+        println!("{name}: {value}{unit} ({details})");
     }
-}
-
-fn not_implemented(name: &str) {
-    println!("{name}: n/a (not implemented)");
 }
 
 fn ms(d: f64) -> String {
@@ -762,11 +787,19 @@ fn run_bench() {
         ("sigkill_restart", sigkill_restart),
         ("orphan_storm", orphan_storm),
         ("exec", exec_round_trip),
-        ("logs", log_throughput),
+        // Before the log flood, whose disk writes linger for a while.
         ("container", container_start),
+        ("logs", log_throughput),
         ("shutdown", shutdown),
     ];
+    // IRIS_BENCH_ONLY=exec,logs runs only those sections (and shutdown).
+    let only = std::env::var("IRIS_BENCH_ONLY").ok();
     for (name, section) in sections {
+        if let Some(only) = &only {
+            if name != "shutdown" && !only.split(',').any(|o| o.trim() == name) {
+                continue;
+            }
+        }
         if let Err(e) = section(&mut bench) {
             println!("{name}: error ({e})");
         }
@@ -1497,24 +1530,491 @@ fn orphan_storm(b: &mut Bench) -> R<()> {
     Ok(())
 }
 
-/// TODO(issue 5): `POST /v1/exec` of `true`, round trips per second.
-fn exec_round_trip(_b: &mut Bench) -> R<()> {
-    not_implemented("exec_round_trip");
+/// `POST /v1/exec` of `true` back to back on one keep-alive connection:
+/// round trips per second and their latency, against the bench spawning
+/// `true` itself.
+fn exec_round_trip(b: &mut Bench) -> R<()> {
+    let mut c = b.init.client()?;
+    let body = json!({"cmd": ["true"]}).to_string();
+    let req = request_bytes("POST", "/v1/exec", Some(&body));
+    let run = |c: &mut Client| -> R<f64> {
+        let t = Instant::now();
+        let (status, answer) = c.raw(&req)?;
+        let took = t.elapsed().as_secs_f64() * 1e3;
+        let v: Value = serde_json::from_slice(&answer).unwrap_or(Value::Null);
+        if status != 200 || v["exit_code"] != 0 || v["timed_out"] == true {
+            return Err(format!(
+                "POST /v1/exec {body}: {status} {}",
+                String::from_utf8_lossy(&answer)
+            ));
+        }
+        Ok(took)
+    };
+    // The first exec resolves `true` and warms the page cache.
+    run(&mut c)?;
+    let c0 = Cpu::of(b.init.pid)?;
+    let t0 = Instant::now();
+    let mut lat = Vec::with_capacity(EXECS);
+    while lat.len() < EXECS && t0.elapsed() < EXEC_LIMIT {
+        lat.push(run(&mut c)?);
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let c1 = Cpu::of(b.init.pid)?;
+    let n = lat.len();
+    // What a fork/exec/wait of the same command costs without the init.
+    let mut alone = Vec::new();
+    let t1 = Instant::now();
+    while alone.len() < EXECS / 2 && t1.elapsed() < EXEC_LIMIT {
+        let t = Instant::now();
+        let status = Command::new("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| format!("spawn true: {e}"))?;
+        if !status.success() {
+            return Err(format!("true exited with {status}"));
+        }
+        alone.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    fig(
+        "exec_round_trip",
+        format!("{:.0}", n as f64 / elapsed),
+        "execs/s",
+        &format!(
+            "{n} POST /v1/exec of {body} back to back on one keep-alive connection in {} ms; \
+             the init's CPU {} ms per exec ({})",
+            ms(elapsed * 1e3),
+            ms(c1.ms_since(&c0) / n.max(1) as f64),
+            c1.describe_since(&c0)
+        ),
+    );
+    fig(
+        "exec_latency",
+        ms(median(&lat)),
+        "ms",
+        &format!(
+            "median of the {n} round trips; p95 {} ms; max {} ms; the bench spawning and waiting for \
+             `true` itself: median {} ms, p95 {} ms ({} runs)",
+            ms(pct(&lat, 0.95)),
+            ms(max(&lat)),
+            ms(median(&alone)),
+            ms(pct(&alone, 0.95)),
+            alone.len()
+        ),
+    );
     Ok(())
 }
 
-/// TODO(issue 5): log throughput from one flooding service (MB/s) with the
-/// init's CPU for it, and GET latency while it floods.
-fn log_throughput(_b: &mut Bench) -> R<()> {
-    not_implemented("log_throughput");
-    not_implemented("log_flood_get_latency");
-    Ok(())
+/// GETs of `path` on a connection of their own, one every `LAT_EVERY` (not
+/// back to back: the figure is the latency a client sees, not how many the
+/// init can take); latencies in us.
+fn paced_gets(socket: &Path, path: &str) -> R<Vec<f64>> {
+    let mut c = Client::connect(socket)?;
+    let req = request_bytes("GET", path, None);
+    let t0 = Instant::now();
+    let mut next = t0;
+    let mut lat = Vec::with_capacity(LAT_SAMPLES);
+    while lat.len() < LAT_SAMPLES && t0.elapsed() < LAT_LIMIT {
+        let now = Instant::now();
+        if next > now {
+            thread::sleep(next - now);
+        }
+        let t = Instant::now();
+        let (status, body) = c.raw(&req)?;
+        if status != 200 {
+            return Err(format!(
+                "GET {path}: {status} {}",
+                String::from_utf8_lossy(&body)
+            ));
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+        // Behind schedule (a slow answer): no burst to catch up.
+        next = (next + LAT_EVERY).max(Instant::now());
+    }
+    Ok(lat)
 }
 
-/// TODO(issue 6): time from `POST start` to `running` of a container service.
-fn container_start(_b: &mut Bench) -> R<()> {
-    not_implemented("container_start");
-    Ok(())
+fn describe_us(lat: &[f64]) -> String {
+    format!(
+        "p50 {:.0} us, p95 {:.0} us, max {:.0} us over {} GETs",
+        median(lat),
+        pct(lat, 0.95),
+        max(lat),
+        lat.len()
+    )
+}
+
+/// The index of the last whole flood line in `path`, if any.
+fn last_flood_line(path: &Path) -> Option<u64> {
+    let mut f = fs::File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let span = 4 * FLOOD_LINE as u64;
+    f.seek(SeekFrom::Start(len.saturating_sub(span))).ok()?;
+    let mut tail = Vec::new();
+    f.take(span).read_to_end(&mut tail).ok()?;
+    // Only text before the last newline is whole; the window's first piece
+    // may be cut, and the format check rejects it.
+    let end = tail.iter().rposition(|b| *b == b'\n')?;
+    tail.get(..end)?
+        .rsplit(|b| *b == b'\n')
+        .find_map(parse_flood_line)
+}
+
+fn parse_flood_line(line: &[u8]) -> Option<u64> {
+    if line.len() + 1 != FLOOD_LINE || line.get(FLOOD_DIGITS) != Some(&b' ') {
+        return None;
+    }
+    let digits = line.get(..FLOOD_DIGITS)?;
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// Bytes of the flood the init has written to the service's log so far:
+/// every line is numbered, so the last whole line of `NAME.log` (or of
+/// `NAME.log.1`, just after a rotation) tells, however often it rotated.
+fn flood_delivered(log: &Path) -> u64 {
+    let older = log.with_extension("log.1");
+    [log, older.as_path()]
+        .into_iter()
+        .filter_map(last_flood_line)
+        .max()
+        .map_or(0, |i| (i + 1) * FLOOD_LINE as u64)
+}
+
+/// One service writing numbered 100-byte lines as fast as its stdout takes
+/// them, with the default log cap: what the init sustains into the log
+/// files, what it costs the init, and what it does to API latency.
+fn log_throughput(b: &mut Bench) -> R<()> {
+    let name = format!("{NAME_PREFIX}flood");
+    let path = format!("/v1/services/{name}");
+    let log = b.dir.join("logs").join(format!("{name}.log"));
+    let def = json!({
+        "cmd": b.exe.display().to_string(),
+        "args": b.role_args("flood", &[]),
+        "restart": "never",
+    })
+    .to_string();
+    b.put_all(&[(name.clone(), def)])?;
+    let quiet = paced_gets(&b.init.socket, &path)?;
+    let mut c = b.init.client()?;
+    let v = c.ok("POST", &format!("{path}/start"), None)?;
+    let result = (|| -> R<()> {
+        let flooder = v["pid"]
+            .as_i64()
+            .ok_or_else(|| format!("{name} has no pid: {v}"))? as i32;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while flood_delivered(&log) == 0 {
+            if Instant::now() > deadline {
+                return Err(format!("nothing in {} 5 s after the start", log.display()));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        // Past the start-up: the pipe is full and the file is growing.
+        thread::sleep(Duration::from_millis(200));
+        let (d0, c0, f0, t0) = (
+            flood_delivered(&log),
+            Cpu::of(b.init.pid)?,
+            Cpu::of(flooder)?,
+            Instant::now(),
+        );
+        thread::sleep(LOG_WINDOW);
+        let (d1, c1, f1, t1) = (
+            flood_delivered(&log),
+            Cpu::of(b.init.pid)?,
+            Cpu::of(flooder)?,
+            Instant::now(),
+        );
+        let secs = (t1 - t0).as_secs_f64();
+        let mb = d1.saturating_sub(d0) as f64 / 1e6;
+        let init_ms = c1.ticks_ms_since(&c0);
+        let rotated = fs::metadata(log.with_extension("log.1"))
+            .map(|m| format!("{:.2} MiB", m.len() as f64 / 1048576.0))
+            .unwrap_or_else(|_| "missing".into());
+        fig(
+            "log_throughput",
+            format!("{:.0}", mb / secs),
+            "MB/s",
+            &format!(
+                "{:.0} MB (10^6 bytes) of 100-byte lines from one service into LOG_DIR/NAME.log over {} ms, \
+                 rotating at the default 8 MiB (about {:.0} rotations; NAME.log.1 now {rotated}); \
+                 the writing service's own CPU {:.0}% of one core",
+                mb,
+                ms(secs * 1e3),
+                d1.saturating_sub(d0) as f64 / f64::from(8u32 << 20),
+                f1.ticks_ms_since(&f0) / (secs * 1e3) * 100.0
+            ),
+        );
+        fig(
+            "log_init_cpu_per_mb",
+            format!("{:.2}", init_ms / mb.max(1e-9)),
+            "ms/MB",
+            &format!(
+                "the init's utime+stime over the same window: {} ms = {:.0}% of one core; {}",
+                ms(init_ms),
+                init_ms / (secs * 1e3) * 100.0,
+                c1.describe_since(&c0)
+            ),
+        );
+        let (d2, t2) = (flood_delivered(&log), Instant::now());
+        let busy = paced_gets(&b.init.socket, &path)?;
+        let (d3, t3) = (flood_delivered(&log), Instant::now());
+        fig(
+            "log_flood_get_latency",
+            format!("{:.0}", median(&busy)),
+            "us",
+            &format!(
+                "median; GET {path} every {} ms from another connection while the service floods \
+                 ({:.0} MB/s meanwhile): {}",
+                LAT_EVERY.as_millis(),
+                d3.saturating_sub(d2) as f64 / 1e6 / (t3 - t2).as_secs_f64(),
+                describe_us(&busy)
+            ),
+        );
+        fig(
+            "log_quiet_get_latency",
+            format!("{:.0}", median(&quiet)),
+            "us",
+            &format!(
+                "median; the same GETs just before the flood: {}",
+                describe_us(&quiet)
+            ),
+        );
+        Ok(())
+    })();
+    let stopped = c.ok("POST", &format!("{path}/stop"), None).map(|_| ());
+    let deleted = c.ok("DELETE", &path, None).map(|_| ());
+    // What the flood left to write back would slow whatever comes next.
+    let t = Instant::now();
+    let synced = fs::File::open(b.dir.join("logs"))
+        .map_err(|e| e.to_string())
+        .and_then(|d| nix::unistd::syncfs(d.as_raw_fd()).map_err(|e| e.to_string()));
+    println!(
+        "# syncfs of the log directory's filesystem after the flood: {} ms{}",
+        t.elapsed().as_millis(),
+        synced.err().map(|e| format!(" ({e})")).unwrap_or_default()
+    );
+    result.and(stopped).and(deleted)
+}
+
+/// Runs `tests/support/oci.sh` (image, registry and push helpers).
+fn oci_sh(args: &[&str]) -> R<String> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/oci.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("bash {}: {e}", script.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "oci.sh {}: {}",
+            args.first().unwrap_or(&""),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into())
+}
+
+/// A registry on 127.0.0.1 started by `oci.sh`, stopped on drop. It runs in
+/// its own session; a watchdog in ours kills it should the bench die
+/// without dropping it.
+struct Registry {
+    port: u16,
+    pid: i32,
+    watchdog: Option<Child>,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> R<Registry> {
+        let out = oci_sh(&["registry", &dir.display().to_string()])?;
+        let mut words = out.split_whitespace();
+        let (Some(port), Some(pid)) = (
+            words.next().and_then(|w| w.parse().ok()),
+            words.next().and_then(|w| w.parse().ok()),
+        ) else {
+            return Err(format!("oci.sh registry printed {out:?}"));
+        };
+        let mut reg = Registry {
+            port,
+            pid,
+            watchdog: None,
+        };
+        // Reads a pipe only this process holds: end of file means the bench
+        // is gone. Ctrl-C must not take the watchdog before the bench.
+        reg.watchdog = Command::new("sh")
+            .args([
+                "-c",
+                "trap '' INT HUP; read _; kill \"$0\" 2>/dev/null",
+                &pid.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        Ok(reg)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        // The watchdog first, so that it cannot kill a reused pid later.
+        if let Some(mut w) = self.watchdog.take() {
+            let _ = w.kill();
+            let _ = w.wait();
+        }
+        if let Err(e) = oci_sh(&["stop-registry", &self.pid.to_string()]) {
+            println!("# could not stop the registry (pid {}): {e}", self.pid);
+        }
+    }
+}
+
+/// `POST start` (which answers once the service is `running`) and `POST
+/// stop`; their times in ms and the start answer.
+fn start_stop(c: &mut Client, name: &str) -> R<(f64, f64, Value)> {
+    let t0 = Instant::now();
+    let v = c.ok("POST", &format!("/v1/services/{name}/start"), None)?;
+    let start = t0.elapsed().as_secs_f64() * 1e3;
+    if v["status"] != "running" {
+        return Err(format!("start of {name} answered without running: {v}"));
+    }
+    let t1 = Instant::now();
+    let s = c.ok("POST", &format!("/v1/services/{name}/stop"), None)?;
+    let stop = t1.elapsed().as_secs_f64() * 1e3;
+    if s["status"] != "stopped" {
+        return Err(format!("stop of {name} answered without stopped: {s}"));
+    }
+    Ok((start, stop, v))
+}
+
+/// `POST start` to `running` of a container service (busybox httpd with a
+/// health port, image already in the init's store), against the same
+/// command as a plain service; start/stop cycles interleaved.
+fn container_start(b: &mut Bench) -> R<()> {
+    let runtime = choose_runtime(
+        std::env::var(RUNTIME_ENV).ok().as_deref(),
+        Path::new("/sys/fs/cgroup"),
+        &|n| find_on_path(n).is_some(),
+    );
+    let mut missing: Vec<String> = ["skopeo", "umoci", "docker-registry", "busybox"]
+        .into_iter()
+        .filter(|t| find_on_path(t).is_none())
+        .map(String::from)
+        .collect();
+    if find_on_path(&runtime).is_none() && !Path::new(&runtime).is_file() {
+        missing.push(runtime.clone());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        fig("container_start", "n/a", "", "needs root");
+        return Ok(());
+    }
+    if !missing.is_empty() {
+        fig(
+            "container_start",
+            "n/a",
+            "",
+            &format!(
+                "missing tools {missing:?}: apt-get install $(grep -v '^#' tests/support/oci-packages.txt)"
+            ),
+        );
+        return Ok(());
+    }
+    let dir = b.dir.join("oci");
+    fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let t_prep = Instant::now();
+    let layout = dir.join("img");
+    oci_sh(&["image", &layout.display().to_string(), "1"])?;
+    let registry = Registry::start(&dir.join("reg"))?;
+    let image = format!("127.0.0.1:{}/busybox:1", registry.port);
+    oci_sh(&["push", &format!("{}:1", layout.display()), &image])?;
+    let prep = t_prep.elapsed();
+
+    let ctr = format!("{NAME_PREFIX}ctr-httpd");
+    let plain = format!("{NAME_PREFIX}plain-httpd");
+    let ports = free_ports(2)?;
+    let (p_ctr, p_plain) = match ports.as_slice() {
+        [a, b] => (*a, *b),
+        _ => return Err("no free ports".into()),
+    };
+    let www = dir.join("www");
+    fs::create_dir_all(&www).map_err(|e| e.to_string())?;
+    b.put_all(&[
+        (
+            ctr.clone(),
+            json!({"cmd": "httpd", "args": ["-f", "-p", p_ctr.to_string(), "-h", "/www"],
+                   "container": true, "image": image, "health_port": p_ctr})
+            .to_string(),
+        ),
+        (
+            plain.clone(),
+            json!({"cmd": "busybox", "args": ["httpd", "-f", "-p", p_plain.to_string(), "-h", www.display().to_string()],
+                   "health_port": p_plain})
+            .to_string(),
+        ),
+    ])?;
+    let mut c = b.init.client()?;
+    let result = (|| -> R<()> {
+        // The first start pulls and unpacks the image into the store.
+        let (first, _, v) = start_stop(&mut c, &ctr)?;
+        let pulls = v["image_pulls"].as_u64().unwrap_or(0);
+        let (mut t_ctr, mut s_ctr, mut t_plain, mut s_plain) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let t0 = Instant::now();
+        while t_ctr.len() < CTR_CYCLES && t0.elapsed() < CTR_LIMIT {
+            let (start, stop, v) = start_stop(&mut c, &ctr)?;
+            if v["image_pulls"].as_u64().unwrap_or(0) != pulls {
+                return Err(format!("the image was pulled again: {v}"));
+            }
+            t_ctr.push(start);
+            s_ctr.push(stop);
+            let (start, stop, _) = start_stop(&mut c, &plain)?;
+            t_plain.push(start);
+            s_plain.push(stop);
+        }
+        let n = t_ctr.len();
+        fig(
+            "container_start_to_running",
+            ms(median(&t_ctr)),
+            "ms",
+            &format!(
+                "median of {n} POST start of busybox httpd in a container with health_port, image cached \
+                 (image_pulls stays {pulls}), runtime {runtime}; p95 {} ms; max {} ms; first start with \
+                 the pull {} ms; stop median {} ms; image build, registry and push took {} ms",
+                ms(pct(&t_ctr, 0.95)),
+                ms(max(&t_ctr)),
+                ms(first),
+                ms(median(&s_ctr)),
+                prep.as_millis()
+            ),
+        );
+        fig(
+            "plain_httpd_start_to_running",
+            ms(median(&t_plain)),
+            "ms",
+            &format!(
+                "median of {n} POST start of the same busybox httpd as a plain service, interleaved with \
+                 the container's; p95 {} ms; max {} ms; stop median {} ms; the container adds {} ms",
+                ms(pct(&t_plain, 0.95)),
+                ms(max(&t_plain)),
+                ms(median(&s_plain)),
+                ms(median(&t_ctr) - median(&t_plain))
+            ),
+        );
+        Ok(())
+    })();
+    // Stopped already unless a cycle failed; delete removes the bundles.
+    let mut cleanup = Ok(());
+    for n in [&ctr, &plain] {
+        let _ = c.req("POST", &format!("/v1/services/{n}/stop"), None);
+        if let Err(e) = c.ok("DELETE", &format!("/v1/services/{n}"), None) {
+            cleanup = Err(e);
+        }
+    }
+    drop(registry);
+    result.and(cleanup)
 }
 
 fn shutdown(b: &mut Bench) -> R<()> {
@@ -1538,6 +2038,7 @@ fn role(args: &[String]) -> ! {
         "listen" => role_listen(arg(1), arg(2), arg(3)),
         "idle" => park_forever(),
         "storm" => role_storm(arg(1), arg(2)),
+        "flood" => role_flood(),
         other => {
             eprintln!("unknown role {other:?}");
             2
@@ -1630,4 +2131,36 @@ fn role_storm(n: &str, fifo: &str) -> i32 {
         eprintln!("storm: cannot report to {fifo}: {e}");
     }
     park_forever()
+}
+
+/// Writes numbered `FLOOD_LINE`-byte lines to stdout as fast as it takes
+/// them, until stdout breaks or a signal ends it.
+fn role_flood() -> i32 {
+    const LINES: usize = 640;
+    let mut buf = vec![b'x'; FLOOD_LINE * LINES];
+    for line in buf.chunks_mut(FLOOD_LINE) {
+        if let Some(b) = line.get_mut(FLOOD_DIGITS) {
+            *b = b' ';
+        }
+        if let Some(b) = line.last_mut() {
+            *b = b'\n';
+        }
+    }
+    let mut out = io::stdout().lock();
+    let mut n: u64 = 0;
+    loop {
+        for line in buf.chunks_mut(FLOOD_LINE) {
+            let mut v = n;
+            for d in line.iter_mut().take(FLOOD_DIGITS).rev() {
+                *d = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+            n += 1;
+        }
+        // The buffer ends with a newline: stdout's line buffering passes
+        // it straight through.
+        if out.write_all(&buf).is_err() {
+            return 0;
+        }
+    }
 }
