@@ -289,7 +289,11 @@ impl Init {
             // timers ran, the poll itself, and the event handling.
             self.notice_pause(Some(Duration::ZERO));
             self.discard_stale_timers();
-            let timeout = self.timers.next_timeout(Instant::now());
+            let timeout = if self.logs.backlog.is_empty() {
+                self.timers.next_timeout(Instant::now())
+            } else {
+                Some(Duration::ZERO) // output still waits in a pipe
+            };
             let polled = self.poll.poll(&mut events, timeout);
             self.notice_pause(timeout);
             if let Err(e) = polled {
@@ -313,6 +317,7 @@ impl Init {
             for (token, readable, writable, closed) in batch {
                 self.guarded(|init| init.on_event(token, readable, writable, closed));
             }
+            self.guarded(crate::logs::read_backlog);
             self.notice_pause(Some(Duration::ZERO));
             let now = Instant::now();
             for key in self.timers.pop_due(now) {

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 
 /// Longest line kept whole; a longer one is split into lines of this size.
 const MAX_LINE: usize = 64 * 1024;
-/// Most bytes read from one pipe per readiness event, for fairness.
-const READ_BUDGET: usize = 4 << 20;
+/// Most bytes read from one pipe per turn of the loop, so a flooding
+/// service cannot hold up the API (the rest is read on the next turn).
+const READ_BUDGET: usize = 256 << 10;
 
 pub struct ServiceLog {
     read: File,
@@ -38,6 +39,8 @@ pub struct ServiceLog {
 
 pub struct Logs {
     by_service: HashMap<String, ServiceLog>,
+    /// Services whose pipe still holds output after a turn's budget.
+    pub backlog: Vec<String>,
     dir: PathBuf,
     /// Rotate when the current file reaches this size (one older kept).
     max_bytes: u64,
@@ -52,6 +55,7 @@ impl Logs {
             .unwrap_or(8 << 20);
         Logs {
             by_service: HashMap::new(),
+            backlog: Vec::new(),
             dir: dir.to_path_buf(),
             max_bytes,
         }
@@ -111,25 +115,46 @@ pub fn writer_for(init: &mut Init, name: &str) -> io::Result<(OwnedFd, OwnedFd)>
     Ok((log.write.try_clone()?, log.write.try_clone()?))
 }
 
-/// The pipe of `name` is readable.
+/// The pipe of `name` is readable. Reads up to the budget; a pipe with
+/// more left goes on the backlog the loop reads on its next turn (mio is
+/// edge-triggered: no new event would come for bytes already there).
 pub fn on_readable(init: &mut Init, name: &str) {
     let mut total = 0;
     let mut buf = vec![0u8; 64 * 1024];
-    while total < READ_BUDGET {
+    loop {
+        if total >= READ_BUDGET {
+            if !init.logs.backlog.iter().any(|n| n == name) {
+                init.logs.backlog.push(name.to_string());
+            }
+            return;
+        }
         let Some(log) = init.logs.by_service.get_mut(name) else {
             return;
         };
         match log.read.read(&mut buf) {
-            Ok(0) => break,
+            Ok(0) => return,
             Ok(n) => {
                 total += n;
-                let chunk = buf.get(..n).unwrap_or_default().to_vec();
-                ingest(init, name, &chunk);
+                ingest(init, name, buf.get(..n).unwrap_or_default());
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => break, // WouldBlock: drained
+            Err(_) => return, // WouldBlock: drained
         }
     }
+}
+
+/// Pipes left with unread output by the budget: read a share of each.
+pub fn read_backlog(init: &mut Init) {
+    for name in std::mem::take(&mut init.logs.backlog) {
+        on_readable(init, &name);
+    }
+}
+
+/// Newlines in `data`, in byte-sized chunks the compiler vectorizes.
+fn count_newlines(data: &[u8]) -> u64 {
+    data.chunks(255)
+        .map(|c| u64::from(c.iter().map(|b| u8::from(*b == b'\n')).sum::<u8>()))
+        .sum()
 }
 
 /// Reads whatever the service wrote so far (before reporting its exit).
@@ -156,23 +181,37 @@ fn ingest(init: &mut Init, name: &str, chunk: &[u8]) {
     let Some(log) = init.logs.by_service.get_mut(name) else {
         return;
     };
-    log.partial.extend_from_slice(chunk);
-    let mut out = Vec::new();
-    if let Some(idx) = log.partial.iter().rposition(|b| *b == b'\n') {
-        out = log.partial.drain(..=idx).collect();
-    }
-    while log.partial.len() >= MAX_LINE {
+    // Whole lines are written; the unfinished last one waits in `partial`.
+    let mut joined = std::mem::take(&mut log.partial);
+    let data: &[u8] = if joined.is_empty() {
+        chunk
+    } else {
+        joined.extend_from_slice(chunk);
+        &joined
+    };
+    let cut = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let (complete, mut tail) = data.split_at(cut);
+    let mut split = Vec::new();
+    while tail.len() >= MAX_LINE {
         // A very long line is split, not lost.
-        out.extend(log.partial.drain(..MAX_LINE));
-        out.push(b'\n');
+        let (line, rest) = tail.split_at(MAX_LINE);
+        split.extend_from_slice(line);
+        split.push(b'\n');
+        tail = rest;
     }
-    if out.is_empty() {
+    log.partial = tail.to_vec();
+    for part in [complete, split.as_slice()] {
+        if !part.is_empty() {
+            log.lines += count_newlines(part);
+            write_file(log, part, max_bytes);
+        }
+    }
+    if log.followers.is_empty() || (complete.is_empty() && split.is_empty()) {
         return;
     }
-    log.lines += out.iter().filter(|b| **b == b'\n').count() as u64;
-    write_file(log, &out, max_bytes);
     let followers = log.followers.clone();
-    let data = http::chunk(&out);
+    let mut data = http::chunk(complete);
+    data.extend_from_slice(&http::chunk(&split));
     for t in followers {
         push_to_follower(init, t, &data);
     }
@@ -212,7 +251,11 @@ fn note_dropped(log: &mut ServiceLog, bytes: usize) {
 
 /// Keeps the current file and one older (`NAME.log.1`).
 fn rotate(log: &mut ServiceLog) {
-    let _ = std::fs::rename(&log.path, log.path.with_extension("log.1"));
+    // Renaming onto an existing file makes ext4 flush the new one to disk
+    // inside rename(); removing the old one first keeps the loop fast.
+    let older = log.path.with_extension("log.1");
+    let _ = std::fs::remove_file(&older);
+    let _ = std::fs::rename(&log.path, older);
     log.file = None;
     log.size = 0;
 }
@@ -418,6 +461,17 @@ pub(crate) fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newlines_counted_across_chunk_edges() {
+        let mut data = vec![b'x'; 1000];
+        for i in (0..1000).step_by(7) {
+            data[i] = b'\n';
+        }
+        let expect = data.iter().filter(|b| **b == b'\n').count() as u64;
+        assert_eq!(count_newlines(&data), expect);
+        assert_eq!(count_newlines(&[b'\n'; 600]), 600, "no overflow of a byte counter");
+    }
 
     #[test]
     fn last_lines_exact() {
