@@ -35,6 +35,8 @@ const PORT_SCAN_INTERVAL: Duration = Duration::from_millis(2);
 /// How long a stopped tree may take to disappear after SIGKILL before the
 /// init gives up waiting (a process stuck in the kernel, say).
 const TREE_GIVE_UP: Duration = Duration::from_secs(5);
+/// Orphans a second whose service is looked up (see `reap`).
+const ATTRIBUTION_RATE: f64 = 1000.0;
 /// A poll that returns this much later than its timeout was a pause.
 const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 
@@ -121,6 +123,8 @@ pub struct Init {
     flush_pending: Vec<Token>,
     /// When the loop last checked the clock (see `notice_pause`).
     last_tick: Instant,
+    /// Orphan attributions left, and when the budget was last refilled.
+    attribution: (f64, Instant),
     pub(crate) logs: crate::logs::Logs,
     pub(crate) execs: crate::exec::Execs,
     pub(crate) containers: crate::container_svc::Containers,
@@ -243,6 +247,7 @@ impl Init {
             pipes: HashMap::new(),
             flush_pending: Vec::new(),
             last_tick: Instant::now(),
+            attribution: (ATTRIBUTION_RATE, Instant::now()),
             logs,
             execs: crate::exec::Execs::default(),
             containers,
@@ -446,13 +451,25 @@ impl Init {
         let now = Instant::now();
         let mut exited = Vec::new();
         let mut owners: Vec<(Pid, String)> = Vec::new();
+        // Reading /proc/PID/cgroup costs about as much as the rest of a
+        // reap (on a hybrid host it lists every v1 hierarchy), so in an
+        // orphan storm only ATTRIBUTION_RATE a second are attributed.
+        let elapsed = now
+            .saturating_duration_since(self.attribution.1)
+            .as_secs_f64();
+        self.attribution = (
+            (self.attribution.0 + elapsed * ATTRIBUTION_RATE).min(ATTRIBUTION_RATE),
+            now,
+        );
         {
             let sup = &self.sup;
             let cgroups = self.cgroups.as_ref();
+            let budget = &mut self.attribution.0;
             reaper::reap_all(&mut exited, &mut |pid| {
                 // An orphan is attributed to the service whose cgroup it
                 // died in (read while it is still a zombie).
-                if sup.owner_of(pid).is_none() {
+                if *budget >= 1.0 && sup.owner_of(pid).is_none() {
+                    *budget -= 1.0;
                     if let Some(owner) = cgroups.and_then(|c| c.owner_of_pid(pid)) {
                         owners.push((pid, owner));
                     }

@@ -470,7 +470,11 @@ mod tests {
         }
         let expect = data.iter().filter(|b| **b == b'\n').count() as u64;
         assert_eq!(count_newlines(&data), expect);
-        assert_eq!(count_newlines(&[b'\n'; 600]), 600, "no overflow of a byte counter");
+        assert_eq!(
+            count_newlines(&[b'\n'; 600]),
+            600,
+            "no overflow of a byte counter"
+        );
     }
 
     #[test]
