@@ -20,9 +20,9 @@ pub enum RestartPolicy {
 #[serde(deny_unknown_fields)]
 pub struct Definition {
     pub cmd: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub args: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub env: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "empty_is_none")]
     pub working_dir: Option<String>,
@@ -31,7 +31,7 @@ pub struct Definition {
     pub user: Option<String>,
     #[serde(default)]
     pub health_port: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_default")]
     pub needs: Vec<String>,
     #[serde(default)]
     pub container: bool,
@@ -55,6 +55,13 @@ fn default_health_timeout() -> f64 {
 }
 fn default_true() -> bool {
     true
+}
+
+/// Clients that send `null` for an optional list or table mean "none".
+fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+    d: D,
+) -> Result<T, D::Error> {
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -203,6 +210,16 @@ mod tests {
         assert_eq!(d.health_port(), Some(6379));
         assert_eq!(d.image, None);
         assert_eq!(d.user.as_deref(), Some("nobody"));
+    }
+
+    #[test]
+    fn nulls_mean_none() {
+        let d = Definition::from_json(
+            br#"{"cmd":"x","args":null,"env":null,"needs":null,"image":null,"health_port":null,"user":null}"#,
+        )
+        .unwrap();
+        assert!(d.args.is_empty() && d.env.is_empty() && d.needs.is_empty());
+        assert_eq!((d.image, d.health_port, d.user), (None, None, None));
     }
 
     #[test]

@@ -468,3 +468,29 @@ fn two_inits_never_share_a_service_cgroup() {
     );
     assert_eq!(v["restarts"], 0);
 }
+
+#[test]
+fn a_second_sigterm_during_shutdown_does_not_restart_it() {
+    let t = TempDir::new("twice");
+    let mut init = Init::start(t.path());
+    let d = t.path().display().to_string();
+    // Takes half a second to stop, and counts the TERMs it gets.
+    init.put(
+        "slowstop",
+        &format!(r#"{{"cmd":"sh","args":["-c","trap 'echo term >> {d}/terms; sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done"]}}"#),
+    );
+    assert_eq!(init.req("POST", "/v1/services/slowstop/start", None).0, 200);
+    let pid = init.pid();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    std::thread::sleep(Duration::from_millis(100));
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut child = init.child.take().unwrap();
+    let status = wait_child(&mut child, Duration::from_secs(20)).expect("init exits");
+    assert!(status.success(), "{status:?}");
+    let terms = std::fs::read_to_string(t.path().join("terms")).unwrap();
+    assert_eq!(
+        terms.lines().count(),
+        1,
+        "the service was asked to stop once: {terms:?}"
+    );
+}
