@@ -349,6 +349,30 @@ fn bundle_is_current(bundle: &Path, digest: &str, fingerprint: &str) -> bool {
         && fs::read_to_string(bundle.join(FINGERPRINT_FILE)).is_ok_and(|f| f == fingerprint)
 }
 
+/// `POST .../start?pull=true`: drop the stored image of a container
+/// service, so this start pulls it again (unless a pull is under way).
+pub fn forget_image(init: &mut Init, name: &str) -> Result<(), String> {
+    let Some(reference) = init
+        .sup
+        .get(name)
+        .filter(|s| s.def.container)
+        .and_then(|s| s.def.image.clone())
+    else {
+        return Ok(());
+    };
+    let image = container::parse_image_ref(&reference).map_err(|e| e.to_string())?;
+    let s = init.containers.settings.clone();
+    let (layout, _) = container::image_store_path(&s, &image);
+    let key = layout
+        .file_name()
+        .map(|k| k.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if init.containers.pulls.contains_key(&key) {
+        return Ok(());
+    }
+    container::remove_image(&s, &image).map_err(|e| e.to_string())
+}
+
 fn start_or_join_pull(init: &mut Init, name: &str, image: &ImageRef) -> Result<(), String> {
     let s = init.containers.settings.clone();
     let (layout, _) = container::image_store_path(&s, image);

@@ -436,6 +436,11 @@ fn one_pull_serves_every_service_on_the_image() {
     assert_eq!((s, v["image_pulls"].as_i64()), (200, Some(1)), "{v}");
     assert!(!log_of(t.path(), "ctr-c").contains("pulling"));
 
+    // Unless asked: start?pull=true pulls the image again.
+    assert_eq!(init.req("POST", "/v1/services/ctr-c/stop", None).0, 200);
+    let (s, v) = init.req("POST", "/v1/services/ctr-c/start?pull=true", None);
+    assert_eq!((s, v["image_pulls"].as_i64()), (200, Some(2)), "{v}");
+
     // A local OCI layout is a reference of its own.
     let local = format!("oci:{}:1", f.layout.display());
     put(

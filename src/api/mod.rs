@@ -205,7 +205,10 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
                 keep_alive,
             )),
         },
-        Route::Start { name, wait } => {
+        Route::Start { name, wait, pull } => {
+            if pull && !init.sup.get(&name).is_some_and(|s| s.phase.is_active()) {
+                crate::container_svc::forget_image(init, &name).map_err(ApiError::Conflict)?;
+            }
             let p = init.sup.start(&name, now)?;
             Ok(progress_reply(
                 init,

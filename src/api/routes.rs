@@ -9,9 +9,11 @@ pub enum Route {
     GetService(String),
     PutService(String),
     DeleteService(String),
+    /// `pull`: a container service pulls its image again.
     Start {
         name: String,
         wait: bool,
+        pull: bool,
     },
     Stop {
         name: String,
@@ -88,6 +90,7 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
                 "start" => post(Route::Start {
                     name: name(n)?,
                     wait: wait()?,
+                    pull: flag(query, "pull", false)?,
                 }),
                 "stop" => post(Route::Stop {
                     name: name(n)?,
@@ -186,7 +189,8 @@ mod tests {
             route("POST", "/v1/services/web/start", &q(&[("wait", "false")])),
             Ok(Route::Start {
                 name: "web".into(),
-                wait: false
+                wait: false,
+                pull: false
             })
         );
         assert_eq!(
