@@ -53,7 +53,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 failures=0
-pass() { echo "vm-test: ok   $*"; }
+passes=0
+pass() { passes=$((passes + 1)); echo "vm-test: ok   $*"; }
 fail() {
     echo "vm-test: FAIL $*"
     failures=$((failures + 1))
@@ -375,7 +376,9 @@ fi
 echo
 if [ "$failures" = 0 ]; then
     echo "vm-test: PASSED (boot to ready ${ready_ms} ms after the init started, kernel uptime ${kernel_s} s)"
+    echo "vm-test: $passes passed, 0 failed"
     exit 0
 fi
 echo "vm-test: FAILED: $failures check(s) failed; consoles in $out/test-boot*.log"
+echo "vm-test: $passes passed, $failures failed"
 exit 1
