@@ -32,6 +32,7 @@ const LISTENER: Token = Token(1);
 /// How often listening sockets are listed while some service waits for its
 /// health port. One netlink dump covers every waiting service.
 const PORT_SCAN_INTERVAL: Duration = Duration::from_millis(2);
+const MAX_SCAN_INTERVAL: Duration = Duration::from_millis(20);
 /// How long a stopped tree may take to disappear after SIGKILL before the
 /// init gives up waiting (a process stuck in the kernel, say).
 const TREE_GIVE_UP: Duration = Duration::from_secs(5);
@@ -720,9 +721,9 @@ impl Init {
             }
         }
         if !self.ports.is_empty() && !self.scan_scheduled {
-            // Scanning may take at most a tenth of the time (a slow
-            // /proc/net/tcp on a busy host scans less often).
-            let interval = PORT_SCAN_INTERVAL.max(t0.elapsed() * 10);
+            // A slow scan (/proc/net/tcp on a host with many connections)
+            // runs less often, up to a cap that keeps readiness prompt.
+            let interval = (t0.elapsed() * 4).clamp(PORT_SCAN_INTERVAL, MAX_SCAN_INTERVAL);
             self.scan_scheduled = true;
             self.timers.schedule(now + interval, TimerKey::PortScan);
         }
