@@ -349,6 +349,18 @@ fn bundle_is_current(bundle: &Path, digest: &str, fingerprint: &str) -> bool {
         && fs::read_to_string(bundle.join(FINGERPRINT_FILE)).is_ok_and(|f| f == fingerprint)
 }
 
+/// At exit: tools still running (a pull no service waits for any more)
+/// must not outlive the init.
+pub fn abandon_tasks(init: &mut Init) {
+    for pid in init.containers.tasks.keys() {
+        // Each tool runs in its own session: its group is its pid.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+}
+
 /// `POST .../start?pull=true`: drop the stored image of a container
 /// service, so this start pulls it again (unless a pull is under way).
 pub fn forget_image(init: &mut Init, name: &str) -> Result<(), String> {

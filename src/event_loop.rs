@@ -336,6 +336,8 @@ impl Init {
             }
         }
         self.write_state_if_dirty();
+        crate::exec::kill_all(&mut self);
+        crate::container_svc::abandon_tasks(&mut self);
         if let Some(cg) = &self.cgroups {
             cg.cleanup();
         }

@@ -514,6 +514,13 @@ fn remove_files(files: &[PathBuf]) {
     }
 }
 
+/// At exit: no command outlives the init.
+pub fn kill_all(init: &mut Init) {
+    for job in init.execs.jobs.values() {
+        let _ = killpg(NixPid::from_raw(job.pid), Signal::SIGKILL);
+    }
+}
+
 /// The client went away: its command goes too.
 pub fn on_conn_closed(init: &mut Init, token: Token) {
     for job in init.execs.jobs.values_mut() {

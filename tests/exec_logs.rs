@@ -343,3 +343,29 @@ fn a_full_log_disk_drops_counted_output_and_never_blocks_the_service() {
     assert_eq!(v["status"], "running");
     assert_eq!(init.req("GET", "/v1/system", None).0, 200);
 }
+
+#[test]
+fn no_exec_outlives_the_init() {
+    let t = TempDir::new("execexit");
+    let mut init = Init::start(t.path());
+    let n = 820_000 + std::process::id() % 1000;
+    let mut c = init.client();
+    let body = json!({"cmd": ["sleep", n.to_string()]}).to_string();
+    c.send_raw(
+        format!(
+            "POST /v1/exec HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids_with_cmdline(&format!("sleep {n}")).is_empty() {
+        assert!(Instant::now() < deadline, "command started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(init.terminate().success());
+    while !pids_with_cmdline(&format!("sleep {n}")).is_empty() {
+        assert!(Instant::now() < deadline, "the command died with the init");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
