@@ -273,3 +273,28 @@ fn a_client_that_half_closes_still_gets_its_answer() {
     assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");
     assert!(buf.contains("zombies_reaped"));
 }
+
+#[test]
+fn expect_100_continue_is_answered() {
+    let t = TempDir::new("continue");
+    let init = Init::start(t.path());
+    let body = r#"{"cmd":"sleep","args":["1"]}"#;
+    let mut s = std::os::unix::net::UnixStream::connect(&init.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PUT /v1/services/c HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let mut buf = [0u8; 256];
+    let n = s.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(body.as_bytes()).unwrap();
+    let n = s.read(&mut buf).unwrap();
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 201"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}

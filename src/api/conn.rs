@@ -39,6 +39,8 @@ pub struct Conn {
     pub deadline: Option<Instant>,
     pub writable_interest: bool,
     pub peer_closed: bool,
+    /// `100 Continue` was sent for the request being read.
+    pub continue_sent: bool,
 }
 
 pub enum ReadResult {
@@ -59,6 +61,7 @@ impl Conn {
             deadline: Some(now + IDLE_TIMEOUT),
             writable_interest: false,
             peer_closed: false,
+            continue_sent: false,
         }
     }
 

@@ -40,6 +40,11 @@ pub(crate) fn process_conn(init: &mut Init, token: Token) {
         }
         match http::parse_request(&conn.rbuf) {
             Ok(None) => {
+                if !conn.continue_sent && http::expects_continue(&conn.rbuf) {
+                    // curl waits a second for this before sending a body.
+                    conn.continue_sent = true;
+                    conn.wbuf.extend_from_slice(http::CONTINUE);
+                }
                 if conn.state == ConnState::Idle {
                     conn.state = ConnState::Reading;
                     conn.deadline = Some(now + conn::REQUEST_TIMEOUT);
@@ -56,6 +61,7 @@ pub(crate) fn process_conn(init: &mut Init, token: Token) {
             }
             Ok(Some((req, used))) => {
                 conn.rbuf.drain(..used);
+                conn.continue_sent = false;
                 conn.state = ConnState::Awaiting;
                 conn.deadline = None;
                 let trusted = conn.trusted;
