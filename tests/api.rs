@@ -298,3 +298,18 @@ fn expect_100_continue_is_answered() {
         String::from_utf8_lossy(&buf[..n])
     );
 }
+
+#[test]
+fn poweroff_as_a_plain_supervisor_stops_everything_and_exits_0() {
+    let t = TempDir::new("poweroff");
+    let mut init = Init::start(t.path());
+    init.put("a", r#"{"cmd":"sleep","args":["1000"]}"#);
+    assert_eq!(init.req("POST", "/v1/services/a/start", None).0, 200);
+    let pid = init.service("a")["pid"].as_i64().unwrap() as i32;
+    let (s, v) = init.req("POST", "/v1/system/poweroff", None);
+    assert_eq!(s, 202, "{v}");
+    let mut child = init.child.take().unwrap();
+    let status = wait_child(&mut child, Duration::from_secs(20)).expect("the init exits");
+    assert!(status.success(), "{status:?}");
+    assert!(!alive(pid), "its service was stopped");
+}
