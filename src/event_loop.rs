@@ -31,11 +31,13 @@ const LISTENER: Token = Token(1);
 
 /// How often listening sockets are listed while some service waits for its
 /// health port. One netlink dump covers every waiting service.
-const PORT_SCAN_INTERVAL: Duration = Duration::from_millis(2);
+const PORT_SCAN_INTERVAL: Duration = Duration::from_millis(3);
 const MAX_SCAN_INTERVAL: Duration = Duration::from_millis(20);
 /// How long a stopped tree may take to disappear after SIGKILL before the
 /// init gives up waiting (a process stuck in the kernel, say).
 const TREE_GIVE_UP: Duration = Duration::from_secs(5);
+/// Within a long batch of events, answers go out at least this often.
+const ANSWER_EVERY: Duration = Duration::from_millis(10);
 /// Orphans a second whose service is looked up (see `reap`).
 const ATTRIBUTION_RATE: f64 = 1000.0;
 /// A poll that returns this much later than its timeout was a pause.
@@ -320,8 +322,15 @@ impl Init {
                     )
                 })
                 .collect();
+            let mut answered_at = Instant::now();
             for (token, readable, writable, closed) in batch {
                 self.guarded(|init| init.on_event(token, readable, writable, closed));
+                // A long batch (a burst of starts) still answers as it goes:
+                // state written first, as at the end of an iteration.
+                if answered_at.elapsed() >= ANSWER_EVERY {
+                    self.write_state_and_answer();
+                    answered_at = Instant::now();
+                }
             }
             self.guarded(crate::logs::read_backlog);
             self.notice_pause(Some(Duration::ZERO));
@@ -330,10 +339,7 @@ impl Init {
                 self.guarded(|init| init.on_timer(key, now));
             }
             self.guarded(|init| init.run_actions(Instant::now()));
-            self.write_state_if_dirty();
-            for token in std::mem::take(&mut self.flush_pending) {
-                self.flush_conn(token);
-            }
+            self.write_state_and_answer();
         }
         self.write_state_if_dirty();
         crate::exec::kill_all(&mut self);
@@ -696,8 +702,14 @@ impl Init {
             .map(|(n, w)| (n.clone(), w.gen, w.port))
             .collect();
         for (name, gen, port) in ready {
-            // Listening is not proof: confirm with one real connect.
+            // Listening is not proof: confirm with one real connect. On
+            // loopback it has usually completed by the time connect()
+            // returns; only a slow one waits for its event.
             match probe::start_connect(port) {
+                Ok(stream) if matches!(probe::connect_outcome(&stream), Ok(true)) => {
+                    self.ports.remove(&name);
+                    self.sup.on_ready(&name, gen, now);
+                }
                 Ok(mut stream) => {
                     let token = self.new_token();
                     if self
@@ -981,6 +993,14 @@ impl Init {
     }
 
     // ----- state file ----------------------------------------------------
+
+    /// The state file first, then the answers that depend on it.
+    fn write_state_and_answer(&mut self) {
+        self.write_state_if_dirty();
+        for token in std::mem::take(&mut self.flush_pending) {
+            self.flush_conn(token);
+        }
+    }
 
     fn write_state_if_dirty(&mut self) {
         if !self.dirty {
