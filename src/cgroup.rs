@@ -16,6 +16,9 @@ pub struct Cgroups {
     base: PathBuf,
     /// A subtree this init made for itself (removed when it exits).
     owned: bool,
+    /// The memory controller is enabled for service cgroups (so
+    /// `memory.events` exists); otherwise nothing is read for oom kills.
+    memory: bool,
 }
 
 impl Cgroups {
@@ -45,9 +48,12 @@ impl Cgroups {
         // the services, where the hierarchy allows it (the VM's root does;
         // a hybrid host's unified tree has no controllers to give).
         let _ = fs::write(base.join("cgroup.subtree_control"), "+memory +pids");
+        let memory = fs::read_to_string(base.join("cgroup.subtree_control"))
+            .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"));
         Some(Cgroups {
             base,
             owned: instance.is_some(),
+            memory,
         })
     }
 
@@ -60,7 +66,11 @@ impl Cgroups {
     }
 
     pub fn at(base: PathBuf) -> Cgroups {
-        Cgroups { base, owned: false }
+        Cgroups {
+            base,
+            owned: false,
+            memory: true,
+        }
     }
 
     pub fn base(&self) -> &Path {
@@ -119,6 +129,9 @@ impl Cgroups {
     /// OOM kills recorded for the service (`memory.events`), when the memory
     /// controller is enabled for it.
     pub fn oom_kills(&self, service: &str) -> Option<u64> {
+        if !self.memory {
+            return None;
+        }
         let text = fs::read_to_string(self.path(service).join("memory.events")).ok()?;
         text.lines()
             .find_map(|l| l.strip_prefix("oom_kill "))
