@@ -87,6 +87,9 @@ struct PortWatch {
     gen: u64,
     port: u16,
     probe: Option<Token>,
+    /// Confirming connects made so far: they alternate between 127.0.0.1
+    /// and ::1, so a service listening on one of them only is found.
+    tries: u32,
 }
 
 struct Probe {
@@ -567,6 +570,7 @@ impl Init {
                         gen,
                         port,
                         probe: None,
+                        tries: 0,
                     },
                 ) {
                     self.drop_probe(old.probe);
@@ -695,17 +699,20 @@ impl Init {
             self.scanner = None;
             let _ = probe::scan_procfs(&mut open);
         }
-        let ready: Vec<(String, u64, u16)> = self
+        let ready: Vec<(String, u64, u16, bool)> = self
             .ports
-            .iter()
+            .iter_mut()
             .filter(|(_, w)| w.probe.is_none() && open.contains(&w.port))
-            .map(|(n, w)| (n.clone(), w.gen, w.port))
+            .map(|(n, w)| {
+                w.tries += 1;
+                (n.clone(), w.gen, w.port, w.tries % 2 == 0)
+            })
             .collect();
-        for (name, gen, port) in ready {
+        for (name, gen, port, ipv6) in ready {
             // Listening is not proof: confirm with one real connect. On
             // loopback it has usually completed by the time connect()
             // returns; only a slow one waits for its event.
-            match probe::start_connect(port) {
+            match probe::start_connect_on(port, ipv6) {
                 Ok(stream) if matches!(probe::connect_outcome(&stream), Ok(true)) => {
                     self.ports.remove(&name);
                     self.sup.on_ready(&name, gen, now);

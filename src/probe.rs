@@ -388,7 +388,17 @@ fn decode_proc_addr(hex: &str) -> Option<Vec<u8>> {
 /// for WRITABLE and call [`connect_outcome`] when it fires. The kernel may
 /// also refuse at once: that is an error of kind `ConnectionRefused` here.
 pub fn start_connect(port: u16) -> io::Result<mio::net::TcpStream> {
-    mio::net::TcpStream::connect(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    start_connect_on(port, false)
+}
+
+/// The same to `[::1]` when `ipv6` (a service listening on `::1` only).
+pub fn start_connect_on(port: u16, ipv6: bool) -> io::Result<mio::net::TcpStream> {
+    let addr = if ipv6 {
+        SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))
+    } else {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, port))
+    };
+    mio::net::TcpStream::connect(addr)
 }
 
 /// After WRITABLE on a stream from [`start_connect`]: `Ok(true)` connected,

@@ -494,3 +494,20 @@ fn a_second_sigterm_during_shutdown_does_not_restart_it() {
         "the service was asked to stop once: {terms:?}"
     );
 }
+
+#[test]
+fn a_service_listening_on_ipv6_loopback_only_becomes_running() {
+    let t = TempDir::new("ipv6");
+    let init = Init::start(t.path());
+    let port = free_port();
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.IPPROTO_IPV6,socket.IPV6_V6ONLY,1)\ns.bind(('::1',{port}))\ns.listen(8)\nwhile True:\n  c,_=s.accept()\n  c.close()\n"
+    );
+    init.put(
+        "v6",
+        &serde_json::json!({"cmd": "python3", "args": ["-c", script], "health_port": port, "health_timeout_secs": 10})
+            .to_string(),
+    );
+    let (s, v) = init.req("POST", "/v1/services/v6/start", None);
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+}
