@@ -157,8 +157,15 @@ impl Cgroups {
     /// The service whose cgroup holds `pid`, from `/proc/PID/cgroup`
     /// (readable while the process is a zombie).
     pub fn owner_of_pid(&self, pid: i32) -> Option<String> {
-        let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-        service_of_cgroup(&text)
+        // One read into a stack buffer: this runs for every orphan, and
+        // read_to_string would add a statx and a second read.
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let n = fs::File::open(format!("/proc/{pid}/cgroup"))
+            .ok()?
+            .read(&mut buf)
+            .ok()?;
+        service_of_cgroup(&String::from_utf8_lossy(buf.get(..n)?))
     }
 }
 
