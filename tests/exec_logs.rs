@@ -6,6 +6,35 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+/// Sends `POST /v1/exec` of `sleep N` and returns once it runs; the answer
+/// is left unread on the returned client.
+fn exec_sleep_pending(init: &Init, n: u32) -> Client {
+    let mut c = init.client();
+    let body = json!({"cmd": ["sleep", n.to_string()]}).to_string();
+    c.send_raw(
+        format!(
+            "POST /v1/exec HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids_with_cmdline(&format!("sleep {n}")).is_empty() {
+        assert!(Instant::now() < deadline, "command started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    c
+}
+
+/// Waits until no process runs `sleep N`.
+fn wait_sleep_gone(n: u32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pids_with_cmdline(&format!("sleep {n}")).is_empty() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn exec(init: &Init, body: Value) -> (u16, Value) {
     init.req("POST", "/v1/exec", Some(&body.to_string()))
 }
@@ -87,11 +116,7 @@ fn exec_timeout_kills_the_whole_tree() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["timed_out"], true);
     assert_eq!(v["signal"], 9);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !pids_with_cmdline(&format!("sleep {n}")).is_empty() {
-        assert!(Instant::now() < deadline, "no process left behind");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_sleep_gone(n, "no process left behind");
 }
 
 #[test]
@@ -116,28 +141,9 @@ fn exec_client_disconnect_kills_the_command() {
     let t = TempDir::new("execgone");
     let init = Init::start(t.path());
     let n = 810_000 + std::process::id() % 1000;
-    let mut c = init.client();
-    let body = json!({"cmd": ["sleep", n.to_string()]}).to_string();
-    c.send_raw(
-        format!(
-            "POST /v1/exec HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids_with_cmdline(&format!("sleep {n}")).is_empty() {
-        assert!(Instant::now() < deadline, "command started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let c = exec_sleep_pending(&init, n);
     drop(c);
-    while !pids_with_cmdline(&format!("sleep {n}")).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "command killed after the client left"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_sleep_gone(n, "command killed after the client left");
 }
 
 #[test]
@@ -349,23 +355,7 @@ fn no_exec_outlives_the_init() {
     let t = TempDir::new("execexit");
     let mut init = Init::start(t.path());
     let n = 820_000 + std::process::id() % 1000;
-    let mut c = init.client();
-    let body = json!({"cmd": ["sleep", n.to_string()]}).to_string();
-    c.send_raw(
-        format!(
-            "POST /v1/exec HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids_with_cmdline(&format!("sleep {n}")).is_empty() {
-        assert!(Instant::now() < deadline, "command started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let _c = exec_sleep_pending(&init, n);
     assert!(init.terminate().success());
-    while !pids_with_cmdline(&format!("sleep {n}")).is_empty() {
-        assert!(Instant::now() < deadline, "the command died with the init");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_sleep_gone(n, "the command died with the init");
 }
