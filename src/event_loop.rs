@@ -584,9 +584,21 @@ impl Init {
             Action::Terminate { name, pgid } => {
                 crate::info!("stopping '{name}'");
                 if !crate::launch::on_terminate(self, &name) {
-                    let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
-                    if let Some(cg) = &self.cgroups {
-                        cg.signal_all(&name, Signal::SIGTERM);
+                    // One SIGTERM per process: its cgroup holds the whole tree
+                    // (daemonized children too); the process group is the
+                    // fallback without cgroups. Sending both would deliver
+                    // it twice, and a handler could run twice.
+                    let members = self
+                        .cgroups
+                        .as_ref()
+                        .map(|cg| cg.pids(&name))
+                        .unwrap_or_default();
+                    if members.is_empty() {
+                        let _ = killpg(NixPid::from_raw(pgid), Signal::SIGTERM);
+                    } else {
+                        for pid in members {
+                            let _ = kill(NixPid::from_raw(pid), Signal::SIGTERM);
+                        }
                     }
                 }
             }
