@@ -65,6 +65,10 @@ pub(crate) enum PipeOwner {
     ExecIn {
         id: u64,
     },
+    /// The error pipe of a service's child not yet seen to exec.
+    Spawn {
+        pid: Pid,
+    },
 }
 
 /// An answer deferred until a service settles.
@@ -125,6 +129,8 @@ pub struct Init {
     pub(crate) conns: HashMap<Token, Conn>,
     probes: HashMap<Token, Probe>,
     pub(crate) pipes: HashMap<Token, PipeOwner>,
+    /// Services' children forked but not yet seen to exec, by pid.
+    pub(crate) pending_starts: HashMap<Pid, crate::launch::PendingStart>,
     /// Connections with answers to write once the state file is written.
     flush_pending: Vec<Token>,
     /// When the loop last checked the clock (see `notice_pause`).
@@ -251,6 +257,7 @@ impl Init {
             conns: HashMap::new(),
             probes: HashMap::new(),
             pipes: HashMap::new(),
+            pending_starts: HashMap::new(),
             flush_pending: Vec::new(),
             last_tick: Instant::now(),
             attribution: (ATTRIBUTION_RATE, Instant::now()),
@@ -431,6 +438,7 @@ impl Init {
             Some(PipeOwner::Log(name)) => crate::logs::on_readable(self, &name),
             Some(PipeOwner::ExecOut { id, err }) => crate::exec::on_output(self, id, err),
             Some(PipeOwner::ExecIn { id }) => crate::exec::on_input(self, id),
+            Some(PipeOwner::Spawn { pid }) => crate::launch::on_spawn_pipe(self, pid),
             None => {}
         }
     }
@@ -477,10 +485,11 @@ impl Init {
             let sup = &self.sup;
             let cgroups = self.cgroups.as_ref();
             let budget = &mut self.attribution.0;
+            let pending = &self.pending_starts;
             reaper::reap_all(&mut exited, &mut |pid| {
                 // An orphan is attributed to the service whose cgroup it
                 // died in (read while it is still a zombie).
-                if *budget >= 1.0 && sup.owner_of(pid).is_none() {
+                if *budget >= 1.0 && sup.owner_of(pid).is_none() && !pending.contains_key(&pid) {
                     *budget -= 1.0;
                     if let Some(owner) = cgroups.and_then(|c| c.owner_of_pid(pid)) {
                         owners.push((pid, owner));
@@ -489,6 +498,12 @@ impl Init {
             });
         }
         for (pid, status) in exited {
+            // A child that died before its exec was noticed: its error
+            // pipe says whether it ever ran the service's program.
+            if self.pending_starts.contains_key(&pid) && !crate::launch::on_pending_exit(self, pid)
+            {
+                continue;
+            }
             if let Some(name) = self.sup.owner_of(pid).map(str::to_string) {
                 crate::info!("service '{name}' (pid {pid}) {}", status.describe());
                 // Its last words reach the log before its exit is acted on.
@@ -540,6 +555,9 @@ impl Init {
             for a in actions {
                 self.run_action(a, now);
             }
+        }
+        if !self.pending_starts.is_empty() {
+            crate::launch::cancel_stale(self);
         }
     }
 

@@ -1,12 +1,33 @@
 //! Turning a service definition into a process: user, environment,
 //! program lookup, log file, cgroup. The event loop calls this for the
 //! supervisor's `Spawn` action; container services go to `container_svc`.
+//!
+//! A plain service's child is forked without waiting for its exec
+//! (`spawn::spawn_async`): this module owns those pending children, and
+//! answers the supervisor's `on_spawned` once the child's error pipe says
+//! it has exec'd (EOF) or failed (a record), or once the child has died.
 
-use crate::event_loop::Init;
-use crate::spawn::{self, SpawnSpec};
-use crate::supervisor::Pid;
-use mio::Token;
+use crate::event_loop::{Init, PipeOwner};
+use crate::spawn::{self, PendingSpawn, SpawnSpec};
+use crate::supervisor::{Phase, Pid};
+use mio::unix::SourceFd;
+use mio::{Interest, Token};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid as NixPid;
 use std::path::Path;
+use std::time::Instant;
+
+/// A service's child between fork and exec.
+#[derive(Debug)]
+pub(crate) struct PendingStart {
+    name: String,
+    gen: u64,
+    token: Token,
+    child: PendingSpawn,
+    /// Its start failed, or its service was stopped (or restarted)
+    /// meanwhile and it was killed: its exit is dropped silently.
+    discard: bool,
+}
 
 /// Starts the service's process. None for a container service: it is
 /// prepared through the loop (pull, unpack, runtime), and `container_svc`
@@ -16,10 +37,13 @@ pub fn spawn_service(init: &mut Init, name: &str, gen: u64) -> Option<Result<Pid
         crate::container_svc::start(init, name, gen);
         return None;
     }
-    Some(spawn_plain(init, name))
+    match spawn_plain(init, name, gen) {
+        Ok(()) => None,
+        Err(e) => Some(Err(e)),
+    }
 }
 
-fn spawn_plain(init: &mut Init, name: &str) -> Result<Pid, String> {
+fn spawn_plain(init: &mut Init, name: &str, gen: u64) -> Result<(), String> {
     let def = init
         .sup
         .get(name)
@@ -49,7 +73,7 @@ fn spawn_plain(init: &mut Init, name: &str) -> Result<Pid, String> {
         None => None,
     };
     let working_dir = def.working_dir.as_deref().map(Path::new);
-    let pid = spawn::spawn(SpawnSpec {
+    let child = spawn::spawn_async(SpawnSpec {
         program: &program,
         argv0: &def.cmd,
         args: &def.args,
@@ -63,10 +87,146 @@ fn spawn_plain(init: &mut Init, name: &str) -> Result<Pid, String> {
         new_session: true,
     })
     .map_err(|e| e.to_string())?;
-    crate::info!("started '{name}' (pid {pid})");
-    Ok(pid)
+    let pid = child.pid();
+    let token = init.new_token();
+    let registered =
+        init.registry()
+            .register(&mut SourceFd(&child.fd()), token, Interest::READABLE);
+    if let Err(e) = registered {
+        // Without the poll, wait for the exec here as `spawn::spawn` would.
+        crate::warn!("cannot watch the start of '{name}' ({e}); waiting for its exec");
+        let result = child.wait();
+        return match result {
+            Ok(()) => {
+                crate::info!("started '{name}' (pid {pid})");
+                init.sup.on_spawned(name, gen, Ok(pid), Instant::now());
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    init.pipes.insert(token, PipeOwner::Spawn { pid });
+    init.pending_starts.insert(
+        pid,
+        PendingStart {
+            name: name.to_string(),
+            gen,
+            token,
+            child,
+            discard: false,
+        },
+    );
+    Ok(())
 }
 
+/// Whether the supervisor still waits for this spawn.
+fn is_current(init: &Init, name: &str, gen: u64) -> bool {
+    init.sup
+        .get(name)
+        .is_some_and(|s| s.gen == gen && s.phase == Phase::Spawning)
+}
+
+/// A pending child's error pipe is readable: it exec'd or failed.
+pub fn on_spawn_pipe(init: &mut Init, pid: Pid) {
+    cancel_stale(init);
+    let Some(pending) = init.pending_starts.get(&pid) else {
+        return;
+    };
+    if pending.discard {
+        return;
+    }
+    let Some(outcome) = pending.child.outcome() else {
+        return;
+    };
+    let (name, gen) = (pending.name.clone(), pending.gen);
+    if outcome.is_ok() {
+        // Its pid is the service's now: the reaper hands its exit to the
+        // supervisor.
+        take(init, pid);
+    } else {
+        // It exits 127 at once; that exit is no service's and no orphan's.
+        discard(init, pid);
+    }
+    answer(init, pid, &name, gen, outcome);
+    init.run_actions(Instant::now());
+}
+
+/// The reaper found a pending child dead. True when it had exec'd the
+/// service's program: its exit is then the service's (on_spawned has been
+/// answered first); false when it is dropped (a failed start, answered
+/// now or before, or a cancelled one).
+pub fn on_pending_exit(init: &mut Init, pid: Pid) -> bool {
+    let Some(pending) = take(init, pid) else {
+        return false;
+    };
+    if pending.discard || !is_current(init, &pending.name, pending.gen) {
+        return false;
+    }
+    // Every write end is gone with the child: the pipe holds its last word.
+    let outcome = pending.child.outcome().unwrap_or(Ok(()));
+    let exec_ok = outcome.is_ok();
+    answer(init, pid, &pending.name, pending.gen, outcome);
+    exec_ok
+}
+
+/// After the supervisor acted: kills the pending children of services that
+/// were stopped, deleted or restarted meanwhile, at once rather than after
+/// their exec.
+pub fn cancel_stale(init: &mut Init) {
+    let stale: Vec<Pid> = init
+        .pending_starts
+        .iter()
+        .filter(|(_, p)| !p.discard && !is_current(init, &p.name, p.gen))
+        .map(|(pid, _)| *pid)
+        .collect();
+    for pid in stale {
+        discard(init, pid);
+        // Still unreaped, so the pid is still this child. Before its setsid
+        // it has no group of its own; after its exec it may have children.
+        let _ = killpg(NixPid::from_raw(pid), Signal::SIGKILL);
+        let _ = kill(NixPid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+/// Stops watching a pending child's pipe, keeping it in the map so the
+/// reaper drops its exit silently.
+fn discard(init: &mut Init, pid: Pid) {
+    if let Some(p) = init.pending_starts.get_mut(&pid) {
+        if !p.discard {
+            p.discard = true;
+            let (token, fd) = (p.token, p.child.fd());
+            let _ = init.registry().deregister(&mut SourceFd(&fd));
+            init.pipes.remove(&token);
+        }
+    }
+}
+
+/// Removes a pending child, with its pipe from the poll.
+fn take(init: &mut Init, pid: Pid) -> Option<PendingStart> {
+    let pending = init.pending_starts.remove(&pid)?;
+    if !pending.discard {
+        let _ = init
+            .registry()
+            .deregister(&mut SourceFd(&pending.child.fd()));
+        init.pipes.remove(&pending.token);
+    }
+    Some(pending)
+}
+
+/// Answers the supervisor, which still waits for this spawn.
+fn answer(init: &mut Init, pid: Pid, name: &str, gen: u64, outcome: Result<(), spawn::SpawnError>) {
+    let now = Instant::now();
+    match outcome {
+        Ok(()) => {
+            crate::info!("started '{name}' (pid {pid})");
+            init.sup.on_spawned(name, gen, Ok(pid), now);
+        }
+        Err(e) => {
+            crate::warn!("unable to start '{name}': {e}");
+            init.sup.on_spawned(name, gen, Err(e.to_string()), now);
+        }
+    }
+}
 /// Before the loop's SIGTERM to a stopping service's process group: true
 /// when the service's launcher took care of it (a container's runtime).
 pub fn on_terminate(init: &mut Init, name: &str) -> bool {

@@ -8,9 +8,16 @@
 //! dispositions, no inherited fds beyond 0/1/2, the group/uid switch with
 //! capabilities dropped for non-root users, and the working directory.
 //!
+//! Two ways to start: `spawn` returns once the child has exec'd (std's
+//! `Command`, for one-off tools and execs), and `spawn_async` (a raw fork)
+//! returns at once with a `PendingSpawn` whose error pipe says later
+//! whether the exec happened, so a burst of service starts is not
+//! serialized on each child's setup.
+//!
 //! It never waits for a child: PID 1's reaper (`waitpid(-1)`) is the only
 //! waiter. The one exception is std's own synchronous reap of a child whose
-//! setup or exec failed, inside `spawn`, so no failed child is left behind.
+//! setup or exec failed, inside `spawn`, so no failed child is left behind;
+//! a failed `spawn_async` child exits 127 and is left to the reaper.
 
 use std::collections::BTreeMap;
 use std::ffi::{CStr, CString};
@@ -367,23 +374,7 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
         program: program_name.clone(),
         source,
     };
-    if let Some(dir) = spec.working_dir {
-        let problem = match std::fs::metadata(dir) {
-            Ok(meta) if meta.is_dir() => None,
-            Ok(_) => Some(io::Error::from_raw_os_error(libc::ENOTDIR)),
-            Err(err) => Some(err),
-        };
-        if let Some(source) = problem {
-            return Err(SpawnError::BadWorkingDir {
-                program: program_name,
-                dir: dir.to_path_buf(),
-                source,
-            });
-        }
-    }
-    // The chdir in the child must not change which file a relative program
-    // names: make it absolute against the init's directory first.
-    let program = std::path::absolute(spec.program).unwrap_or_else(|_| spec.program.to_path_buf());
+    let program = checked_program(&spec)?;
 
     let (stage_read, stage_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .map_err(|errno| exec_error(errno.into()))?;
@@ -430,6 +421,255 @@ pub fn spawn(spec: SpawnSpec<'_>) -> Result<i32, SpawnError> {
     }
 }
 
+/// The checks that need no child: the working directory exists and is a
+/// directory. Returns the program made absolute, because the chdir in the
+/// child must not change which file a relative program names.
+fn checked_program(spec: &SpawnSpec<'_>) -> Result<PathBuf, SpawnError> {
+    if let Some(dir) = spec.working_dir {
+        let problem = match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            Err(err) => Some(err),
+        };
+        if let Some(source) = problem {
+            return Err(SpawnError::BadWorkingDir {
+                program: spec.program.display().to_string(),
+                dir: dir.to_path_buf(),
+                source,
+            });
+        }
+    }
+    Ok(std::path::absolute(spec.program).unwrap_or_else(|_| spec.program.to_path_buf()))
+}
+
+/// A child forked by `spawn_async` that has not yet been seen to exec.
+#[derive(Debug)]
+pub struct PendingSpawn {
+    pid: i32,
+    /// Read end of the error pipe (O_NONBLOCK): EOF once the child has
+    /// exec'd (the write end is CLOEXEC) or died; a record if a step failed.
+    pipe: OwnedFd,
+    cmd: String,
+    program: PathBuf,
+    working_dir: Option<PathBuf>,
+}
+
+impl PendingSpawn {
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// The fd to watch for readability.
+    pub fn fd(&self) -> RawFd {
+        self.pipe.as_raw_fd()
+    }
+
+    /// What the child reported: None while it has neither exec'd nor
+    /// failed; Some(Ok) once it has exec'd (or died without a word, which
+    /// then shows as its exit); Some(Err) when a step or the exec failed,
+    /// in which case the child exits with 127 and must not count as the
+    /// service's exit.
+    pub fn outcome(&self) -> Option<Result<(), SpawnError>> {
+        let mut record = [0u8; ERROR_RECORD_LEN];
+        let mut got = 0;
+        while let Some(rest) = record.get_mut(got..) {
+            if rest.is_empty() {
+                break;
+            }
+            match nix::unistd::read(self.pipe.as_raw_fd(), rest) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(Errno::EINTR) => {}
+                // Nothing yet: the child is still on its way to exec.
+                Err(_) if got == 0 => return None,
+                Err(_) => break,
+            }
+        }
+        if got == 0 {
+            return Some(Ok(()));
+        }
+        let (stage, errno) = decode_record(&record);
+        let source = io::Error::from_raw_os_error(errno);
+        let names = Names {
+            cmd: &self.cmd,
+            program: &self.program,
+            working_dir: self.working_dir.as_deref(),
+        };
+        // The exec itself reports like std's error pipe: no stage.
+        let stage = (stage != STAGE_EXEC).then_some(stage);
+        Some(Err(classify_failure(stage, source, &names)))
+    }
+}
+
+impl PendingSpawn {
+    /// Blocks until the child has exec'd or failed, as `spawn` does.
+    pub fn wait(&self) -> Result<(), SpawnError> {
+        loop {
+            if let Some(outcome) = self.outcome() {
+                return outcome;
+            }
+            let mut fds = [libc::pollfd {
+                fd: self.pipe.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+        }
+    }
+}
+
+/// Starts the process without waiting for its exec: errors found before
+/// the fork (bad working directory, a NUL byte, no pipe or no fork) come
+/// back at once; the rest (a setup step or the exec failed) later, from
+/// `PendingSpawn::outcome`, once its fd is readable or the child has died.
+///
+/// A raw fork rather than std's `Command`, because std blocks reading its
+/// error pipe until the child has exec'd (about a millisecond, more with
+/// the cgroup join), which serializes a burst of service starts. Everything
+/// the child needs (C strings, pointer arrays, the `ChildPlan`) is built
+/// before the fork, so the child only makes async-signal-safe calls.
+pub fn spawn_async(spec: SpawnSpec<'_>) -> Result<PendingSpawn, SpawnError> {
+    let program_name = spec.program.display().to_string();
+    let exec_error = |source: io::Error| SpawnError::Exec {
+        program: program_name.clone(),
+        source,
+    };
+    let program = checked_program(&spec)?;
+    let c_program = path_cstring(&program).map_err(exec_error)?;
+    let nul_error = |what: &str| {
+        exec_error(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{what} contains a NUL byte"),
+        ))
+    };
+    let mut argv = Vec::with_capacity(spec.args.len().saturating_add(1));
+    for arg in std::iter::once(spec.argv0).chain(spec.args.iter().map(String::as_str)) {
+        argv.push(CString::new(arg).map_err(|_| nul_error("an argument"))?);
+    }
+    let mut envp = Vec::with_capacity(spec.env.len());
+    for (key, value) in spec.env {
+        envp.push(
+            CString::new(format!("{key}={value}")).map_err(|_| nul_error("the environment"))?,
+        );
+    }
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|arg| arg.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp_ptrs: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|var| var.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+
+    let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
+        .map_err(|errno| exec_error(errno.into()))?;
+    let plan = ChildPlan::new(&spec, error_write.as_raw_fd()).map_err(exec_error)?;
+    // Stdio sources at 3 or above, so that dup2 onto 0, 1, 2 in the child
+    // cannot overwrite a source not yet duplicated.
+    let stdin = match spec.stdin {
+        Some(fd) => fd,
+        None => std::fs::File::open("/dev/null").map_err(exec_error)?.into(),
+    };
+    let stdio = [
+        above_stdio(stdin).map_err(exec_error)?,
+        above_stdio(spec.stdout).map_err(exec_error)?,
+        above_stdio(spec.stderr).map_err(exec_error)?,
+    ];
+    let stdio_fds = [
+        stdio[0].as_raw_fd(),
+        stdio[1].as_raw_fd(),
+        stdio[2].as_raw_fd(),
+    ];
+
+    // SAFETY: the init is single-threaded (and in tests, the child touches
+    // no lock another thread could hold): after fork the child only makes
+    // async-signal-safe calls (dup2, the plan's syscalls, execve, write,
+    // _exit) on data built above, and never returns from this block.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        // SAFETY: as above; this is the child, which ends in execve or _exit.
+        unsafe { child_exec(&stdio_fds, &plan, &c_program, &argv_ptrs, &envp_ptrs) }
+    }
+    if pid == -1 {
+        return Err(exec_error(io::Error::last_os_error()));
+    }
+    // The parent's copies of the child's stdio and of the write end must be
+    // closed now: EOF on the error pipe needs every write end gone.
+    drop(stdio);
+    drop(error_write);
+    Ok(PendingSpawn {
+        pid,
+        pipe: error_read,
+        cmd: spec.argv0.to_string(),
+        program,
+        working_dir: spec.working_dir.map(Path::to_path_buf),
+    })
+}
+
+/// `fd` itself when it is 3 or above, else a CLOEXEC duplicate that is.
+fn above_stdio(fd: OwnedFd) -> io::Result<OwnedFd> {
+    if fd.as_raw_fd() > 2 {
+        return Ok(fd);
+    }
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on an fd we own returns a new fd or -1.
+    let dup = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) };
+    if dup == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `dup` is a fresh fd that nothing else owns.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(dup) })
+}
+
+/// The forked child: stdio, the plan, exec; on failure a record on the error
+/// pipe (the plan wrote its own) and exit 127.
+///
+/// # Safety
+/// Only in a freshly forked child; every pointer array ends with a null.
+unsafe fn child_exec(
+    stdio: &[RawFd; 3],
+    plan: &ChildPlan,
+    program: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ! {
+    for (target, source) in (0..).zip(stdio.iter()) {
+        // SAFETY: dup2 on fds that are open in the child.
+        if unsafe { libc::dup2(*source, target) } == -1 {
+            plan.fail(STAGE_EXEC);
+            // SAFETY: _exit never returns and runs no atexit handlers.
+            unsafe { libc::_exit(127) }
+        }
+    }
+    if plan.run().is_ok() {
+        // SAFETY: program, argv and envp are NUL-terminated strings and
+        // null-terminated arrays built before the fork.
+        unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        plan.fail(STAGE_EXEC);
+    }
+    // SAFETY: _exit never returns and runs no atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+/// Bytes of one error record: the stage byte, then errno (native endian).
+const ERROR_RECORD_LEN: usize = 5;
+
+/// Stage of the record `spawn_async`'s child writes when exec (or a dup2
+/// of its stdio) failed; `spawn` learns of those from std instead.
+const STAGE_EXEC: u8 = 200;
+
+fn encode_record(stage: u8, errno: i32) -> [u8; ERROR_RECORD_LEN] {
+    let [a, b, c, d] = errno.to_ne_bytes();
+    [stage, a, b, c, d]
+}
+
+fn decode_record(record: &[u8; ERROR_RECORD_LEN]) -> (u8, i32) {
+    let [stage, a, b, c, d] = *record;
+    (stage, i32::from_ne_bytes([a, b, c, d]))
+}
+
 /// Names for error messages, gathered so `classify_failure` stays small.
 struct Names<'a> {
     cmd: &'a str,
@@ -440,9 +680,9 @@ struct Names<'a> {
 /// The stage byte the child wrote, if any. The child is already reaped when
 /// std returns the error, so the byte (if written) is in the pipe.
 fn read_stage(stage_read: &OwnedFd) -> Option<u8> {
-    let mut byte = [0u8; 1];
-    match nix::unistd::read(stage_read.as_raw_fd(), &mut byte) {
-        Ok(1) => byte.first().copied(),
+    let mut record = [0u8; ERROR_RECORD_LEN];
+    match nix::unistd::read(stage_read.as_raw_fd(), &mut record) {
+        Ok(n) if n > 0 => record.first().copied(),
         _ => None,
     }
 }
@@ -682,10 +922,12 @@ impl ChildPlan {
     fn fail(&self, stage: u8) -> io::Error {
         // Read errno before write() can overwrite it.
         let error = io::Error::last_os_error();
-        // SAFETY: writes one byte from a local to the plan's stage pipe fd,
-        // which stays open in the child until exec.
+        let record = encode_record(stage, error.raw_os_error().unwrap_or(0));
+        // SAFETY: writes a local record to the plan's stage pipe fd, which
+        // stays open in the child until exec. One write under PIPE_BUF is
+        // atomic: the reader sees the whole record or nothing.
         unsafe {
-            libc::write(self.stage_fd, (&stage as *const u8).cast(), 1);
+            libc::write(self.stage_fd, record.as_ptr().cast(), record.len());
         }
         error
     }
@@ -1244,6 +1486,129 @@ mod tests {
             "{membership}"
         );
         assert_eq!(listed.trim(), pid.to_string());
+    }
+
+    /// Runs a spawn_async to its end: output, exec outcome and exit code.
+    fn run_async(spec: SpawnSpec<'_>) -> (Result<(), SpawnError>, i32) {
+        let child = spawn_async(spec).unwrap();
+        let outcome = child.wait();
+        (outcome, reap(child.pid()))
+    }
+
+    #[test]
+    fn spawn_async_returns_before_the_child_has_exec_d() {
+        // A FIFO as the cgroup.procs file: the child's open for writing
+        // blocks until we open it for reading, so the child is held
+        // between fork and exec for as long as we like.
+        let dir = temp_dir("async-hold");
+        let fifo = dir.join("cgroup.procs");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let cat = program("cat");
+        let args = vec!["/proc/self/cmdline".to_string()];
+        let (read_end, write_end) = pipe();
+        let mut spec = spec(&cat, "held", &args, &[], write_end);
+        spec.cgroup_procs = Some(&fifo);
+        let child = spawn_async(spec).unwrap();
+        assert!(child.outcome().is_none(), "no word before the exec");
+        assert_ne!(
+            std::fs::read(format!("/proc/{}/cmdline", child.pid())).unwrap(),
+            b"held\0/proc/self/cmdline\0",
+            "still the forked init, not cat"
+        );
+        let mut joined = String::new();
+        std::fs::File::open(&fifo)
+            .unwrap()
+            .read_to_string(&mut joined)
+            .unwrap();
+        assert_eq!(joined, "0");
+        assert!(child.wait().is_ok());
+        let mut output = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut output)
+            .unwrap();
+        assert_eq!(output, "held\0/proc/self/cmdline\0");
+        assert_eq!(reap(child.pid()), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn spawn_async_passes_argv_env_and_stdio() {
+        let sh = program("sh");
+        let args = vec![
+            "-c".to_string(),
+            "echo \"$0 $1 $GREETING\"".to_string(),
+            "x".to_string(),
+            "y".to_string(),
+        ];
+        let env = vec![("GREETING".to_string(), "hello".to_string())];
+        let (read_end, write_end) = pipe();
+        let (outcome, code) = run_async(spec(&sh, "my-sh", &args, &env, write_end));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(code, 0);
+        let mut output = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut output)
+            .unwrap();
+        assert_eq!(output, "x y hello\n");
+    }
+
+    #[test]
+    fn spawn_async_reports_failures_after_the_fork() {
+        let dir = temp_dir("async-fail");
+        let interpreted = dir.join("needs-missing-interpreter");
+        std::fs::write(&interpreted, "#!/nonexistent/interpreter\n").unwrap();
+        std::fs::set_permissions(&interpreted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let (outcome, code) = run_async(spec(&interpreted, "x", &[], &[], dev_null()));
+        let err = outcome.unwrap_err();
+        assert!(matches!(err, SpawnError::Exec { .. }), "{err:?}");
+        assert!(err.to_string().contains("interpreter"), "{err}");
+        assert_eq!(code, 127);
+
+        let mut bad = spec(&interpreted, "x", &[], &[], dev_null());
+        let no_cgroup = dir.join("cgroup.procs");
+        bad.cgroup_procs = Some(&no_cgroup);
+        let (outcome, code) = run_async(bad);
+        let err = outcome.unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                SpawnError::Setup {
+                    step: SetupStep::Cgroup,
+                    source,
+                    ..
+                } if source.raw_os_error() == Some(libc::ENOENT)
+            ),
+            "{err:?}"
+        );
+        assert_eq!(code, 127);
+
+        // Only the chdir after the switch to nobody can notice this one.
+        let private = dir.join("private");
+        std::fs::create_dir(&private).unwrap();
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let nobody = resolve_user("nobody").unwrap();
+        let pwd = program("pwd");
+        let mut as_nobody = spec(&pwd, "pwd", &[], &[], dev_null());
+        as_nobody.working_dir = Some(&private);
+        as_nobody.user = Some(&nobody);
+        let (outcome, code) = run_async(as_nobody);
+        let err = outcome.unwrap_err();
+        assert!(
+            matches!(&err, SpawnError::BadWorkingDir { dir, source, .. }
+                if dir == &private && source.raw_os_error() == Some(libc::EACCES)),
+            "{err:?}"
+        );
+        assert_eq!(code, 127);
+
+        // Checks that need no child still fail at once.
+        let mut spec = spec(&pwd, "pwd", &[], &[], dev_null());
+        let missing = dir.join("missing");
+        spec.working_dir = Some(&missing);
+        assert!(matches!(
+            spawn_async(spec),
+            Err(SpawnError::BadWorkingDir { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -511,3 +511,67 @@ fn a_service_listening_on_ipv6_loopback_only_becomes_running() {
     let (s, v) = init.req("POST", "/v1/services/v6/start", None);
     assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
 }
+
+/// Services are forked without waiting for their exec: a failure after the
+/// fork still fails the start with a clear error, and neither that child
+/// (exit 127) nor a service that exits at once counts as an orphan.
+#[test]
+fn failures_after_fork_and_instant_exits_are_no_orphans() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempDir::new("asyncspawn");
+    let init = Init::start(t.path());
+
+    let script = t.path().join("needs-interpreter");
+    std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    init.put(
+        "interp",
+        &serde_json::json!({"cmd": script, "restart": "never"}).to_string(),
+    );
+    let (s, v) = init.req("POST", "/v1/services/interp/start", None);
+    assert!((400..600).contains(&s), "{s} {v}");
+    let svc = init.service("interp");
+    assert_eq!(svc["status"], "failed");
+    let error = svc["error"].as_str().unwrap();
+    assert!(
+        error.contains("cannot execute") && error.contains("interpreter"),
+        "{svc}"
+    );
+
+    // Only the chdir in the child, as nobody, can find this one.
+    let private = t.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    init.put(
+        "nocd",
+        &serde_json::json!({"cmd": "pwd", "user": "nobody", "working_dir": private,
+            "restart": "never"})
+        .to_string(),
+    );
+    let (s, v) = init.req("POST", "/v1/services/nocd/start", None);
+    assert!((400..600).contains(&s), "{s} {v}");
+    let svc = init.service("nocd");
+    assert_eq!(svc["status"], "failed");
+    let error = svc["error"].as_str().unwrap();
+    assert!(
+        error.contains("bad working_dir") && error.contains("denied"),
+        "{svc}"
+    );
+
+    // `true` may exit before its exec is noticed: still a clean exit 0.
+    init.put("quick", r#"{"cmd":"true"}"#);
+    for _ in 0..20 {
+        init.req("POST", "/v1/services/quick/start", None);
+        let v = init.wait_for("quick", "exited", |v| {
+            v["status"] == "stopped" && v["exit_code"] == 0
+        });
+        assert!(v["error"].is_null(), "{v}");
+    }
+
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert_eq!(sys["zombies_reaped"], 0, "{sys}");
+    for name in ["interp", "nocd", "quick"] {
+        let svc = init.service(name);
+        assert_eq!(svc["orphans_reaped"].as_u64().unwrap_or(0), 0, "{svc}");
+    }
+}
