@@ -131,6 +131,8 @@ pub struct Init {
     pub(crate) pipes: HashMap<Token, PipeOwner>,
     /// Services' children forked but not yet seen to exec, by pid.
     pub(crate) pending_starts: HashMap<Pid, crate::launch::PendingStart>,
+    /// When a burst of spawns last looked for pending children that exec'd.
+    pending_checked: Instant,
     /// Connections with answers to write once the state file is written.
     flush_pending: Vec<Token>,
     /// When the loop last checked the clock (see `notice_pause`).
@@ -258,6 +260,7 @@ impl Init {
             probes: HashMap::new(),
             pipes: HashMap::new(),
             pending_starts: HashMap::new(),
+            pending_checked: Instant::now(),
             flush_pending: Vec::new(),
             last_tick: Instant::now(),
             attribution: (ATTRIBUTION_RATE, Instant::now()),
@@ -575,8 +578,16 @@ impl Init {
                     }
                     self.sup.on_spawned(&name, gen, result, now);
                 }
-                // A burst of spawns can take a while: keep scanning ports
-                // in between, so early services are not kept waiting.
+                // A burst of spawns can take a while: take in the children
+                // of the burst that have exec'd meanwhile (their EOF events
+                // would wait for the end of the batch) and keep scanning
+                // ports in between, so early services are not kept waiting.
+                if !self.pending_starts.is_empty()
+                    && self.pending_checked.elapsed() >= PORT_SCAN_INTERVAL
+                {
+                    self.pending_checked = Instant::now();
+                    crate::launch::collect_exec_d(self);
+                }
                 if !self.ports.is_empty() && self.last_scan.elapsed() >= PORT_SCAN_INTERVAL {
                     self.scan_ports(Instant::now());
                 }

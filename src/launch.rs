@@ -129,14 +129,36 @@ fn is_current(init: &Init, name: &str, gen: u64) -> bool {
 /// A pending child's error pipe is readable: it exec'd or failed.
 pub fn on_spawn_pipe(init: &mut Init, pid: Pid) {
     cancel_stale(init);
+    if resolve(init, pid) {
+        init.run_actions(Instant::now());
+    }
+}
+
+/// Answers every pending child that has exec'd or failed by now, without
+/// waiting for its pipe's event. The caller runs the resulting actions.
+pub fn collect_exec_d(init: &mut Init) {
+    let pids: Vec<Pid> = init
+        .pending_starts
+        .iter()
+        .filter(|(_, p)| !p.discard)
+        .map(|(pid, _)| *pid)
+        .collect();
+    for pid in pids {
+        resolve(init, pid);
+    }
+}
+
+/// Reads a pending child's pipe; true when it had something to say and
+/// the supervisor was answered.
+fn resolve(init: &mut Init, pid: Pid) -> bool {
     let Some(pending) = init.pending_starts.get(&pid) else {
-        return;
+        return false;
     };
-    if pending.discard {
-        return;
+    if pending.discard || !is_current(init, &pending.name, pending.gen) {
+        return false;
     }
     let Some(outcome) = pending.child.outcome() else {
-        return;
+        return false;
     };
     let (name, gen) = (pending.name.clone(), pending.gen);
     if outcome.is_ok() {
@@ -148,7 +170,7 @@ pub fn on_spawn_pipe(init: &mut Init, pid: Pid) {
         discard(init, pid);
     }
     answer(init, pid, &name, gen, outcome);
-    init.run_actions(Instant::now());
+    true
 }
 
 /// The reaper found a pending child dead. True when it had exec'd the
