@@ -669,16 +669,11 @@ fn start_delete(init: &mut Init, name: &str) -> bool {
         return true;
     }
     let argv = container::delete_argv(&s, name);
-    match spawn_tool(init, Some(name), &argv, &[], None) {
-        Ok((pid, stderr)) => {
-            add_task(
-                init,
-                pid,
-                TaskKind::Delete {
-                    service: name.to_string(),
-                },
-                stderr,
-            );
+    let kind = TaskKind::Delete {
+        service: name.to_string(),
+    };
+    match spawn_service_tool(init, name, &argv, kind) {
+        Ok(pid) => {
             if let Some(rec) = init.containers.services.get_mut(name) {
                 rec.deleting = Some(pid);
             }
@@ -689,6 +684,18 @@ fn start_delete(init: &mut Init, name: &str) -> bool {
             false
         }
     }
+}
+
+/// Runs a runtime command for `name` as a tracked task.
+fn spawn_service_tool(
+    init: &mut Init,
+    name: &str,
+    argv: &[String],
+    kind: TaskKind,
+) -> Result<Pid, String> {
+    let (pid, stderr) = spawn_tool(init, Some(name), argv, &[], None)?;
+    add_task(init, pid, kind, stderr);
+    Ok(pid)
 }
 
 /// The container is gone: runc removed its own cgroup but, on a v1/v2
@@ -875,16 +882,11 @@ fn start_kill(init: &mut Init, name: &str, rt: Pid) {
     }
     let s = init.containers.settings.clone();
     let argv = container::kill_argv(&s, name, "KILL");
-    match spawn_tool(init, Some(name), &argv, &[], None) {
-        Ok((pid, stderr)) => {
-            add_task(
-                init,
-                pid,
-                TaskKind::Kill {
-                    service: name.to_string(),
-                },
-                stderr,
-            );
+    let kind = TaskKind::Kill {
+        service: name.to_string(),
+    };
+    match spawn_service_tool(init, name, &argv, kind) {
+        Ok(pid) => {
             if let Some(rec) = init.containers.services.get_mut(name) {
                 rec.killing = Some(pid);
             }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn reaps_orphans_as_pid1_of_a_namespace() {
     let t = TempDir::new("pidns");
-    let (socket, services, state, logs) = paths(t.path());
+    let (socket, services, _, _) = paths(t.path());
     std::fs::write(
         services.join("forker.toml"),
         "cmd = \"sh\"\nargs = [\"-c\", \"i=0; while [ $i -lt 100 ]; do (sleep 0.01 &); i=$((i+1)); done; exec sleep 1000\"]\n",
@@ -17,14 +17,7 @@ fn reaps_orphans_as_pid1_of_a_namespace() {
     let mut child = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc"])
         .arg(BIN)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--services-dir")
-        .arg(&services)
-        .arg("--state-file")
-        .arg(&state)
-        .arg("--log-dir")
-        .arg(&logs)
+        .args(init_args(t.path()))
         .stdin(Stdio::null())
         .spawn()
         .expect("unshare is installed (util-linux)");

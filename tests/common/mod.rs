@@ -52,27 +52,33 @@ pub fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     )
 }
 
+/// The init's flags for a test directory.
+pub fn init_args(dir: &Path) -> Vec<PathBuf> {
+    let (socket, services, state, logs) = paths(dir);
+    vec![
+        "--socket".into(),
+        socket,
+        "--services-dir".into(),
+        services,
+        "--state-file".into(),
+        state,
+        "--log-dir".into(),
+        logs,
+    ]
+}
+
 impl Init {
     pub fn start(dir: &Path) -> Init {
         Self::start_with(dir, &[])
     }
 
     pub fn start_with(dir: &Path, env: &[(&str, &str)]) -> Init {
-        let (socket, services, state, logs) = paths(dir);
+        let socket = paths(dir).0;
         let mut cmd = Command::new(BIN);
-        cmd.arg("--socket")
-            .arg(&socket)
-            .arg("--services-dir")
-            .arg(&services)
-            .arg("--state-file")
-            .arg(&state)
-            .arg("--log-dir")
-            .arg(&logs)
-            .stdin(Stdio::null())
-            .env(
-                "IRIS_LOG",
-                std::env::var("IRIS_LOG").unwrap_or_else(|_| "warn".into()),
-            );
+        cmd.args(init_args(dir)).stdin(Stdio::null()).env(
+            "IRIS_LOG",
+            std::env::var("IRIS_LOG").unwrap_or_else(|_| "warn".into()),
+        );
         for (k, v) in env {
             cmd.env(k, v);
         }
