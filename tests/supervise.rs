@@ -319,13 +319,15 @@ fn sigterm_stops_in_reverse_order_and_keeps_wanted_state() {
     // Each service logs its own TERM to a shared file.
     let svc = |name: &str, needs: &str| {
         format!(
-            r#"{{"cmd":"sh","args":["-c","trap 'echo {name} >> {d}/order; exit 0' TERM; while :; do sleep 0.05; done"],"needs":[{needs}]}}"#
+            r#"{{"cmd":"sh","args":["-c","trap 'echo {name} >> {d}/order; exit 0' TERM; touch {d}/{name}.trapped; while :; do sleep 0.05; done"],"needs":[{needs}]}}"#
         )
     };
     init.put("db", &svc("db", ""));
     init.put("app", &svc("app", "\"db\""));
     init.put("web", &svc("web", "\"app\""));
     assert_eq!(init.req("POST", "/v1/services/web/start", None).0, 200);
+    // Running means exec'd, not that the shell has set its trap yet.
+    wait_for_files(&t, &["db.trapped", "app.trapped", "web.trapped"]);
     let status = init.terminate();
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
     let order = std::fs::read_to_string(t.path().join("order")).unwrap();
@@ -477,9 +479,10 @@ fn a_second_sigterm_during_shutdown_does_not_restart_it() {
     // Takes half a second to stop, and counts the TERMs it gets.
     init.put(
         "slowstop",
-        &format!(r#"{{"cmd":"sh","args":["-c","trap 'echo term >> {d}/terms; sleep 0.5; exit 0' TERM; while :; do sleep 0.05; done"]}}"#),
+        &format!(r#"{{"cmd":"sh","args":["-c","trap 'echo term >> {d}/terms; sleep 0.5; exit 0' TERM; touch {d}/slowstop.trapped; while :; do sleep 0.05; done"]}}"#),
     );
     assert_eq!(init.req("POST", "/v1/services/slowstop/start", None).0, 200);
+    wait_for_files(&t, &["slowstop.trapped"]);
     let pid = init.pid();
     unsafe { libc::kill(pid, libc::SIGTERM) };
     std::thread::sleep(Duration::from_millis(100));
@@ -573,5 +576,14 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
     for name in ["interp", "nocd", "quick"] {
         let svc = init.service(name);
         assert_eq!(svc["orphans_reaped"].as_u64().unwrap_or(0), 0, "{svc}");
+    }
+}
+
+/// Waits until the test directory holds every file named.
+fn wait_for_files(t: &TempDir, names: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !names.iter().all(|n| t.path().join(n).exists()) {
+        assert!(Instant::now() < deadline, "waiting for {names:?}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
