@@ -17,7 +17,7 @@
 //! marker in its command line and killed; the registry is stopped when its
 //! section ends.
 
-use iris_init::container::{choose_runtime, find_on_path, RUNTIME_ENV};
+use iris_init::containers::{choose_runtime, find_on_path, RUNTIME_ENV};
 use serde_json::{json, Value};
 use std::fmt::Display;
 use std::fs;

@@ -1,7 +1,7 @@
 //! Drop-in service files: `DIR/NAME.toml` defines service NAME. Other files
 //! are ignored (a Debian /etc/init.d full of shell scripts is fine).
 
-use crate::definition::{validate_name, Definition};
+use crate::core::definition::{validate_name, Definition};
 use std::path::Path;
 
 /// Every `*.toml` in `dir`, sorted by name, with its definition or the

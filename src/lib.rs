@@ -1,10 +1,10 @@
 //! iris-init: a PID-1 init and service supervisor for sandbox microVMs.
 //!
-//! One single-threaded `mio` event loop (`event_loop`) feeds a pure
-//! supervisor state machine (`supervisor`) with events and carries out the
-//! actions it returns; the HTTP API (`api`) and the state file
-//! (`state_file`) sit around it. Syscalls stay at the edges (`spawn`,
-//! `reaper`, `cgroup`, `pid1`, `probe`).
+//! Dependencies point one way: `core` (definitions, the supervisor state
+//! machine) knows nothing of I/O; the subsystems (`api`, `proc`, `health`,
+//! `output`, `containers`, `persist`) own their state; the `reactor` (the
+//! one `mio` loop) is the only code that names the loop and routes between
+//! them; the binaries sit on top.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -14,25 +14,17 @@
 )]
 
 #[macro_use]
-pub mod log;
+pub mod console;
 
 pub mod api;
-pub mod boot;
-pub mod cgroup;
 pub mod config;
-pub mod container;
-pub mod container_svc;
-pub mod definition;
+pub mod containers;
+pub mod core;
 pub mod dropin;
-pub mod event_loop;
-pub mod exec;
-pub mod launch;
-pub mod logs;
+pub mod health;
+pub mod output;
+pub mod persist;
 pub mod pid1;
-pub mod probe;
-pub mod reaper;
-pub mod restore;
-pub mod spawn;
-pub mod state_file;
-pub mod supervisor;
+pub mod proc;
+pub mod reactor;
 pub mod timers;

@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use iris_init::container::{self as ctr, ContainerSettings};
+use iris_init::containers::{self as ctr, ContainerSettings};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

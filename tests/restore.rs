@@ -168,7 +168,7 @@ fn crash_at_random_moments_leaves_a_valid_state_file() {
             );
             continue;
         };
-        let parsed = iris_init::state_file::parse(&bytes)
+        let parsed = iris_init::persist::state_file::parse(&bytes)
             .unwrap_or_else(|e| panic!("round {round}: state file invalid: {e}"));
         for (name, value) in &new_acked {
             let saved = parsed
@@ -246,7 +246,10 @@ fn corrupt_state_files_are_reported_and_kept_aside() {
         );
         // A fresh, valid file replaces it.
         let fresh = std::fs::read(t.path().join("state/state.json")).unwrap();
-        assert!(iris_init::state_file::parse(&fresh).is_ok(), "{what}");
+        assert!(
+            iris_init::persist::state_file::parse(&fresh).is_ok(),
+            "{what}"
+        );
     }
 }
 

@@ -2,7 +2,7 @@
 //! `{"error": "<code>", "message": "<human sentence>"}` with a status.
 
 use super::http::{ParseError, Response};
-use crate::supervisor::SupError;
+use crate::core::supervisor::SupError;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]

@@ -8,10 +8,10 @@ pub mod http;
 pub mod model;
 pub mod routes;
 
-use crate::definition::Definition;
-use crate::event_loop::{Init, WaitKind, Waiter};
-use crate::restore::Finished;
-use crate::supervisor::{Outcome, Phase, Progress, Source};
+use crate::core::definition::Definition;
+use crate::core::supervisor::{Outcome, Phase, Progress, Source};
+use crate::persist::report::Finished;
+use crate::reactor::{Init, WaitKind, Waiter};
 use conn::ConnState;
 use error::ApiError;
 use http::{Request, Response};
@@ -137,7 +137,7 @@ fn service_value(init: &Init, name: &str) -> Option<Value> {
     if let Some(n) = init.stats.orphans_by_service.get(name) {
         extra.insert("orphans_reaped".into(), json!(n));
     }
-    crate::launch::extra_fields(init, name, &mut extra);
+    crate::proc::launcher::extra_fields(init, name, &mut extra);
     Some(model::service_json(s, Instant::now(), &extra))
 }
 
@@ -213,7 +213,7 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
         },
         Route::Start { name, wait, pull } => {
             if pull && !init.sup.get(&name).is_some_and(|s| s.phase.is_active()) {
-                crate::container_svc::forget_image(init, &name).map_err(ApiError::Conflict)?;
+                crate::containers::driver::forget_image(init, &name).map_err(ApiError::Conflict)?;
             }
             let p = init.sup.start(&name, now)?;
             Ok(progress_reply(
@@ -250,10 +250,10 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
                 keep_alive,
             ))
         }
-        Route::ServiceExec(name) => crate::exec::service_exec(init, token, &name, req),
-        Route::Exec => crate::exec::sandbox_exec(init, token, req),
+        Route::ServiceExec(name) => crate::output::exec::service_exec(init, token, &name, req),
+        Route::Exec => crate::output::exec::sandbox_exec(init, token, req),
         Route::Logs { name, tail, follow } => {
-            crate::logs::handle(init, token, &name, tail, follow, req)
+            crate::output::logs::handle(init, token, &name, tail, follow, req)
         }
         Route::Checkpoint => {
             init.write_state()
@@ -277,9 +277,9 @@ fn dispatch(init: &mut Init, token: Token, route: Route, req: &Request) -> Resul
             if init.sup.is_shutting_down() {
                 return Err(ApiError::Conflict("the init is shutting down".into()));
             }
-            let error = crate::boot::reload_wanted(init, now);
-            crate::launch::on_restore(init, now);
-            crate::boot::apply(init, "api", error, Some((token, keep_alive)), now);
+            let error = crate::persist::boot::reload_wanted(init, now);
+            crate::proc::launcher::on_restore(init, now);
+            crate::persist::boot::apply(init, "api", error, Some((token, keep_alive)), now);
             Ok(Reply::Deferred)
         }
         Route::LastRestore => Ok(Reply::Now(json_response(
@@ -412,7 +412,7 @@ pub(crate) fn on_settled(init: &mut Init, name: &str, outcome: &Outcome) {
 /// A restore finished: answer the requests that waited for its report.
 pub(crate) fn answer_restore(init: &mut Init, done: Finished) {
     if done.report["trigger"] == "boot" {
-        crate::boot::log_ready(init, &done.report);
+        crate::persist::boot::log_ready(init, &done.report);
     }
     for (token, keep_alive) in done.waiters {
         let mut r = json_response(200, &done.report);

@@ -1,6 +1,6 @@
 //! JSON views of what the API returns: the service object and friends.
 
-use crate::supervisor::{Phase, Service, Source};
+use crate::core::supervisor::{Phase, Service, Source};
 use serde_json::{json, Value};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 

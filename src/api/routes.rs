@@ -1,7 +1,7 @@
 //! Routing: (method, path, query) -> a typed request. Pure.
 
 use super::error::ApiError;
-use crate::definition::validate_name;
+use crate::core::definition::validate_name;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Route {

@@ -3,11 +3,11 @@
 //! subreaper) that exits 0 after an orderly shutdown.
 
 use iris_init::config::{ArgsOutcome, Config, USAGE};
-use iris_init::event_loop::Init;
 use iris_init::pid1;
+use iris_init::reactor::Init;
 
 fn main() {
-    iris_init::log::init_from_env();
+    iris_init::console::init_from_env();
     let pid1 = std::process::id() == 1;
     let mounted = if pid1 { pid1::early_boot() } else { Vec::new() };
     std::panic::set_hook(Box::new(|info| {

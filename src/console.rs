@@ -47,10 +47,10 @@ pub fn write_line(level: Level, args: std::fmt::Arguments<'_>) {
 }
 
 #[macro_export]
-macro_rules! error { ($($t:tt)*) => { $crate::log::write_line($crate::log::Level::Error, format_args!($($t)*)) } }
+macro_rules! error { ($($t:tt)*) => { $crate::console::write_line($crate::console::Level::Error, format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! warn { ($($t:tt)*) => { $crate::log::write_line($crate::log::Level::Warn, format_args!($($t)*)) } }
+macro_rules! warn { ($($t:tt)*) => { $crate::console::write_line($crate::console::Level::Warn, format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! info { ($($t:tt)*) => { $crate::log::write_line($crate::log::Level::Info, format_args!($($t)*)) } }
+macro_rules! info { ($($t:tt)*) => { $crate::console::write_line($crate::console::Level::Info, format_args!($($t)*)) } }
 #[macro_export]
-macro_rules! debug { ($($t:tt)*) => { $crate::log::write_line($crate::log::Level::Debug, format_args!($($t)*)) } }
+macro_rules! debug { ($($t:tt)*) => { $crate::console::write_line($crate::console::Level::Debug, format_args!($($t)*)) } }

@@ -12,11 +12,13 @@
 
 use crate::api::error::ApiError;
 use crate::config::Config;
-use crate::container::{self, BundleOptions, ContainerSettings, ImageRef, ProcessSpec};
-use crate::definition::Definition;
-use crate::event_loop::Init;
-use crate::spawn::{self, SpawnSpec};
-use crate::supervisor::{ExitStatus, Phase, Pid};
+use crate::containers::{
+    self as container, BundleOptions, ContainerSettings, ImageRef, ProcessSpec,
+};
+use crate::core::definition::Definition;
+use crate::core::supervisor::{ExitStatus, Phase, Pid};
+use crate::proc::spawn::{self, SpawnSpec};
+use crate::reactor::Init;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid as NixPid;
 use std::collections::HashMap;
@@ -179,7 +181,7 @@ fn now() -> Instant {
 fn note(init: &mut Init, name: &str, msg: &str) {
     // A deleted service's log is closed: do not open it again.
     if init.sup.get(name).is_some() {
-        crate::logs::append(init, name, &format!("[iris] {msg}"));
+        crate::output::logs::append(init, name, &format!("[iris] {msg}"));
     }
 }
 
@@ -311,7 +313,7 @@ fn next_step(init: &mut Init, name: &str, def: &Definition) -> Result<Option<Pid
         None => None,
     };
     let program = tool_program(&argv)?;
-    let (stdout, stderr) = crate::logs::writer_for(init, name)
+    let (stdout, stderr) = crate::output::logs::writer_for(init, name)
         .map_err(|e| format!("cannot open the log of '{name}': {e}"))?;
     let (argv0, args) = argv.split_first().ok_or("empty runtime command")?;
     let env = tool_env(&[]);
@@ -543,7 +545,7 @@ fn spawn_tool(
     let program = tool_program(argv)?;
     let (argv0, args) = argv.split_first().ok_or("empty command")?;
     let stdout: OwnedFd = match log {
-        Some(name) => crate::logs::writer_for(init, name)
+        Some(name) => crate::output::logs::writer_for(init, name)
             .map(|(out, _)| out)
             .map_err(|e| format!("cannot open the log of '{name}': {e}"))?,
         None => File::options()
@@ -707,7 +709,7 @@ fn container_gone(init: &mut Init, name: &str) {
         return;
     }
     if let Some(rel) = init.cgroups.as_ref().and_then(|cg| cg.relative(name)) {
-        crate::cgroup::remove_v1_leftovers(&rel);
+        crate::proc::cgroup::remove_v1_leftovers(&rel);
     }
 }
 
@@ -787,7 +789,7 @@ pub fn on_exit(init: &mut Init, pid: Pid, status: ExitStatus) -> bool {
 fn copy_stderr(init: &mut Init, name: &str, stderr: &str) {
     let text = stderr.trim_end();
     if !text.is_empty() && init.sup.get(name).is_some() {
-        crate::logs::append(init, name, text);
+        crate::output::logs::append(init, name, text);
     }
 }
 

@@ -1,7 +1,7 @@
 //! The one and only reaper: every exit status in the init comes from here.
 //! Nothing else may call wait(): a second waiter would steal statuses.
 
-use crate::supervisor::{ExitStatus, Pid};
+use crate::core::supervisor::{ExitStatus, Pid};
 use nix::errno::Errno;
 use nix::sys::wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid as NixPid;

@@ -5,14 +5,15 @@
 //! readiness event.
 
 use crate::api::conn::{Conn, ConnState, MAX_CONNS};
-use crate::cgroup::Cgroups;
 use crate::config::Config;
+use crate::core::supervisor::{Action, Outcome, Pid, Supervisor, Timer};
+use crate::health::scan::{self, ListenScanner};
+use crate::persist::report::RestoreTracker;
+use crate::persist::state_file;
 use crate::pid1::HaltMode;
-use crate::probe::{self, ListenScanner};
-use crate::restore::RestoreTracker;
-use crate::supervisor::{Action, Outcome, Pid, Supervisor, Timer};
+use crate::proc::cgroup::Cgroups;
+use crate::proc::reaper;
 use crate::timers::Timers;
-use crate::{reaper, state_file};
 use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
 use mio::net::{UnixListener, UnixStream};
 use mio::{Events, Interest, Poll, Token};
@@ -130,7 +131,7 @@ pub struct Init {
     probes: HashMap<Token, Probe>,
     pub(crate) pipes: HashMap<Token, PipeOwner>,
     /// Services' children forked but not yet seen to exec, by pid.
-    pub(crate) pending_starts: HashMap<Pid, crate::launch::PendingStart>,
+    pub(crate) pending_starts: HashMap<Pid, crate::proc::launcher::PendingStart>,
     /// When a burst of spawns last looked for pending children that exec'd.
     pending_checked: Instant,
     /// Connections with answers to write once the state file is written.
@@ -139,9 +140,9 @@ pub struct Init {
     last_tick: Instant,
     /// Orphan attributions left, and when the budget was last refilled.
     attribution: (f64, Instant),
-    pub(crate) logs: crate::logs::Logs,
-    pub(crate) execs: crate::exec::Execs,
-    pub(crate) containers: crate::container_svc::Containers,
+    pub(crate) logs: crate::output::logs::Logs,
+    pub(crate) execs: crate::output::exec::Execs,
+    pub(crate) containers: crate::containers::driver::Containers,
     next_token: usize,
     pub(crate) sup: Supervisor,
     timers: Timers<TimerKey>,
@@ -249,8 +250,8 @@ impl Init {
                 None
             }
         };
-        let logs = crate::logs::Logs::new(&cfg.log_dir);
-        let containers = crate::container_svc::Containers::new(&cfg);
+        let logs = crate::output::logs::Logs::new(&cfg.log_dir);
+        let containers = crate::containers::driver::Containers::new(&cfg);
         Ok(Init {
             cfg,
             poll,
@@ -265,7 +266,7 @@ impl Init {
             last_tick: Instant::now(),
             attribution: (ATTRIBUTION_RATE, Instant::now()),
             logs,
-            execs: crate::exec::Execs::default(),
+            execs: crate::output::exec::Execs::default(),
             containers,
             next_token: 2,
             sup: Supervisor::new(),
@@ -301,7 +302,7 @@ impl Init {
     /// serves until an orderly shutdown has stopped every service.
     pub fn run(mut self) -> HaltMode {
         let now = Instant::now();
-        crate::boot::load_and_start(&mut self, now);
+        crate::persist::boot::load_and_start(&mut self, now);
         self.run_actions(now);
         self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
@@ -345,7 +346,7 @@ impl Init {
                     answered_at = Instant::now();
                 }
             }
-            self.guarded(crate::logs::read_backlog);
+            self.guarded(crate::output::logs::read_backlog);
             self.notice_pause(Some(Duration::ZERO));
             let now = Instant::now();
             for key in self.timers.pop_due(now) {
@@ -355,8 +356,8 @@ impl Init {
             self.write_state_and_answer();
         }
         self.write_state_if_dirty();
-        crate::exec::kill_all(&mut self);
-        crate::container_svc::abandon_tasks(&mut self);
+        crate::output::exec::kill_all(&mut self);
+        crate::containers::driver::abandon_tasks(&mut self);
         if let Some(cg) = &self.cgroups {
             cg.cleanup();
         }
@@ -438,10 +439,10 @@ impl Init {
 
     fn on_pipe_event(&mut self, token: Token) {
         match self.pipes.get(&token).cloned() {
-            Some(PipeOwner::Log(name)) => crate::logs::on_readable(self, &name),
-            Some(PipeOwner::ExecOut { id, err }) => crate::exec::on_output(self, id, err),
-            Some(PipeOwner::ExecIn { id }) => crate::exec::on_input(self, id),
-            Some(PipeOwner::Spawn { pid }) => crate::launch::on_spawn_pipe(self, pid),
+            Some(PipeOwner::Log(name)) => crate::output::logs::on_readable(self, &name),
+            Some(PipeOwner::ExecOut { id, err }) => crate::output::exec::on_output(self, id, err),
+            Some(PipeOwner::ExecIn { id }) => crate::output::exec::on_input(self, id),
+            Some(PipeOwner::Spawn { pid }) => crate::proc::launcher::on_spawn_pipe(self, pid),
             None => {}
         }
     }
@@ -503,23 +504,24 @@ impl Init {
         for (pid, status) in exited {
             // A child that died before its exec was noticed: its error
             // pipe says whether it ever ran the service's program.
-            if self.pending_starts.contains_key(&pid) && !crate::launch::on_pending_exit(self, pid)
+            if self.pending_starts.contains_key(&pid)
+                && !crate::proc::launcher::on_pending_exit(self, pid)
             {
                 continue;
             }
             if let Some(name) = self.sup.owner_of(pid).map(str::to_string) {
                 crate::info!("service '{name}' (pid {pid}) {}", status.describe());
                 // Its last words reach the log before its exit is acted on.
-                crate::logs::drain(self, &name);
-                crate::container_svc::on_main_exit(self, &name, pid);
+                crate::output::logs::drain(self, &name);
+                crate::containers::driver::on_main_exit(self, &name, pid);
             }
             if self.sup.on_exit(pid, status, now) {
                 continue;
             }
-            if crate::exec::on_exit(self, pid, status) {
+            if crate::output::exec::on_exit(self, pid, status) {
                 continue;
             }
-            if crate::container_svc::on_exit(self, pid, status) {
+            if crate::containers::driver::on_exit(self, pid, status) {
                 continue;
             }
             self.stats.zombies_reaped += 1;
@@ -560,7 +562,7 @@ impl Init {
             }
         }
         if !self.pending_starts.is_empty() {
-            crate::launch::cancel_stale(self);
+            crate::proc::launcher::cancel_stale(self);
         }
     }
 
@@ -572,7 +574,7 @@ impl Init {
                     self.stats.oom_base.insert(name.clone(), n);
                 }
                 // None: a container, whose preparation answers later.
-                if let Some(result) = crate::launch::spawn_service(self, &name, gen) {
+                if let Some(result) = crate::proc::launcher::spawn_service(self, &name, gen) {
                     if let Err(e) = &result {
                         crate::warn!("unable to start '{name}': {e}");
                     }
@@ -586,7 +588,7 @@ impl Init {
                     && self.pending_checked.elapsed() >= PORT_SCAN_INTERVAL
                 {
                     self.pending_checked = Instant::now();
-                    crate::launch::collect_exec_d(self);
+                    crate::proc::launcher::collect_exec_d(self);
                 }
                 if !self.ports.is_empty() && self.last_scan.elapsed() >= PORT_SCAN_INTERVAL {
                     self.scan_ports(Instant::now());
@@ -612,7 +614,7 @@ impl Init {
             }
             Action::Terminate { name, pgid } => {
                 crate::info!("stopping '{name}'");
-                if !crate::launch::on_terminate(self, &name) {
+                if !crate::proc::launcher::on_terminate(self, &name) {
                     // One SIGTERM per process: its cgroup holds the whole tree
                     // (daemonized children too); the process group is the
                     // fallback without cgroups. Sending both would deliver
@@ -632,7 +634,7 @@ impl Init {
                 }
             }
             Action::KillTree { name, pgid } => {
-                if !crate::launch::on_kill(self, &name) {
+                if !crate::proc::launcher::on_kill(self, &name) {
                     let _ = killpg(NixPid::from_raw(pgid), Signal::SIGKILL);
                     if let Some(cg) = &self.cgroups {
                         cg.kill_all(&name);
@@ -670,7 +672,7 @@ impl Init {
                 if let Some(cg) = &self.cgroups {
                     cg.remove(&name);
                 }
-                crate::launch::on_removed(self, &name);
+                crate::proc::launcher::on_removed(self, &name);
             }
             Action::ShutdownComplete => {
                 crate::info!("all services stopped");
@@ -695,7 +697,7 @@ impl Init {
                 self.sweep_at = None;
                 self.sweep_conns(now);
             }
-            TimerKey::Exec(id) => crate::exec::on_timeout(self, id),
+            TimerKey::Exec(id) => crate::output::exec::on_timeout(self, id),
         }
         self.run_actions(now);
     }
@@ -711,7 +713,7 @@ impl Init {
         if !own.iter().any(|w| msg.contains(w)) {
             return outcome;
         }
-        match crate::logs::excerpt(self, name, 5) {
+        match crate::output::logs::excerpt(self, name, 5) {
             Some(lines) => {
                 let full = format!("{msg}; last output:\n{lines}");
                 self.sup.set_error(name, full.clone());
@@ -732,13 +734,13 @@ impl Init {
         self.last_scan = t0;
         let scanned = match &mut self.scanner {
             Some(s) => s.scan(&mut open),
-            None => probe::scan_procfs(&mut open),
+            None => scan::scan_procfs(&mut open),
         };
         if let Err(e) = scanned {
             // A kernel without inet_diag answers ENOENT: read /proc instead.
             crate::warn!("listening-socket scan failed ({e}); reading /proc/net/tcp from now on");
             self.scanner = None;
-            let _ = probe::scan_procfs(&mut open);
+            let _ = scan::scan_procfs(&mut open);
         }
         let ready: Vec<(String, u64, u16, bool)> = self
             .ports
@@ -753,8 +755,8 @@ impl Init {
             // Listening is not proof: confirm with one real connect. On
             // loopback it has usually completed by the time connect()
             // returns; only a slow one waits for its event.
-            match probe::start_connect_on(port, ipv6) {
-                Ok(stream) if matches!(probe::connect_outcome(&stream), Ok(true)) => {
+            match scan::start_connect_on(port, ipv6) {
+                Ok(stream) if matches!(scan::connect_outcome(&stream), Ok(true)) => {
                     self.ports.remove(&name);
                     self.sup.on_ready(&name, gen, now);
                 }
@@ -796,7 +798,7 @@ impl Init {
             return;
         };
         let _ = self.poll.registry().deregister(&mut p.stream);
-        let ok = matches!(probe::connect_outcome(&p.stream), Ok(true));
+        let ok = matches!(scan::connect_outcome(&p.stream), Ok(true));
         let current = self.ports.get(&p.name).is_some_and(|w| w.gen == p.gen);
         if !current {
             return;
@@ -821,7 +823,7 @@ impl Init {
 
     fn tree_gone(&self, t: &TreeWatch) -> bool {
         // A container's runtime may still be deleting it.
-        if !crate::container_svc::tree_gone(self, &t.name) {
+        if !crate::containers::driver::tree_gone(self, &t.name) {
             return false;
         }
         if let Some(cg) = &self.cgroups {
@@ -1000,9 +1002,9 @@ impl Init {
         }
         self.waiters.retain(|w| w.token != token);
         self.restore.forget_waiter(token);
-        crate::exec::on_conn_closed(self, token);
-        crate::logs::forget_follower(self, token);
-        crate::launch::on_conn_closed(self, token);
+        crate::output::exec::on_conn_closed(self, token);
+        crate::output::logs::forget_follower(self, token);
+        crate::proc::launcher::on_conn_closed(self, token);
     }
 
     pub(crate) fn arm_sweep(&mut self, at: Instant) {
@@ -1066,7 +1068,7 @@ impl Init {
 
     pub(crate) fn write_state(&mut self) -> io::Result<()> {
         let t0 = Instant::now();
-        let snapshot = crate::boot::snapshot(&self.sup);
+        let snapshot = crate::persist::boot::snapshot(&self.sup);
         state_file::write_atomic(&self.cfg.state_file, &state_file::encode(&snapshot))?;
         self.stats.state_writes += 1;
         self.stats.last_state_write_us = t0.elapsed().as_micros() as u64;
@@ -1127,9 +1129,14 @@ mod tests {
         init.guarded(|_| panic!("boom in a handler"));
         init.guarded(|i| {
             // The init is still whole: the supervisor takes requests.
-            let def = crate::definition::Definition::from_json(br#"{"cmd":"true"}"#).unwrap();
+            let def = crate::core::definition::Definition::from_json(br#"{"cmd":"true"}"#).unwrap();
             i.sup
-                .upsert("ok", def, crate::supervisor::Source::Api, Instant::now())
+                .upsert(
+                    "ok",
+                    def,
+                    crate::core::supervisor::Source::Api,
+                    Instant::now(),
+                )
                 .unwrap();
             after = true;
         });

@@ -7,9 +7,9 @@
 use crate::api::error::ApiError;
 use crate::api::http::{Request, Response};
 use crate::api::Reply;
-use crate::event_loop::{Init, PipeOwner, TimerKey};
-use crate::spawn::{self, SpawnError, SpawnSpec};
-use crate::supervisor::{ExitStatus, Pid};
+use crate::core::supervisor::{ExitStatus, Pid};
+use crate::proc::spawn::{self, SpawnError, SpawnSpec};
+use crate::reactor::{Init, PipeOwner, TimerKey};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nix::sys::signal::{killpg, Signal};
@@ -228,7 +228,7 @@ pub(crate) fn service_exec(
     };
     let stdin = b.stdin.map(String::into_bytes);
     if def.container {
-        let ctr = crate::launch::container_exec_argv(init, name, &b.cmd)?;
+        let ctr = crate::proc::launcher::container_exec_argv(init, name, &b.cmd)?;
         let cleanup = ctr.cleanup.clone();
         let plan = ExecPlan {
             argv: ctr.argv,

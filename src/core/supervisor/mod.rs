@@ -7,7 +7,7 @@ pub mod backoff;
 pub mod deps;
 pub mod service;
 
-use crate::definition::Definition;
+use crate::core::definition::Definition;
 use deps::{DepError, Graph};
 pub use service::{AfterStop, ExitStatus, Phase, Pid, Service, Source, Wanted};
 use std::collections::{BTreeMap, HashMap};
@@ -463,7 +463,7 @@ impl Supervisor {
                 ))
             }
             Phase::Running { since, .. } => {
-                use crate::definition::RestartPolicy::*;
+                use crate::core::definition::RestartPolicy::*;
                 let restart = match svc.def.restart {
                     Always => true,
                     OnFailure => !status.is_clean(),

@@ -7,9 +7,9 @@
 //! answers the supervisor's `on_spawned` once the child's error pipe says
 //! it has exec'd (EOF) or failed (a record), or once the child has died.
 
-use crate::event_loop::{Init, PipeOwner};
-use crate::spawn::{self, PendingSpawn, SpawnSpec};
-use crate::supervisor::{Phase, Pid};
+use crate::core::supervisor::{Phase, Pid};
+use crate::proc::spawn::{self, PendingSpawn, SpawnSpec};
+use crate::reactor::{Init, PipeOwner};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nix::sys::signal::{kill, killpg, Signal};
@@ -34,7 +34,7 @@ pub(crate) struct PendingStart {
 /// answers the supervisor's `on_spawned` itself.
 pub fn spawn_service(init: &mut Init, name: &str, gen: u64) -> Option<Result<Pid, String>> {
     if init.sup.get(name).is_some_and(|s| s.def.container) {
-        crate::container_svc::start(init, name, gen);
+        crate::containers::driver::start(init, name, gen);
         return None;
     }
     match spawn_plain(init, name, gen) {
@@ -60,7 +60,7 @@ fn spawn_plain(init: &mut Init, name: &str, gen: u64) -> Result<(), String> {
         .map(|(_, v)| v.as_str())
         .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
     let program = spawn::find_program(&def.cmd, path_var).map_err(|e| e.to_string())?;
-    let (stdout, stderr) = crate::logs::writer_for(init, name)
+    let (stdout, stderr) = crate::output::logs::writer_for(init, name)
         .map_err(|e| format!("cannot open the log of '{name}': {e}"))?;
     let cgroup_procs = match &init.cgroups {
         Some(cg) => match cg.prepare(name) {
@@ -252,18 +252,18 @@ fn answer(init: &mut Init, pid: Pid, name: &str, gen: u64, outcome: Result<(), s
 /// Before the loop's SIGTERM to a stopping service's process group: true
 /// when the service's launcher took care of it (a container's runtime).
 pub fn on_terminate(init: &mut Init, name: &str) -> bool {
-    crate::container_svc::on_terminate(init, name)
+    crate::containers::driver::on_terminate(init, name)
 }
 
 /// Before the loop's SIGKILL of a service's tree: true when the launcher
 /// took care of it (a container whose runtime still runs).
 pub fn on_kill(init: &mut Init, name: &str) -> bool {
-    crate::container_svc::on_kill(init, name)
+    crate::containers::driver::on_kill(init, name)
 }
 
 pub fn on_removed(init: &mut Init, name: &str) {
-    crate::container_svc::on_removed(init, name);
-    crate::logs::on_removed(init, name);
+    crate::containers::driver::on_removed(init, name);
+    crate::output::logs::on_removed(init, name);
 }
 pub fn on_conn_closed(_init: &mut Init, _token: Token) {}
 
@@ -273,8 +273,8 @@ pub fn container_exec_argv(
     init: &mut Init,
     name: &str,
     cmd: &[String],
-) -> Result<crate::container_svc::ContainerExec, crate::api::error::ApiError> {
-    crate::container_svc::exec_command(init, name, cmd)
+) -> Result<crate::containers::driver::ContainerExec, crate::api::error::ApiError> {
+    crate::containers::driver::exec_command(init, name, cmd)
 }
 
 /// Fields of the service object that only the launcher knows.
@@ -283,7 +283,7 @@ pub fn extra_fields(
     name: &str,
     extra: &mut serde_json::Map<String, serde_json::Value>,
 ) {
-    crate::container_svc::extra_fields(init, name, extra);
+    crate::containers::driver::extra_fields(init, name, extra);
 }
 
 /// Before `POST /v1/restore` applies wanted states (after a memory

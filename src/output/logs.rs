@@ -7,7 +7,7 @@ use crate::api::conn::{ConnState, MAX_PENDING_OUTPUT};
 use crate::api::error::ApiError;
 use crate::api::http::{self, Request, Response};
 use crate::api::Reply;
-use crate::event_loop::{Init, PipeOwner};
+use crate::reactor::{Init, PipeOwner};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use std::collections::HashMap;

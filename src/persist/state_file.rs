@@ -2,8 +2,8 @@
 //! services, every service's wanted state, what was running). Written
 //! atomically; a torn or foreign file is set aside, never trusted, never fatal.
 
-use crate::definition::Definition;
-use crate::supervisor::{Source, Wanted};
+use crate::core::definition::Definition;
+use crate::core::supervisor::{Source, Wanted};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -104,7 +104,7 @@ pub fn parse(bytes: &[u8]) -> Result<StateFile, String> {
     }
     let s: StateFile = serde_json::from_value(v).map_err(|e| format!("invalid state file: {e}"))?;
     for (name, saved) in &s.services {
-        crate::definition::validate_name(name).map_err(|e| e.to_string())?;
+        crate::core::definition::validate_name(name).map_err(|e| e.to_string())?;
         if let Some(d) = &saved.definition {
             d.validate()
                 .map_err(|e| format!("invalid definition of '{name}': {e}"))?;

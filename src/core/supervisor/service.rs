@@ -1,7 +1,7 @@
 //! One supervised service: its definition, where it is in its life
 //! (`Phase`), and how that maps to the contract's four status words.
 
-use crate::definition::Definition;
+use crate::core::definition::Definition;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 

@@ -2,7 +2,7 @@
 //! /v1/restore`) started, stopped, or could not start. A report is complete
 //! once every service it started is `running` or `failed`.
 
-use crate::supervisor::Outcome;
+use crate::core::supervisor::Outcome;
 use mio::Token;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;

@@ -1,9 +1,9 @@
 //! Bringing the services back: drop-in files and the state file at start,
 //! and applying wanted states (the boot restore and `POST /v1/restore`).
 
-use crate::event_loop::Init;
-use crate::state_file::{self, Loaded, SavedService, StateFile};
-use crate::supervisor::{Phase, Progress, Source, Supervisor, Wanted};
+use crate::core::supervisor::{Phase, Progress, Source, Supervisor, Wanted};
+use crate::persist::state_file::{self, Loaded, SavedService, StateFile};
+use crate::reactor::Init;
 use std::time::Instant;
 
 /// At start: the state file first (what the user wanted), then drop-ins

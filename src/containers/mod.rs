@@ -2500,3 +2500,4 @@ mod tests {
         assert!(b.parent().unwrap().exists());
     }
 }
+pub mod driver;

@@ -1,7 +1,7 @@
 //! State-machine tests: inputs in, actions out, no processes.
 
 use super::*;
-use crate::definition::{Definition, RestartPolicy};
+use crate::core::definition::{Definition, RestartPolicy};
 
 fn def(json: &str) -> Definition {
     Definition::from_json(json.as_bytes()).unwrap()

@@ -1,0 +1,4 @@
+//! The core: service definitions and the supervisor state machine. No I/O.
+
+pub mod definition;
+pub mod supervisor;

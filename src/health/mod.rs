@@ -1,0 +1,3 @@
+//! Health checking: which ports listen, and confirming connects.
+
+pub mod scan;

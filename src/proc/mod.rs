@@ -1,0 +1,6 @@
+//! Processes: spawning, reaping, cgroups, and launching services.
+
+pub mod cgroup;
+pub mod launcher;
+pub mod reaper;
+pub mod spawn;
