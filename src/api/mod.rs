@@ -373,7 +373,9 @@ pub(crate) fn on_settled(init: &mut Init, name: &str, outcome: &Outcome) {
     init.waiters = rest;
     for w in mine {
         let resp = match (w.kind, outcome) {
-            (WaitKind::Start, Outcome::Running) => Some(ok_service(init, 200, name)),
+            (WaitKind::Start, Outcome::Running | Outcome::Completed) => {
+                Some(ok_service(init, 200, name))
+            }
             (WaitKind::Start, Outcome::Failed(msg)) => Some(
                 ApiError::ServiceFailed(format!("service '{name}' failed: {msg}"))
                     .to_response(true),
@@ -384,7 +386,7 @@ pub(crate) fn on_settled(init: &mut Init, name: &str, outcome: &Outcome) {
                 ))
                 .to_response(true),
             ),
-            (WaitKind::Stop, Outcome::Stopped | Outcome::Failed(_)) => {
+            (WaitKind::Stop, Outcome::Stopped | Outcome::Failed(_) | Outcome::Completed) => {
                 Some(ok_service(init, 200, name))
             }
             (WaitKind::Stop, Outcome::Running) => Some(

@@ -96,7 +96,7 @@ impl RestoreTracker {
             return;
         }
         match outcome {
-            Outcome::Running => r.started.push(name.to_string()),
+            Outcome::Running | Outcome::Completed => r.started.push(name.to_string()),
             Outcome::Failed(why) => r.failed.push((name.to_string(), why.clone())),
             Outcome::Stopped => r
                 .failed

@@ -667,6 +667,9 @@ impl Init {
                 }
             }
             Action::Persist => self.dirty = true,
+            // Checks beyond a TCP port are wired in once the loop's new
+            // structure lands.
+            Action::WatchCheck { .. } | Action::Probe { .. } => {}
             Action::Removed { name } => {
                 self.ports.remove(&name);
                 if let Some(cg) = &self.cgroups {

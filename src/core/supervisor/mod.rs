@@ -4,9 +4,11 @@
 //! tested without processes.
 
 pub mod backoff;
+mod checks;
 pub mod deps;
 pub mod service;
 
+use crate::core::checks::Check;
 use crate::core::definition::Definition;
 use deps::{DepError, Graph};
 pub use service::{AfterStop, ExitStatus, Phase, Pid, Service, Source, Wanted};
@@ -19,6 +21,8 @@ pub enum TimerKind {
     HealthDeadline,
     StopKill,
     RestartAfter,
+    /// Time for the next liveness check of a running service.
+    Liveness,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +39,8 @@ pub enum Outcome {
     Stopped,
     Failed(String),
     Deleted,
+    /// A oneshot exited 0: it is `stopped`, and its start succeeded.
+    Completed,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +55,23 @@ pub enum Action {
         name: String,
         gen: u64,
         port: u16,
+    },
+    /// Tell `on_ready(name, gen)` once this check passes (any kind but
+    /// `tcp`, which is `WatchPort`), trying `http` and `exec` every
+    /// `interval`; `note_readiness` takes each attempt's result.
+    WatchCheck {
+        name: String,
+        gen: u64,
+        check: Check,
+        interval: Duration,
+    },
+    /// Run one liveness check, at most `timeout` long; answer with
+    /// `on_liveness(name, gen, ..)`.
+    Probe {
+        name: String,
+        gen: u64,
+        check: Check,
+        timeout: Duration,
     },
     /// SIGTERM to the process group (and the service's cgroup).
     Terminate {
@@ -186,6 +209,9 @@ impl Supervisor {
             return Ok(true);
         };
         let changed = svc.def != def || svc.broken.is_some();
+        if changed {
+            svc.completed = false;
+        }
         svc.def = def;
         svc.source = source;
         svc.broken = None;
@@ -272,7 +298,11 @@ impl Supervisor {
             self.actions.push(Action::Persist);
         }
         for n in &order {
-            self.kick(n, now);
+            // A need that is a oneshot done in this boot is not run again.
+            let done = self.services.get(n).is_some_and(|s| s.completed);
+            if n == name || !done {
+                self.kick(n, now);
+            }
         }
         Ok(match self.services.get(name).map(|s| &s.phase) {
             Some(Phase::Running { .. }) => Progress::Done,
@@ -345,15 +375,12 @@ impl Supervisor {
                 Phase::Starting { pid } => {
                     svc.set_phase(Phase::Starting { pid });
                     let gen = svc.gen;
-                    let at = now + secs(svc.def.health_timeout_secs);
-                    if let Some(port) = svc.def.health_port() {
-                        self.actions.push(Action::WatchPort {
-                            name: name.clone(),
-                            gen,
-                            port,
-                        });
-                    }
-                    self.schedule(&name, gen, TimerKind::HealthDeadline, at);
+                    self.watch_readiness(&name, gen, now);
+                }
+                Phase::Running { pid, since } => {
+                    // A new generation ends the old chain of liveness checks.
+                    svc.set_phase(Phase::Running { pid, since });
+                    self.schedule_liveness(&name, now);
                 }
                 Phase::Stopping {
                     pid: Some(pid),
@@ -407,19 +434,13 @@ impl Supervisor {
                     });
                     return;
                 }
-                match svc.def.health_port() {
-                    Some(port) => {
-                        svc.set_phase(Phase::Starting { pid });
-                        let deadline = now + secs(svc.def.health_timeout_secs);
-                        let gen = svc.gen;
-                        self.actions.push(Action::WatchPort {
-                            name: name.to_string(),
-                            gen,
-                            port,
-                        });
-                        self.schedule(name, gen, TimerKind::HealthDeadline, deadline);
-                    }
-                    None => self.become_running(name, pid, now),
+                if svc.def.readiness().is_some() || svc.def.is_oneshot() {
+                    // A oneshot stays here until its process exits.
+                    svc.set_phase(Phase::Starting { pid });
+                    let gen = svc.gen;
+                    self.watch_readiness(name, gen, now);
+                } else {
+                    self.become_running(name, pid, now);
                 }
             }
             Err(msg) => {
@@ -455,13 +476,15 @@ impl Supervisor {
         }
         svc.exit_code = Some(status.code());
         let then = match svc.phase.clone() {
-            Phase::Starting { .. } => {
-                let port = svc.def.health_port().unwrap_or(0);
-                AfterStop::Fail(format!(
-                    "{} before port {port} accepted a connection",
-                    status.describe()
-                ))
-            }
+            Phase::Starting { .. } if svc.def.is_oneshot() => match status.is_clean() {
+                true => AfterStop::Complete,
+                false => AfterStop::Fail(status.describe()),
+            },
+            Phase::Starting { .. } => AfterStop::Fail(format!(
+                "{} {}",
+                status.describe(),
+                checks::not_ready_yet(svc)
+            )),
             Phase::Running { since, .. } => {
                 use crate::core::definition::RestartPolicy::*;
                 let restart = match svc.def.restart {
@@ -512,11 +535,7 @@ impl Supervisor {
         let name = timer.name.as_str();
         match (timer.kind, svc.phase.clone()) {
             (TimerKind::HealthDeadline, Phase::Starting { pid }) => {
-                let msg = format!(
-                    "health port {} did not accept a connection within {}s",
-                    svc.def.health_port().unwrap_or(0),
-                    svc.def.health_timeout_secs
-                );
+                let msg = checks::deadline_message(svc);
                 crate::warn!("service '{name}': {msg}; killing it");
                 // Killed before it is marked failed: nothing keeps running.
                 svc.set_phase(Phase::Stopping {
@@ -541,6 +560,7 @@ impl Supervisor {
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
+            (TimerKind::Liveness, Phase::Running { .. }) => self.probe_liveness(name),
             _ => {}
         }
     }
@@ -566,6 +586,8 @@ impl Supervisor {
         match svc.phase.clone() {
             Phase::Stopped | Phase::Failed | Phase::BackingOff => {
                 svc.error = None;
+                svc.completed = false;
+                svc.restarted_by_liveness = false;
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
@@ -597,6 +619,7 @@ impl Supervisor {
                 None => Some(format!("need '{need}' is not defined")),
                 Some(n) => match &n.phase {
                     Phase::Running { .. } => None,
+                    Phase::Stopped if n.completed => None,
                     Phase::Failed => Some(format!(
                         "need '{need}' failed: {}",
                         n.error.as_deref().unwrap_or("unknown error")
@@ -623,8 +646,12 @@ impl Supervisor {
     fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
-            svc.error = None;
+            if !svc.restarted_by_liveness {
+                svc.error = None;
+            }
+            svc.liveness_in_row = 0;
             crate::debug!("service '{name}' is running (pid {pid})");
+            self.schedule_liveness(name, now);
             self.settled(name, Outcome::Running);
         }
     }
@@ -765,6 +792,12 @@ impl Supervisor {
                 self.settled(name, Outcome::Stopped);
             }
             AfterStop::Delete => self.remove(name),
+            AfterStop::Complete => {
+                svc.set_phase(Phase::Stopped);
+                svc.completed = true;
+                crate::info!("oneshot '{name}' completed");
+                self.settled(name, Outcome::Completed);
+            }
         }
         if self.shutting_down {
             self.advance_shutdown(now);
@@ -851,8 +884,14 @@ fn placeholder_def() -> Definition {
         stop_timeout_secs: 10.0,
         health_timeout_secs: 60.0,
         autostart: false,
+        health: None,
+        liveness: None,
+        service_type: Default::default(),
     }
 }
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod check_tests;
