@@ -3,7 +3,7 @@
 //! all driven by readiness events so the loop never waits on a server.
 
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::Interest;
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -30,11 +30,21 @@ impl Answer {
 }
 
 /// What the owner does after an event.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub enum Step {
     /// Wait for the next readiness event of this token.
     Wait,
+    /// 127.0.0.1 refused: the probe now connects to ::1 on a new stream.
+    /// Deregister this old one and register [`HttpProbe::stream`].
+    Reconnect(TcpStream),
     Done(Answer),
+}
+
+enum Connect {
+    Pending,
+    Done,
+    /// Now connecting to ::1; the old stream.
+    Switched(TcpStream),
 }
 
 enum State {
@@ -43,8 +53,12 @@ enum State {
     Reading,
 }
 
-/// One GET in flight. Register it with [`HttpProbe::register`], then call
-/// [`HttpProbe::on_event`] on each event of its token until it is `Done`.
+/// What a probe's stream is registered for.
+pub const INTEREST: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
+/// One GET in flight. Register [`HttpProbe::stream`] for [`INTEREST`], then
+/// call [`HttpProbe::on_event`] on each of its events until it is `Done`
+/// (deregister the stream then).
 pub struct HttpProbe {
     stream: TcpStream,
     ipv6: bool,
@@ -80,43 +94,37 @@ impl HttpProbe {
         })
     }
 
-    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
-        registry.register(
-            &mut self.stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )
-    }
-
-    pub fn deregister(&mut self, registry: &Registry) {
-        let _ = registry.deregister(&mut self.stream);
+    /// The socket to register (it changes once, see [`Step::Reconnect`]).
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
     }
 
     /// Goes as far as the socket allows (events are edge-triggered).
-    pub fn on_event(&mut self, registry: &Registry, token: Token) -> Step {
+    pub fn on_event(&mut self) -> Step {
         loop {
             let next = match self.state {
-                State::Connecting => self.connecting(registry, token),
+                State::Connecting => match self.connecting() {
+                    Ok(Connect::Pending) => Ok(None),
+                    Ok(Connect::Done) => Ok(Some(State::Sending { written: 0 })),
+                    Ok(Connect::Switched(old)) => return Step::Reconnect(old),
+                    Err(a) => Err(a),
+                },
                 State::Sending { written } => self.sending(written),
                 State::Reading => self.reading(),
             };
             match next {
                 Ok(Some(state)) => self.state = state,
                 Ok(None) => return Step::Wait,
-                Err(answer) => {
-                    self.deregister(registry);
-                    return Step::Done(answer);
-                }
+                Err(answer) => return Step::Done(answer),
             }
         }
     }
 
-    /// `Ok(Some)`: move on; `Ok(None)`: wait; `Err`: the answer.
-    fn connecting(&mut self, registry: &Registry, token: Token) -> Result<Option<State>, Answer> {
+    fn connecting(&mut self) -> Result<Connect, Answer> {
         let err = match self.stream.take_error() {
             Ok(None) => match self.stream.peer_addr() {
-                Ok(_) => return Ok(Some(State::Sending { written: 0 })),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(None),
+                Ok(_) => return Ok(Connect::Done),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(Connect::Pending),
                 Err(e) => e,
             },
             Ok(Some(e)) | Err(e) => e,
@@ -124,11 +132,8 @@ impl HttpProbe {
         if err.kind() == io::ErrorKind::ConnectionRefused && !self.ipv6 {
             // Maybe it listens on ::1 only.
             if let Ok(s) = connect(self.port, true) {
-                self.deregister(registry);
-                self.stream = s;
                 self.ipv6 = true;
-                self.register(registry, token).map_err(|e| failed(&e))?;
-                return Ok(Some(State::Connecting));
+                return Ok(Connect::Switched(std::mem::replace(&mut self.stream, s)));
             }
         }
         Err(failed(&err))
@@ -217,7 +222,7 @@ fn status_of(buf: &[u8]) -> Option<Answer> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mio::{Events, Poll};
+    use mio::{Events, Poll, Token};
     use std::net::TcpListener;
     use std::time::Duration;
 
@@ -254,18 +259,28 @@ mod tests {
             Err(a) => return a,
         };
         let mut poll = Poll::new().unwrap();
-        let token = Token(7);
-        probe.register(poll.registry(), token).unwrap();
+        let mut token = Token(7);
+        poll.registry()
+            .register(probe.stream(), token, INTEREST)
+            .unwrap();
         let mut events = Events::with_capacity(8);
         loop {
             poll.poll(&mut events, Some(Duration::from_secs(10)))
                 .unwrap();
             assert!(!events.is_empty(), "no event within 10 s");
-            for e in events.iter() {
-                assert_eq!(e.token(), token);
-                if let Step::Done(a) = probe.on_event(poll.registry(), token) {
-                    return a;
+            if !events.iter().any(|e| e.token() == token) {
+                continue; // a late event of the stream replaced
+            }
+            match probe.on_event() {
+                Step::Wait => {}
+                Step::Reconnect(mut old) => {
+                    poll.registry().deregister(&mut old).unwrap();
+                    token = Token(token.0 + 1);
+                    poll.registry()
+                        .register(probe.stream(), token, INTEREST)
+                        .unwrap();
                 }
+                Step::Done(a) => return a,
             }
         }
     }
