@@ -100,6 +100,26 @@ impl fmt::Display for SupError {
     }
 }
 
+/// An event from the outside world, as the reactor feeds it in: the one
+/// way kernel events (and subsystems' answers) reach the supervisor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The answer to `Action::Spawn`: the process runs, or could not start.
+    Spawned {
+        name: String,
+        gen: u64,
+        result: Result<Pid, String>,
+    },
+    /// The health port of `name` accepted a connection.
+    Ready { name: String, gen: u64 },
+    /// A service's main process exited.
+    Exited { pid: Pid, status: ExitStatus },
+    /// No process of the service's tree is left.
+    TreeEmpty { name: String, gen: u64 },
+    /// One of the supervisor's own timers fired.
+    Timer(Timer),
+}
+
 /// Whether a request is already answered or waits for the service to settle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -384,6 +404,19 @@ impl Supervisor {
     }
 
     // ----- events ------------------------------------------------------
+
+    /// Feeds one input; its actions join the queue (`take_actions`).
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Spawned { name, gen, result } => self.on_spawned(&name, gen, result, now),
+            Input::Ready { name, gen } => self.on_ready(&name, gen, now),
+            Input::Exited { pid, status } => {
+                self.on_exit(pid, status, now);
+            }
+            Input::TreeEmpty { name, gen } => self.on_tree_empty(&name, gen, now),
+            Input::Timer(t) => self.on_timer(&t, now),
+        }
+    }
 
     pub fn on_spawned(&mut self, name: &str, gen: u64, result: Result<Pid, String>, now: Instant) {
         let Some(svc) = self.services.get_mut(name) else {
