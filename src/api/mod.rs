@@ -5,6 +5,7 @@
 
 pub(crate) mod conn;
 pub mod error;
+pub mod events;
 pub mod exec_request;
 pub(crate) mod handlers;
 pub mod http;
