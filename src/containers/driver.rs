@@ -15,7 +15,7 @@ use crate::containers::{
     self as container, BundleOptions, ContainerSettings, ImageRef, ProcessSpec,
 };
 use crate::core::definition::Definition;
-use crate::core::supervisor::{ExitStatus, Input, Phase, Pid, Service, Supervisor};
+use crate::core::supervisor::{ExitStatus, Input, Phase, Pid, Service, StartError, Supervisor};
 use crate::io::Io;
 use crate::output::logs::Logs;
 use crate::proc::cgroup::Cgroups;
@@ -201,7 +201,7 @@ impl Ctx<'_> {
         self.out.push(Input::Spawned {
             name: name.to_string(),
             gen,
-            result,
+            result: result.map_err(StartError::Prepare),
         });
     }
 }

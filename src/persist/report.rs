@@ -78,7 +78,7 @@ impl RestoreTracker {
         }
         match outcome {
             Outcome::Running => r.started.push(name.to_string()),
-            Outcome::Failed(why) => r.failed.push((name.to_string(), why.clone())),
+            Outcome::Failed(why) => r.failed.push((name.to_string(), why.to_string())),
             Outcome::Stopped => r
                 .failed
                 .push((name.to_string(), "stopped before it was running".into())),
@@ -110,6 +110,7 @@ impl RestoreTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::supervisor::{Cause, StartError};
 
     #[test]
     fn report_waits_for_every_start() {
@@ -122,7 +123,12 @@ mod tests {
         t.on_settled("a", &Outcome::Running);
         t.on_settled("zzz", &Outcome::Running);
         assert!(t.take_finished().is_none());
-        t.on_settled("b", &Outcome::Failed("cmd 'x' not found on PATH".into()));
+        t.on_settled(
+            "b",
+            &Outcome::Failed(
+                Cause::Start(StartError::Spawn("cmd 'x' not found on PATH".into())).into(),
+            ),
+        );
         let report = t.take_finished().unwrap();
         assert_eq!(report["started_services"], json!(["a"]));
         assert_eq!(report["stopped_services"], json!(["c"]));

@@ -5,7 +5,7 @@
 //! and answers the supervisor's `Spawn` with an `Input::Spawned`.
 
 use crate::core::definition::Definition;
-use crate::core::supervisor::{Input, Phase, Pid, Supervisor};
+use crate::core::supervisor::{Input, Phase, Pid, StartError, Supervisor};
 use crate::io::{Io, Owner};
 use crate::output::logs::Logs;
 use crate::proc::cgroup::Cgroups;
@@ -68,7 +68,7 @@ fn spawned(pid: Pid, name: &str, gen: u64, outcome: Result<(), spawn::SpawnError
         }
         Err(e) => {
             crate::warn!("unable to start '{name}': {e}");
-            Err(e.to_string())
+            Err(StartError::Spawn(e.to_string()))
         }
     };
     Input::Spawned {
@@ -94,9 +94,10 @@ impl Launcher {
         name: &str,
         gen: u64,
         def: &Definition,
-    ) -> Result<Option<Pid>, String> {
+    ) -> Result<Option<Pid>, StartError> {
+        let spawn_error = |e: spawn::SpawnError| StartError::Spawn(e.to_string());
         let user = match &def.user {
-            Some(u) => Some(spawn::resolve_user(u).map_err(|e| e.to_string())?),
+            Some(u) => Some(spawn::resolve_user(u).map_err(spawn_error)?),
             None => None,
         };
         let env = spawn::service_env(user.as_ref(), &def.env);
@@ -105,10 +106,10 @@ impl Launcher {
             .find(|(k, _)| k == "PATH")
             .map(|(_, v)| v.as_str())
             .unwrap_or(spawn::DEFAULT_PATH);
-        let program = spawn::find_program(&def.cmd, path_var).map_err(|e| e.to_string())?;
+        let program = spawn::find_program(&def.cmd, path_var).map_err(spawn_error)?;
         let (stdout, stderr) = logs
             .writer_for(io, name)
-            .map_err(|e| format!("cannot open the log of '{name}': {e}"))?;
+            .map_err(|e| StartError::Prepare(format!("cannot open the log of '{name}': {e}")))?;
         let cgroup_procs = cgroups.and_then(|cg| match cg.prepare(name) {
             Ok(p) => Some(p),
             Err(e) => {
@@ -129,7 +130,7 @@ impl Launcher {
             cgroup_procs: cgroup_procs.as_deref(),
             new_session: true,
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(spawn_error)?;
         let pid = child.pid();
         let watched = io.register(
             &mut SourceFd(&child.fd()),
@@ -141,7 +142,7 @@ impl Launcher {
             Err(e) => {
                 // Without the poll, wait for the exec here as `spawn::spawn` would.
                 crate::warn!("cannot watch the start of '{name}' ({e}); waiting for its exec");
-                child.wait().map_err(|e| e.to_string())?;
+                child.wait().map_err(spawn_error)?;
                 crate::info!("started '{name}' (pid {pid})");
                 return Ok(Some(pid));
             }

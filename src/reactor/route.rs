@@ -219,20 +219,15 @@ impl Reactor {
     /// the answer carry its last lines of output, so nobody needs a second
     /// call to see why.
     fn explain_failure(&mut self, name: &str, outcome: Outcome) -> Outcome {
-        let Outcome::Failed(msg) = &outcome else {
-            return outcome;
-        };
-        let own = ["exited with code", "killed by signal", "did not accept"];
-        if !own.iter().any(|w| msg.contains(w)) {
-            return outcome;
-        }
-        match self.logs.excerpt(name, 5) {
-            Some(lines) => {
-                let full = format!("{msg}; last output:\n{lines}");
-                self.sup.set_error(name, full.clone());
-                Outcome::Failed(full)
+        match outcome {
+            Outcome::Failed(mut f) if f.cause.shows_output() => {
+                f.last_output = self.logs.excerpt(name, 5);
+                if f.last_output.is_some() {
+                    self.sup.explain(name, &f);
+                }
+                Outcome::Failed(f)
             }
-            None => outcome,
+            other => other,
         }
     }
 

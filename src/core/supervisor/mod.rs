@@ -5,10 +5,12 @@
 
 pub mod backoff;
 pub mod deps;
+pub mod failure;
 pub mod service;
 
 use crate::core::definition::Definition;
 use deps::{DepError, Graph};
+pub use failure::{Cause, Failure, StartError};
 pub use service::{AfterStop, ExitStatus, Phase, Pid, Service, Source, Wanted};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -33,7 +35,7 @@ pub struct Timer {
 pub enum Outcome {
     Running,
     Stopped,
-    Failed(String),
+    Failed(Failure),
     Deleted,
 }
 
@@ -108,7 +110,7 @@ pub enum Input {
     Spawned {
         name: String,
         gen: u64,
-        result: Result<Pid, String>,
+        result: Result<Pid, StartError>,
     },
     /// The health port of `name` accepted a connection.
     Ready { name: String, gen: u64 },
@@ -226,14 +228,6 @@ impl Supervisor {
         self.services.insert(name.to_string(), svc);
     }
 
-    /// Replaces the error shown for a failed service (the loop adds the
-    /// last lines of output it knows of).
-    pub fn set_error(&mut self, name: &str, error: String) {
-        if let Some(s) = self.services.get_mut(name) {
-            s.error = Some(error);
-        }
-    }
-
     /// Sets the wanted state without acting (state-file restore at boot).
     pub fn set_wanted(&mut self, name: &str, wanted: Wanted) {
         if let Some(s) = self.services.get_mut(name) {
@@ -264,7 +258,7 @@ impl Supervisor {
             Ok(o) => o,
             Err(e) => {
                 let msg = e.to_string();
-                self.fail(name, msg.clone());
+                self.fail(name, Cause::Needs(msg.clone()));
                 return Err(match e {
                     DepError::Cycle(_) => SupError::Conflict(msg),
                     DepError::Missing { .. } => SupError::Failed(msg),
@@ -277,8 +271,12 @@ impl Supervisor {
                 .and_then(|s| s.broken.clone())
                 .map(|b| (n, b))
         }) {
-            let msg = format!("need '{}' cannot start: {}", b.0, b.1);
-            self.fail(name, msg.clone());
+            let cause = Cause::NeedBroken {
+                need: b.0.clone(),
+                error: b.1,
+            };
+            let msg = cause.to_string();
+            self.fail(name, cause);
             return Err(SupError::Failed(msg));
         }
         let mut changed = false;
@@ -418,7 +416,13 @@ impl Supervisor {
         }
     }
 
-    pub fn on_spawned(&mut self, name: &str, gen: u64, result: Result<Pid, String>, now: Instant) {
+    pub fn on_spawned(
+        &mut self,
+        name: &str,
+        gen: u64,
+        result: Result<Pid, StartError>,
+        now: Instant,
+    ) {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
@@ -455,9 +459,9 @@ impl Supervisor {
                     None => self.become_running(name, pid, now),
                 }
             }
-            Err(msg) => {
+            Err(e) => {
                 if current {
-                    self.fail(name, msg);
+                    self.fail(name, Cause::Start(e));
                 }
             }
         }
@@ -490,10 +494,7 @@ impl Supervisor {
         let then = match svc.phase.clone() {
             Phase::Starting { .. } => {
                 let port = svc.def.health_port().unwrap_or(0);
-                AfterStop::Fail(format!(
-                    "{} before port {port} accepted a connection",
-                    status.describe()
-                ))
+                AfterStop::Fail(Cause::ExitedBeforeReady { status, port })
             }
             Phase::Running { since, .. } => {
                 use crate::core::definition::RestartPolicy::*;
@@ -512,7 +513,7 @@ impl Supervisor {
                 } else if status.is_clean() {
                     AfterStop::Rest
                 } else {
-                    AfterStop::Fail(status.describe())
+                    AfterStop::Fail(Cause::Exited(status))
                 }
             }
             Phase::Stopping { then, .. } => then,
@@ -545,16 +546,15 @@ impl Supervisor {
         let name = timer.name.as_str();
         match (timer.kind, svc.phase.clone()) {
             (TimerKind::HealthDeadline, Phase::Starting { pid }) => {
-                let msg = format!(
-                    "health port {} did not accept a connection within {}s",
-                    svc.def.health_port().unwrap_or(0),
-                    svc.def.health_timeout_secs
-                );
-                crate::warn!("service '{name}': {msg}; killing it");
+                let cause = Cause::HealthTimeout {
+                    port: svc.def.health_port().unwrap_or(0),
+                    secs: svc.def.health_timeout_secs,
+                };
+                crate::warn!("service '{name}': {cause}; killing it");
                 // Killed before it is marked failed: nothing keeps running.
                 svc.set_phase(Phase::Stopping {
                     pid: Some(pid),
-                    then: AfterStop::Fail(msg),
+                    then: AfterStop::Fail(cause),
                 });
                 let pgid = svc.pgid.unwrap_or(pid);
                 self.actions.push(Action::KillTree {
@@ -627,19 +627,19 @@ impl Supervisor {
         }
         for need in &svc.def.needs {
             let problem = match self.services.get(need) {
-                None => Some(format!("need '{need}' is not defined")),
+                None => Some(Cause::NeedMissing(need.clone())),
                 Some(n) => match &n.phase {
                     Phase::Running { .. } => None,
-                    Phase::Failed => Some(format!(
-                        "need '{need}' failed: {}",
-                        n.error.as_deref().unwrap_or("unknown error")
-                    )),
-                    Phase::Stopped => Some(format!("need '{need}' is stopped")),
+                    Phase::Failed => Some(Cause::NeedFailed {
+                        need: need.clone(),
+                        error: n.error.as_deref().unwrap_or("unknown error").to_string(),
+                    }),
+                    Phase::Stopped => Some(Cause::NeedStopped(need.clone())),
                     _ => return, // still on its way: wait
                 },
             };
-            if let Some(msg) = problem {
-                self.fail(name, msg);
+            if let Some(cause) = problem {
+                self.fail(name, cause);
                 return;
             }
         }
@@ -662,12 +662,20 @@ impl Supervisor {
         }
     }
 
-    fn fail(&mut self, name: &str, msg: String) {
+    fn fail(&mut self, name: &str, cause: Cause) {
         if let Some(svc) = self.services.get_mut(name) {
-            crate::warn!("service '{name}' failed: {msg}");
+            crate::warn!("service '{name}' failed: {cause}");
             svc.set_phase(Phase::Failed);
-            svc.error = Some(msg.clone());
-            self.settled(name, Outcome::Failed(msg));
+            svc.error = Some(cause.to_string());
+            self.settled(name, Outcome::Failed(cause.into()));
+        }
+    }
+
+    /// A failure's report gained the service's last lines of output (the
+    /// reactor reads them): the service's `error` says it all.
+    pub fn explain(&mut self, name: &str, failure: &Failure) {
+        if let Some(s) = self.services.get_mut(name) {
+            s.error = Some(failure.to_string());
         }
     }
 

@@ -55,8 +55,8 @@ impl ExitStatus {
 pub enum AfterStop {
     /// `stopped`.
     Rest,
-    /// `failed` with this error.
-    Fail(String),
+    /// `failed` for this cause.
+    Fail(super::failure::Cause),
     /// Start again at once (restart, or start during stop).
     Restart,
     /// Start again after the backoff delay (crash under the restart policy).

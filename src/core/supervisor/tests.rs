@@ -105,7 +105,12 @@ fn failed_need_fails_dependent_with_its_name() {
     s.start("app", now).unwrap();
     s.take_actions();
     let g = gen_of(&s, "db");
-    s.on_spawned("db", g, Err("cmd 'db' not found on PATH".into()), now);
+    s.on_spawned(
+        "db",
+        g,
+        Err(StartError::Spawn("cmd 'db' not found on PATH".into())),
+        now,
+    );
     assert_eq!(status(&s, "db"), "failed");
     assert_eq!(status(&s, "app"), "failed");
     let err = s.get("app").unwrap().error.clone().unwrap();
