@@ -2,7 +2,7 @@
 //! words users read (the service's `error`, a failed start's answer, the
 //! restore report).
 
-use super::service::ExitStatus;
+use super::exit::ExitStatus;
 use std::fmt;
 
 /// Why a spawn did not give a process.

@@ -5,13 +5,15 @@
 
 pub mod backoff;
 pub mod deps;
+pub mod exit;
 pub mod failure;
 pub mod service;
 
 use crate::core::definition::Definition;
 use deps::{DepError, Graph};
+pub use exit::ExitStatus;
 pub use failure::{Cause, Failure, StartError};
-pub use service::{AfterStop, ExitStatus, Phase, Pid, Service, Source, Wanted};
+pub use service::{AfterStop, Phase, Pid, Service, Source, Wanted};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
