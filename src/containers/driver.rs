@@ -11,9 +11,10 @@
 //! the image and the tool's own words.
 
 use crate::config::Config;
-use crate::containers::{
-    self as container, BundleOptions, ContainerSettings, ImageRef, ProcessSpec,
-};
+use crate::containers::bundle::{self, BundleOptions};
+use crate::containers::process::ProcessSpec;
+use crate::containers::settings::{self, ContainerSettings};
+use crate::containers::{error, image, image::ImageRef, runtime, store};
 use crate::core::definition::Definition;
 use crate::core::supervisor::{ExitStatus, Input, Phase, Pid, Service, StartError, Supervisor};
 use crate::io::Io;
@@ -305,13 +306,13 @@ impl Containers {
         def: &Definition,
     ) -> Result<Option<Pid>, String> {
         let reference = def.image.as_deref().unwrap_or("");
-        let image = container::parse_image_ref(reference).map_err(|e| e.to_string())?;
+        let image = image::parse_image_ref(reference).map_err(|e| e.to_string())?;
         let s = self.settings.clone();
-        let Some(digest) = container::image_digest(&s, &image) else {
+        let Some(digest) = store::image_digest(&s, &image) else {
             self.start_or_join_pull(cx, name, &image)?;
             return Ok(None);
         };
-        let bundle = container::bundle_dir(&s, name);
+        let bundle = bundle::bundle_dir(&s, name);
         let fingerprint = serde_json::to_string(def).unwrap_or_default();
         if !bundle_is_current(&bundle, &digest, &fingerprint) {
             let pid = self.start_unpack(cx, name, &image, &bundle, fingerprint)?;
@@ -322,15 +323,15 @@ impl Containers {
             rec.digest = Some(digest);
         }
         self.write_config(cx, name, def, &image, &bundle)?;
-        for dir in container::runtime_dirs(&s) {
+        for dir in runtime::runtime_dirs(&s) {
             fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         let cleared = self.services.get(name).is_some_and(|r| r.cleared);
-        if !cleared && container::container_state_dir(&s, name).exists() {
+        if !cleared && runtime::container_state_dir(&s, name).exists() {
             // A container of this name survived (an init restart): it goes
             // first, or the run would fail with "already exists".
-            let argv = container::delete_argv(&s, name);
+            let argv = runtime::delete_argv(&s, name);
             let (pid, stderr) = self
                 .spawn_tool(cx, Some(name), &argv, &[], None)
                 .map_err(|e| format!("cannot remove the old container '{name}': {e}"))?;
@@ -344,8 +345,8 @@ impl Containers {
             self.set_step(name, Step::Clear(pid));
             return Ok(None);
         }
-        let _ = fs::remove_file(container::container_pid_file(&s, name));
-        let argv = container::run_argv(&s, name, &bundle);
+        let _ = fs::remove_file(runtime::container_pid_file(&s, name));
+        let argv = runtime::run_argv(&s, name, &bundle);
         let cgroup_procs = match cx.cgroups {
             Some(cg) => cg.prepare(name).ok(),
             None => None,
@@ -406,9 +407,9 @@ impl Containers {
         else {
             return Ok(());
         };
-        let image = container::parse_image_ref(&reference).map_err(|e| e.to_string())?;
+        let image = image::parse_image_ref(&reference).map_err(|e| e.to_string())?;
         let s = self.settings.clone();
-        let (layout, _) = container::image_store_path(&s, &image);
+        let (layout, _) = store::image_store_path(&s, &image);
         let key = layout
             .file_name()
             .map(|k| k.to_string_lossy().into_owned())
@@ -416,7 +417,7 @@ impl Containers {
         if self.pulls.contains_key(&key) {
             return Ok(());
         }
-        container::remove_image(&s, &image).map_err(|e| e.to_string())
+        store::remove_image(&s, &image).map_err(|e| e.to_string())
     }
 
     fn start_or_join_pull(
@@ -426,7 +427,7 @@ impl Containers {
         image: &ImageRef,
     ) -> Result<(), String> {
         let s = self.settings.clone();
-        let (layout, _) = container::image_store_path(&s, image);
+        let (layout, _) = store::image_store_path(&s, image);
         let key = layout
             .file_name()
             .map(|k| k.to_string_lossy().into_owned())
@@ -443,17 +444,17 @@ impl Containers {
             return Ok(());
         }
         let failed = |e: String| format!("pulling image {image} failed: {e}");
-        container::prepare_pull(&s, image).map_err(|e| failed(e.to_string()))?;
+        store::prepare_pull(&s, image).map_err(|e| failed(e.to_string()))?;
         cx.note(name, &format!("pulling image {image}"));
-        let argv = container::pull_argv(&s, image);
-        let (pid, stderr) =
-            match self.spawn_tool(cx, Some(name), &argv, &container::pull_env(&s), None) {
-                Ok(p) => p,
-                Err(e) => {
-                    container::abandon_pull(&s, image);
-                    return Err(failed(e));
-                }
-            };
+        let argv = store::pull_argv(&s, image);
+        let (pid, stderr) = match self.spawn_tool(cx, Some(name), &argv, &store::pull_env(&s), None)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                store::abandon_pull(&s, image);
+                return Err(failed(e));
+            }
+        };
         self.add_task(pid, TaskKind::Pull { key: key.clone() }, stderr);
         self.pulls.insert(
             key.clone(),
@@ -478,9 +479,9 @@ impl Containers {
         let s = self.settings.clone();
         let failed = |e: String| format!("unpacking image {image} failed: {e}");
         self.discard(cx, bundle);
-        container::prepare_unpack(bundle).map_err(|e| failed(e.to_string()))?;
+        bundle::prepare_unpack(bundle).map_err(|e| failed(e.to_string()))?;
         cx.note(name, &format!("unpacking image {image}"));
-        let argv = container::unpack_argv(&s, image, bundle);
+        let argv = bundle::unpack_argv(&s, image, bundle);
         let (pid, stderr) = self
             .spawn_tool(cx, Some(name), &argv, &[], None)
             .map_err(failed)?;
@@ -508,7 +509,7 @@ impl Containers {
         bundle: &Path,
     ) -> Result<(), String> {
         let s = &self.settings;
-        let image_config = container::read_image_config(s, image).map_err(|e| e.to_string())?;
+        let image_config = store::read_image_config(s, image).map_err(|e| e.to_string())?;
         let spec = ProcessSpec {
             cmd: def.cmd.clone(),
             args: def.args.clone(),
@@ -523,7 +524,7 @@ impl Containers {
                 r
             }
         });
-        let host_files = container::default_host_files();
+        let host_files = bundle::default_host_files();
         let reference = image.to_string();
         let opts = BundleOptions {
             service: name,
@@ -533,8 +534,8 @@ impl Containers {
             cgroup_path: cgroup_path.as_deref(),
             host_files: &host_files,
         };
-        let resolved = container::write_bundle_config(bundle, &opts).map_err(|e| e.to_string())?;
-        container::check_command(bundle, &resolved, &reference).map_err(|e| e.to_string())
+        let resolved = bundle::write_bundle_config(bundle, &opts).map_err(|e| e.to_string())?;
+        bundle::check_command(bundle, &resolved, &reference).map_err(|e| e.to_string())
     }
 
     // ---------------------------------------------------------------- tools
@@ -610,7 +611,7 @@ impl Containers {
         let aside = trash.join(format!("{}.{}", std::process::id(), self.next_id));
         let moved = fs::create_dir_all(&trash).is_ok() && fs::rename(dir, &aside).is_ok();
         if !moved {
-            let _ = container::remove_bundle(dir);
+            let _ = bundle::remove_bundle(dir);
             return;
         }
         let argv: Vec<String> = ["rm", "-rf", "--"]
@@ -621,7 +622,7 @@ impl Containers {
         match self.spawn_tool(cx, None, &argv, &[], None) {
             Ok((pid, _)) => self.add_task(pid, TaskKind::Discard, None),
             Err(_) => {
-                let _ = container::remove_bundle(&aside);
+                let _ = bundle::remove_bundle(&aside);
             }
         }
     }
@@ -639,7 +640,7 @@ impl Containers {
             return;
         }
         rec.runtime = None;
-        let _ = fs::remove_file(container::container_pid_file(&self.settings, name));
+        let _ = fs::remove_file(runtime::container_pid_file(&self.settings, name));
         if !self.start_delete(cx, name) {
             self.container_gone(cx, name);
         }
@@ -650,7 +651,7 @@ impl Containers {
     /// False when there was nothing to delete.
     fn start_delete(&mut self, cx: &mut Ctx, name: &str) -> bool {
         let s = self.settings.clone();
-        if !container::container_state_dir(&s, name).exists() {
+        if !runtime::container_state_dir(&s, name).exists() {
             return false;
         }
         if self
@@ -660,7 +661,7 @@ impl Containers {
         {
             return true;
         }
-        let argv = container::delete_argv(&s, name);
+        let argv = runtime::delete_argv(&s, name);
         let kind = TaskKind::Delete {
             service: name.to_string(),
         };
@@ -694,7 +695,7 @@ impl Containers {
     /// The container is gone: runc removed its own cgroup but, on a v1/v2
     /// hybrid, leaves the service's (empty) one in every v1 hierarchy.
     fn container_gone(&mut self, cx: &mut Ctx, name: &str) {
-        if self.pure_cgroup2 || self.settings.runtime_kind() != container::RuntimeKind::Runc {
+        if self.pure_cgroup2 || self.settings.runtime_kind() != settings::RuntimeKind::Runc {
             return;
         }
         if let Some(rel) = cx.cgroups.and_then(|cg| cg.relative(name)) {
@@ -710,7 +711,7 @@ impl Containers {
         let stderr = task.stderr.map(read_tail).unwrap_or_default();
         let ok = status.is_clean();
         let why = || {
-            let summary = container::tool_error_summary(&stderr);
+            let summary = error::tool_error_summary(&stderr);
             if stderr.trim().is_empty() {
                 status.describe()
             } else {
@@ -726,7 +727,7 @@ impl Containers {
             } => {
                 cx.copy_stderr(&service, &stderr);
                 let s = self.settings.clone();
-                let bundle = container::bundle_dir(&s, &service);
+                let bundle = bundle::bundle_dir(&s, &service);
                 let failure = if ok {
                     fs::write(bundle.join(FINGERPRINT_FILE), fingerprint)
                         .err()
@@ -794,10 +795,10 @@ impl Containers {
         };
         let s = self.settings.clone();
         let result = if ok {
-            container::finish_pull(&s, &pull.image)
+            store::finish_pull(&s, &pull.image)
                 .map_err(|e| format!("pulling image {} failed: {e}", pull.image))
         } else {
-            container::abandon_pull(&s, &pull.image);
+            store::abandon_pull(&s, &pull.image);
             let cause = if stderr.trim().is_empty() {
                 format!(
                     "pulling image {} failed: skopeo {}",
@@ -805,7 +806,7 @@ impl Containers {
                     status.describe()
                 )
             } else {
-                container::pull_failure_message(&pull.image.to_string(), stderr)
+                error::pull_failure_message(&pull.image.to_string(), stderr)
             };
             Err(cause)
         };
@@ -830,7 +831,7 @@ impl Containers {
         };
         let drops = self
             .container_status(name, rt)
-            .is_some_and(|(_, st)| container::pid1_drops_signal(&st, libc::SIGTERM));
+            .is_some_and(|(_, st)| runtime::pid1_drops_signal(&st, libc::SIGTERM));
         if drops {
             cx.note(
                 name,
@@ -860,7 +861,7 @@ impl Containers {
             return;
         }
         let s = self.settings.clone();
-        let argv = container::kill_argv(&s, name, "KILL");
+        let argv = runtime::kill_argv(&s, name, "KILL");
         let kind = TaskKind::Kill {
             service: name.to_string(),
         };
@@ -892,7 +893,7 @@ impl Containers {
     /// The container's pid 1 and its `/proc/PID/status`, while the runtime
     /// `rt` is its parent (so the pid file cannot name a recycled pid).
     fn container_status(&self, name: &str, rt: Pid) -> Option<(Pid, String)> {
-        let pid = container::read_container_pid(&self.settings, name)?;
+        let pid = runtime::read_container_pid(&self.settings, name)?;
         let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         let ppid = status
             .lines()
@@ -921,7 +922,7 @@ impl Containers {
             }
             None => {
                 let s = self.settings.clone();
-                self.discard(cx, &container::bundle_dir(&s, name));
+                self.discard(cx, &bundle::bundle_dir(&s, name));
             }
         }
     }
@@ -936,7 +937,7 @@ impl Containers {
         }
         self.services.remove(name);
         let s = self.settings.clone();
-        self.discard(cx, &container::bundle_dir(&s, name));
+        self.discard(cx, &bundle::bundle_dir(&s, name));
         self.container_gone(cx, name);
     }
 
@@ -958,14 +959,15 @@ impl Containers {
         let s = self.settings.clone();
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
-        let process_file = container::exec_process_file(&s, name, id);
-        let pid_file = container::exec_pid_file(&s, name, id);
-        container::write_exec_process(&container::bundle_dir(&s, name), cmd, &process_file)
-            .map_err(|e| match e {
-                container::ContainerError::EmptyExec => ContainerExecError::Empty(e.to_string()),
+        let process_file = runtime::exec_process_file(&s, name, id);
+        let pid_file = runtime::exec_pid_file(&s, name, id);
+        runtime::write_exec_process(&bundle::bundle_dir(&s, name), cmd, &process_file).map_err(
+            |e| match e {
+                error::ContainerError::EmptyExec => ContainerExecError::Empty(e.to_string()),
                 e => ContainerExecError::Prepare(e.to_string()),
-            })?;
-        let mut argv = container::exec_argv(&s, name, &process_file, Some(&pid_file));
+            },
+        )?;
+        let mut argv = runtime::exec_argv(&s, name, &process_file, Some(&pid_file));
         // The exec runs with a clean environment: name the runtime by its path.
         if let (Ok(program), Some(first)) = (tool_program(&argv), argv.first_mut()) {
             *first = program.to_string_lossy().into_owned();
@@ -996,11 +998,11 @@ impl Containers {
             .def
             .image
             .as_deref()
-            .and_then(|r| container::parse_image_ref(r).ok());
+            .and_then(|r| image::parse_image_ref(r).ok());
         let rec = self.services.get(name);
         let digest = rec
             .and_then(|r| r.digest.clone())
-            .or_else(|| image.as_ref().and_then(|i| container::image_digest(s, i)));
+            .or_else(|| image.as_ref().and_then(|i| store::image_digest(s, i)));
         let pulls = image
             .as_ref()
             .and_then(|i| self.pull_counts.get(&i.to_string()))
@@ -1018,16 +1020,13 @@ impl Containers {
 
 /// The bundle was unpacked from this image for this definition.
 fn bundle_is_current(bundle: &Path, digest: &str, fingerprint: &str) -> bool {
-    container::bundle_image_digest(bundle).as_deref() == Some(digest)
+    bundle::bundle_image_digest(bundle).as_deref() == Some(digest)
         && bundle.join("config.json").is_file()
         && fs::read_to_string(bundle.join(FINGERPRINT_FILE)).is_ok_and(|f| f == fingerprint)
 }
 
 fn tool_env(extra: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env = vec![(
-        "PATH".to_string(),
-        std::env::var("PATH").unwrap_or_else(|_| spawn::DEFAULT_PATH.to_string()),
-    )];
+    let mut env = vec![("PATH".to_string(), spawn::init_path())];
     for k in TOOL_ENV {
         if let Ok(v) = std::env::var(k) {
             env.push((k.to_string(), v));
@@ -1043,8 +1042,7 @@ fn tool_env(extra: &[(String, String)]) -> Vec<(String, String)> {
 /// The tool's executable, looked up on the init's `PATH`.
 fn tool_program(argv: &[String]) -> Result<PathBuf, String> {
     let cmd = argv.first().ok_or("empty command")?;
-    let path = std::env::var("PATH").unwrap_or_else(|_| spawn::DEFAULT_PATH.to_string());
-    spawn::find_program(cmd, &path).map_err(|e| e.to_string())
+    spawn::find_on_init_path(cmd).map_err(|e| e.to_string())
 }
 
 /// The end of what a tool wrote to its stderr.
@@ -1103,7 +1101,7 @@ mod tests {
         std::io::Write::write_all(&mut f, b"\nlevel=fatal msg=\"boom\"\n").unwrap();
         let tail = read_tail(f);
         assert_eq!(tail.len() as u64, STDERR_TAIL);
-        assert_eq!(container::tool_error_summary(&tail), "boom");
+        assert_eq!(error::tool_error_summary(&tail), "boom");
     }
 
     #[test]

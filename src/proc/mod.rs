@@ -2,6 +2,7 @@
 //! for their trees to be gone.
 
 pub mod cgroup;
+pub mod child;
 pub(crate) mod launcher;
 pub mod reaper;
 pub mod spawn;
