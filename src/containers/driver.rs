@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::containers::bundle::{self, BundleOptions};
 use crate::containers::process::ProcessSpec;
 use crate::containers::settings::{self, ContainerSettings};
-use crate::containers::{error, image, image::ImageRef, runtime, store};
+use crate::containers::{error, image, image::ImageRef, runtime, store, tools};
 use crate::core::definition::Definition;
 use crate::core::supervisor::{ExitStatus, Input, Phase, Pid, Service, StartError, Supervisor};
 use crate::io::Io;
@@ -25,30 +25,11 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid as NixPid;
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{Read, Seek, SeekFrom};
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-/// Most bytes of a tool's stderr kept for its error message and the log.
-const STDERR_TAIL: u64 = 64 * 1024;
 /// In a bundle: the definition it was prepared for (a changed definition
 /// gets a fresh bundle).
 const FINGERPRINT_FILE: &str = "iris-definition.json";
-/// Variables of the init's environment the tools get (registry
-/// credentials, proxies, certificates); nothing else leaks into them.
-const TOOL_ENV: &[&str] = &[
-    "HOME",
-    "XDG_RUNTIME_DIR",
-    "REGISTRY_AUTH_FILE",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "NO_PROXY",
-    "http_proxy",
-    "https_proxy",
-    "no_proxy",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
-];
 
 /// Every container service's progress, and the tool processes in flight.
 pub(crate) struct Containers {
@@ -332,8 +313,7 @@ impl Containers {
             // A container of this name survived (an init restart): it goes
             // first, or the run would fail with "already exists".
             let argv = runtime::delete_argv(&s, name);
-            let (pid, stderr) = self
-                .spawn_tool(cx, Some(name), &argv, &[], None)
+            let (pid, stderr) = tools::spawn_tool(cx.io, cx.logs, Some(name), &argv, &[], None)
                 .map_err(|e| format!("cannot remove the old container '{name}': {e}"))?;
             self.add_task(
                 pid,
@@ -351,13 +331,13 @@ impl Containers {
             Some(cg) => cg.prepare(name).ok(),
             None => None,
         };
-        let program = tool_program(&argv)?;
+        let program = tools::tool_program(&argv)?;
         let (stdout, stderr) = cx
             .logs
             .writer_for(cx.io, name)
             .map_err(|e| format!("cannot open the log of '{name}': {e}"))?;
         let (argv0, args) = argv.split_first().ok_or("empty runtime command")?;
-        let env = tool_env(&[]);
+        let env = tools::tool_env(&[]);
         let pid = spawn::spawn(SpawnSpec {
             program: &program,
             argv0,
@@ -447,8 +427,14 @@ impl Containers {
         store::prepare_pull(&s, image).map_err(|e| failed(e.to_string()))?;
         cx.note(name, &format!("pulling image {image}"));
         let argv = store::pull_argv(&s, image);
-        let (pid, stderr) = match self.spawn_tool(cx, Some(name), &argv, &store::pull_env(&s), None)
-        {
+        let (pid, stderr) = match tools::spawn_tool(
+            cx.io,
+            cx.logs,
+            Some(name),
+            &argv,
+            &store::pull_env(&s),
+            None,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 store::abandon_pull(&s, image);
@@ -482,9 +468,8 @@ impl Containers {
         bundle::prepare_unpack(bundle).map_err(|e| failed(e.to_string()))?;
         cx.note(name, &format!("unpacking image {image}"));
         let argv = bundle::unpack_argv(&s, image, bundle);
-        let (pid, stderr) = self
-            .spawn_tool(cx, Some(name), &argv, &[], None)
-            .map_err(failed)?;
+        let (pid, stderr) =
+            tools::spawn_tool(cx.io, cx.logs, Some(name), &argv, &[], None).map_err(failed)?;
         self.add_task(
             pid,
             TaskKind::Unpack {
@@ -538,63 +523,6 @@ impl Containers {
         bundle::check_command(bundle, &resolved, &reference).map_err(|e| e.to_string())
     }
 
-    // ---------------------------------------------------------------- tools
-
-    /// Starts a tool in its own session, outside every service cgroup (a
-    /// `cgroup.kill` of the service must not hit its own `delete`). stdout
-    /// goes to the service's log; stderr to a memory file read at its exit
-    /// (for the error message, then copied to the log).
-    fn spawn_tool(
-        &mut self,
-        cx: &mut Ctx,
-        log: Option<&str>,
-        argv: &[String],
-        extra_env: &[(String, String)],
-        cgroup_procs: Option<&Path>,
-    ) -> Result<(Pid, Option<File>), String> {
-        let program = tool_program(argv)?;
-        let (argv0, args) = argv.split_first().ok_or("empty command")?;
-        let stdout: OwnedFd = match log {
-            Some(name) => cx
-                .logs
-                .writer_for(cx.io, name)
-                .map(|(out, _)| out)
-                .map_err(|e| format!("cannot open the log of '{name}': {e}"))?,
-            None => File::options()
-                .write(true)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(|e| format!("cannot open /dev/null: {e}"))?,
-        };
-        let capture = nix::sys::memfd::memfd_create(
-            c"iris-tool-stderr",
-            nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC,
-        )
-        .map(File::from)
-        .map_err(|e| format!("cannot create a memory file: {e}"))?;
-        let stderr = capture
-            .try_clone()
-            .map(OwnedFd::from)
-            .map_err(|e| format!("cannot duplicate a descriptor: {e}"))?;
-        let env = tool_env(extra_env);
-        let pid = spawn::spawn(SpawnSpec {
-            program: &program,
-            argv0,
-            args,
-            env: &env,
-            working_dir: None,
-            user: None,
-            stdin: None,
-            stdout,
-            stderr,
-            cgroup_procs,
-            new_session: true,
-        })
-        .map_err(|e| e.to_string())?;
-        crate::debug!("container tool pid {pid}: {}", argv.join(" "));
-        Ok((pid, Some(capture)))
-    }
-
     fn add_task(&mut self, pid: Pid, kind: TaskKind, stderr: Option<File>) {
         self.tasks.insert(pid, Task { kind, stderr });
     }
@@ -619,7 +547,7 @@ impl Containers {
             .map(|a| a.to_string())
             .chain(std::iter::once(aside.to_string_lossy().into_owned()))
             .collect();
-        match self.spawn_tool(cx, None, &argv, &[], None) {
+        match tools::spawn_tool(cx.io, cx.logs, None, &argv, &[], None) {
             Ok((pid, _)) => self.add_task(pid, TaskKind::Discard, None),
             Err(_) => {
                 let _ = bundle::remove_bundle(&aside);
@@ -687,7 +615,7 @@ impl Containers {
         argv: &[String],
         kind: TaskKind,
     ) -> Result<Pid, String> {
-        let (pid, stderr) = self.spawn_tool(cx, Some(name), argv, &[], None)?;
+        let (pid, stderr) = tools::spawn_tool(cx.io, cx.logs, Some(name), argv, &[], None)?;
         self.add_task(pid, kind, stderr);
         Ok(pid)
     }
@@ -708,7 +636,7 @@ impl Containers {
         let Some(task) = self.tasks.remove(&pid) else {
             return false;
         };
-        let stderr = task.stderr.map(read_tail).unwrap_or_default();
+        let stderr = task.stderr.map(tools::read_tail).unwrap_or_default();
         let ok = status.is_clean();
         let why = || {
             let summary = error::tool_error_summary(&stderr);
@@ -969,7 +897,7 @@ impl Containers {
         )?;
         let mut argv = runtime::exec_argv(&s, name, &process_file, Some(&pid_file));
         // The exec runs with a clean environment: name the runtime by its path.
-        if let (Ok(program), Some(first)) = (tool_program(&argv), argv.first_mut()) {
+        if let (Ok(program), Some(first)) = (tools::tool_program(&argv), argv.first_mut()) {
             *first = program.to_string_lossy().into_owned();
         }
         Ok(ContainerExec {
@@ -1025,39 +953,6 @@ fn bundle_is_current(bundle: &Path, digest: &str, fingerprint: &str) -> bool {
         && fs::read_to_string(bundle.join(FINGERPRINT_FILE)).is_ok_and(|f| f == fingerprint)
 }
 
-fn tool_env(extra: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env = vec![("PATH".to_string(), spawn::init_path())];
-    for k in TOOL_ENV {
-        if let Ok(v) = std::env::var(k) {
-            env.push((k.to_string(), v));
-        }
-    }
-    if !env.iter().any(|(k, _)| k == "HOME") {
-        env.push(("HOME".to_string(), "/root".to_string()));
-    }
-    env.extend(extra.iter().cloned());
-    env
-}
-
-/// The tool's executable, looked up on the init's `PATH`.
-fn tool_program(argv: &[String]) -> Result<PathBuf, String> {
-    let cmd = argv.first().ok_or("empty command")?;
-    spawn::find_on_init_path(cmd).map_err(|e| e.to_string())
-}
-
-/// The end of what a tool wrote to its stderr.
-fn read_tail(mut f: File) -> String {
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if f.seek(SeekFrom::Start(len.saturating_sub(STDERR_TAIL)))
-        .is_err()
-    {
-        return String::new();
-    }
-    let mut buf = Vec::new();
-    let _ = f.take(STDERR_TAIL).read_to_end(&mut buf);
-    String::from_utf8_lossy(&buf).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1088,31 +983,5 @@ mod tests {
         fs::remove_file(b.join("config.json")).unwrap();
         assert!(!bundle_is_current(&b, &d, "def"), "config.json lost");
         fs::remove_dir_all(&b).unwrap();
-    }
-
-    #[test]
-    fn a_tools_stderr_tail_is_kept() {
-        let mut f =
-            nix::sys::memfd::memfd_create(c"t", nix::sys::memfd::MemFdCreateFlag::MFD_CLOEXEC)
-                .map(File::from)
-                .unwrap();
-        let long = "x".repeat(STDERR_TAIL as usize);
-        std::io::Write::write_all(&mut f, long.as_bytes()).unwrap();
-        std::io::Write::write_all(&mut f, b"\nlevel=fatal msg=\"boom\"\n").unwrap();
-        let tail = read_tail(f);
-        assert_eq!(tail.len() as u64, STDERR_TAIL);
-        assert_eq!(error::tool_error_summary(&tail), "boom");
-    }
-
-    #[test]
-    fn tools_get_path_and_home_and_nothing_else_unasked() {
-        let env = tool_env(&[("TMPDIR".into(), "/store/tmp".into())]);
-        let keys: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys.first(), Some(&"PATH"));
-        assert!(keys.contains(&"HOME"));
-        assert!(keys.contains(&"TMPDIR"));
-        assert!(keys
-            .iter()
-            .all(|k| *k == "PATH" || *k == "TMPDIR" || TOOL_ENV.contains(k)));
     }
 }

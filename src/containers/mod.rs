@@ -40,7 +40,7 @@
 //!    pid in `exec_pid_file`.
 
 pub mod bundle;
-pub mod driver;
+pub(crate) mod driver;
 pub mod error;
 pub mod image;
 pub mod process;
@@ -49,3 +49,4 @@ pub mod settings;
 pub mod store;
 #[cfg(test)]
 mod test_support;
+pub(crate) mod tools;
