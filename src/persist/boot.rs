@@ -107,7 +107,7 @@ pub(crate) fn apply(
     for (name, wanted, running, active) in plan {
         match wanted {
             Wanted::Up if running => {}
-            Wanted::Up => match sup.start(&name, now) {
+            Wanted::Up => match sup.start(&name) {
                 Ok(Progress::Done) => restore.started_already(&name),
                 Ok(Progress::Pending) => restore.expect_start(&name),
                 Err(e) => restore.failed(&name, e.to_string()),

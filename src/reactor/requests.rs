@@ -94,7 +94,7 @@ impl Reactor {
                         .forget_image(&self.sup, &name)
                         .map_err(ApiError::Conflict)?;
                 }
-                let p = self.sup.start(&name, now)?;
+                let p = self.sup.start(&name)?;
                 Ok(progress(self, &name, p, wait, GoalKind::Start))
             }
             Command::Restart { name, wait } => {
