@@ -317,3 +317,217 @@ pub(crate) fn halt_reply(mode: HaltMode) -> Response {
     resp.keep_alive = false;
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::core::supervisor::{Cause, Failure, Source, StartError};
+    use std::path::PathBuf;
+
+    /// Everything a View borrows, for one test.
+    struct World {
+        sup: Supervisor,
+        logs: Logs,
+        containers: Containers,
+        stats: Stats,
+        dir: PathBuf,
+    }
+
+    impl World {
+        fn new(tag: &str) -> World {
+            let dir =
+                std::env::temp_dir().join(format!("iris-handlers-{tag}-{}", std::process::id()));
+            let cfg = Config {
+                socket: dir.join("s.sock"),
+                services_dir: dir.join("init.d"),
+                state_file: dir.join("state.json"),
+                log_dir: dir.join("logs"),
+            };
+            let mut sup = Supervisor::new();
+            let def = Definition::from_json(br#"{"cmd":"web","health_port":8080}"#).unwrap();
+            sup.upsert("web", def, Source::Api, Instant::now()).unwrap();
+            World {
+                sup,
+                logs: Logs::new(&cfg.log_dir),
+                containers: Containers::new(&cfg),
+                stats: Stats::new(false),
+                dir,
+            }
+        }
+
+        fn view(&self) -> View<'_> {
+            View {
+                sup: &self.sup,
+                logs: &self.logs,
+                containers: &self.containers,
+                cgroups: None,
+                stats: &self.stats,
+                last_restore: None,
+                state_file: &self.dir,
+                state_error: None,
+                connections: 3,
+                shutting_down: false,
+            }
+        }
+    }
+
+    fn req(method: &str, path: &str, query: &[(&str, &str)], body: &str) -> Request {
+        Request {
+            method: method.into(),
+            path: path.into(),
+            query: query
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.as_bytes().to_vec(),
+            keep_alive: true,
+        }
+    }
+
+    fn json(resp: &Response) -> Value {
+        serde_json::from_slice(&resp.body).unwrap()
+    }
+
+    fn answered(h: Result<Handled, ApiError>) -> Response {
+        match h {
+            Ok(Handled::Answer(Answer::Now(r))) => r,
+            other => panic!("expected an answer at once, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_are_answered_from_the_view() {
+        let w = World::new("reads");
+        let list = answered(handle(&req("GET", "/v1/services", &[], ""), &w.view()));
+        assert_eq!(list.status, 200);
+        assert_eq!(json(&list)[0]["name"], "web");
+        assert_eq!(json(&list)[0]["status"], "stopped");
+        let sys = answered(handle(&req("GET", "/v1/system", &[], ""), &w.view()));
+        assert_eq!(json(&sys)["connections"], 3);
+        assert_eq!(json(&sys)["services"], 1);
+        let restore = answered(handle(&req("GET", "/v1/restore", &[], ""), &w.view()));
+        assert_eq!(json(&restore)["trigger"], Value::Null);
+        let e = handle(&req("GET", "/v1/services/nope", &[], ""), &w.view()).unwrap_err();
+        assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn changes_become_commands_after_their_checks() {
+        let w = World::new("commands");
+        let put = handle(
+            &req("PUT", "/v1/services/db", &[], r#"{"cmd":"db"}"#),
+            &w.view(),
+        );
+        assert!(matches!(put, Ok(Handled::Command(Command::Put { ref name, .. })) if name == "db"));
+        let bad = handle(&req("PUT", "/v1/services/db", &[], "{"), &w.view()).unwrap_err();
+        assert_eq!(bad.code(), "bad_json");
+        let invalid = handle(
+            &req("PUT", "/v1/services/db", &[], r#"{"args":[]}"#),
+            &w.view(),
+        );
+        assert_eq!(invalid.unwrap_err().code(), "invalid_definition");
+        let start = handle(
+            &req("POST", "/v1/services/web/start", &[("wait", "false")], ""),
+            &w.view(),
+        );
+        assert!(matches!(
+            start,
+            Ok(Handled::Command(Command::Start {
+                wait: false,
+                pull: false,
+                ..
+            }))
+        ));
+        // An unknown service is a 404 before its exec body is looked at.
+        let exec = handle(&req("POST", "/v1/services/nope/exec", &[], "{"), &w.view());
+        assert_eq!(exec.unwrap_err().status(), 404);
+        let exec = handle(&req("POST", "/v1/exec", &[], r#"{"cmd":[]}"#), &w.view());
+        assert_eq!(exec.unwrap_err().code(), "invalid_definition");
+        let logs = handle(
+            &req("GET", "/v1/services/web/logs", &[("tail", "3")], ""),
+            &w.view(),
+        );
+        assert!(matches!(
+            logs,
+            Ok(Handled::Command(Command::Logs {
+                tail: Some(3),
+                follow: false,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn progress_waits_only_when_asked() {
+        let w = World::new("progress");
+        let v = w.view();
+        let kind = GoalKind::Start;
+        match progress_answer(&v, "web", Progress::Pending, false, kind) {
+            Answer::Now(r) => {
+                assert_eq!(r.status, 202);
+                assert_eq!(json(&r)["name"], "web");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            progress_answer(&v, "web", Progress::Pending, true, kind),
+            Answer::Wait(Await::Goal { ref name, kind: GoalKind::Start }) if name == "web"
+        ));
+        match progress_answer(&v, "gone", Progress::Done, true, GoalKind::Delete) {
+            Answer::Now(r) => assert_eq!(json(&r), json!({"name": "gone", "deleted": true})),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn each_wait_gets_the_answer_its_outcome_means() {
+        let w = World::new("settled");
+        let v = w.view();
+        let failed = Outcome::Failed(Failure {
+            cause: Cause::Start(StartError::Spawn("cmd 'web' not found on PATH".into())),
+            last_output: None,
+        });
+        let r = settled_reply(&v, "web", GoalKind::Start, &failed).unwrap();
+        assert_eq!(r.status, 409);
+        assert_eq!(json(&r)["error"], "service_failed");
+        assert_eq!(
+            json(&r)["message"],
+            "service 'web' failed: cmd 'web' not found on PATH"
+        );
+        let r = settled_reply(&v, "web", GoalKind::Stop, &failed).unwrap();
+        assert_eq!(r.status, 200, "a stop is done once the service is down");
+        let r = settled_reply(&v, "web", GoalKind::Start, &Outcome::Stopped).unwrap();
+        assert_eq!(json(&r)["error"], "conflict");
+        let r = settled_reply(&v, "web", GoalKind::Start, &Outcome::Deleted).unwrap();
+        assert_eq!(r.status, 404);
+        assert!(
+            settled_reply(&v, "web", GoalKind::Delete, &Outcome::Stopped).is_none(),
+            "a delete waits for the deletion"
+        );
+        let r = settled_reply(&v, "web", GoalKind::Delete, &Outcome::Deleted).unwrap();
+        assert_eq!(json(&r)["deleted"], true);
+    }
+
+    #[test]
+    fn an_exec_answer_carries_streams_and_the_signal() {
+        let done = ExecDone {
+            id: 1,
+            stdout: b"out".to_vec(),
+            stderr: vec![0xff],
+            status: ExitStatus::Signal(9),
+            timed_out: true,
+            truncated: false,
+        };
+        let v = json(&exec_reply(&done));
+        assert_eq!(v["stdout"], "out");
+        assert_eq!(v["stderr"], "\u{fffd}");
+        assert_eq!(v["exit_code"], 137);
+        assert_eq!(v["signal"], 9);
+        assert_eq!(v["timed_out"], true);
+        let halt = halt_reply(HaltMode::Reboot);
+        assert_eq!(halt.status, 202);
+        assert!(!halt.keep_alive);
+        assert_eq!(json(&halt)["action"], "reboot");
+    }
+}

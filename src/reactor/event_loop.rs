@@ -136,7 +136,7 @@ impl Reactor {
 
     /// One iteration: wait, handle the events, the timers that are due, and
     /// the waits answered meanwhile; then the state file, then the answers.
-    fn turn(&mut self, events: &mut Events) {
+    pub(super) fn turn(&mut self, events: &mut Events) {
         // The checks tile the whole iteration: work done since the
         // timers ran, the poll itself, and the event handling.
         self.notice_pause(Some(Duration::ZERO));
@@ -411,6 +411,9 @@ mod tests {
             after = true;
         });
         assert!(after && r.sup.get("ok").is_some());
+        if let Some(cg) = &r.cgroups {
+            cg.cleanup();
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

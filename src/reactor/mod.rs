@@ -9,3 +9,6 @@ mod requests;
 mod route;
 
 pub use event_loop::Reactor;
+
+#[cfg(test)]
+mod tests;
