@@ -195,7 +195,7 @@ impl Reactor {
     /// A service settled: its port watch ends, and whatever waited for it
     /// is answered.
     fn settled(&mut self, name: &str, outcome: Outcome) {
-        let outcome = self.explain_failure(name, outcome);
+        let outcome = self.with_last_output(name, outcome);
         self.health.forget(&mut self.io, name);
         let waits = self
             .api
@@ -215,10 +215,10 @@ impl Reactor {
         }
     }
 
-    /// A service that died or missed its health deadline: its error and
-    /// the answer carry its last lines of output, so nobody needs a second
-    /// call to see why.
-    fn explain_failure(&mut self, name: &str, outcome: Outcome) -> Outcome {
+    /// A failure whose cause says the service's output tells why (it died,
+    /// or missed its health deadline): its error and the answer carry its
+    /// last lines, so nobody needs a second call to see why.
+    fn with_last_output(&mut self, name: &str, outcome: Outcome) -> Outcome {
         match outcome {
             Outcome::Failed(mut f) if f.cause.shows_output() => {
                 f.last_output = self.logs.excerpt(name, 5);
