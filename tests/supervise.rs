@@ -509,10 +509,13 @@ fn cgroup_of(pid: i64) -> std::path::PathBuf {
     cgroup2_mount().join(rel.trim_start_matches('/'))
 }
 
+/// The processes in a cgroup; none once the cgroup was removed.
 fn procs_of(cgroup: &std::path::Path) -> Vec<i64> {
-    std::fs::read_to_string(cgroup.join("cgroup.procs"))
-        .map(|s| s.lines().map(|l| l.parse().unwrap()).collect())
-        .unwrap_or_default()
+    match std::fs::read_to_string(cgroup.join("cgroup.procs")) {
+        Ok(s) => s.lines().map(|l| l.parse().unwrap()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{}: {e}", cgroup.display()),
+    }
 }
 
 #[test]
