@@ -10,7 +10,9 @@
 //! registry on 127.0.0.1 with `tests/support/oci.sh`; without its tools it
 //! says which are missing and the rest still runs.
 //! `IRIS_BENCH_ONLY=exec,container,logs make bench` runs only the sections
-//! named (see `run_bench`), and always the shutdown.
+//! named (see `run_bench`), and always the shutdown. It exits non-zero when
+//! any section failed (an `error` line; `# FAILED:` names them), after
+//! running and printing all the others.
 //!
 //! Every process it starts is ended before it exits: the init with SIGTERM
 //! (it stops its services), and anything left over is found by the run's
@@ -76,7 +78,12 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(ROLE_FLAG) {
         role(args.get(2..).unwrap_or(&[]));
     }
-    run_bench();
+    let failed = run_bench();
+    if !failed.is_empty() {
+        // Every other section still ran and printed its figures.
+        println!("# FAILED: {}", failed.join(", "));
+        std::process::exit(1);
+    }
 }
 
 // ===== output ===============================================================
@@ -750,7 +757,8 @@ fn read_stamps(path: &Path, deadline: Instant) -> R<(i64, i64)> {
 
 // ===== the figures ==========================================================
 
-fn run_bench() {
+/// Runs every section; returns the names of those that failed.
+fn run_bench() -> Vec<String> {
     let t0 = Instant::now();
     let steal0 = cpu_steal();
     let cores = thread::available_parallelism()
@@ -772,9 +780,10 @@ fn run_bench() {
         Ok(b) => b,
         Err(e) => {
             println!("setup: error ({e})");
-            return;
+            return vec!["setup".into()];
         }
     };
+    let mut failed = Vec::new();
     type Section = fn(&mut Bench) -> R<()>;
     let sections: [(&str, Section); 14] = [
         ("init_rss_empty", rss_empty),
@@ -803,9 +812,13 @@ fn run_bench() {
         }
         if let Err(e) = section(&mut bench) {
             println!("{name}: error ({e})");
+            failed.push(name.to_string());
         }
     }
     let leftovers = pids_with_cmdline(&[ROLE_FLAG, &bench.tag]);
+    if !leftovers.is_empty() {
+        failed.push("leftover_processes".into());
+    }
     fig(
         "leftover_processes",
         leftovers.len(),
@@ -835,6 +848,7 @@ fn run_bench() {
         steal1.0.saturating_sub(steal0.0) as f64 * 100.0
             / steal1.1.saturating_sub(steal0.1).max(1) as f64
     );
+    failed
 }
 
 fn memory(pid: i32) -> R<(u64, u64, Option<u64>)> {
