@@ -22,6 +22,7 @@ fn visible_command() -> clap::Command {
         .collect();
     clap::Command::new("irisctl")
         .about(full.get_about().cloned().unwrap_or_default())
+        .after_help(full.get_after_help().cloned().unwrap_or_default())
         .args(full.get_arguments().cloned())
         .subcommands(visible)
 }
@@ -135,7 +136,9 @@ fn zsh_with_services(generated: &str) -> String {
 
 /// `irisctl man`: irisctl.1 on stdout, or every page into `dir`.
 pub fn man(dir: Option<&Path>) -> Result<i32, CtlError> {
-    let cmd = visible_command().version(env!("CARGO_PKG_VERSION"));
+    let cmd = visible_command()
+        .version(env!("CARGO_PKG_VERSION"))
+        .propagate_version(true);
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(dir)
