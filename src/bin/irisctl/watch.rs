@@ -404,6 +404,9 @@ pub fn run(socket: &Path, names: &[String]) -> Result<i32, CtlError> {
         note: String::new(),
     };
     view.take(&events.parser.feed(&first))?;
+    if tty {
+        view.draw()?;
+    }
     let mut usage_due = 0;
     let wait = tty.then_some(REDRAW);
     while let Some(batch) = events.next(wait)? {
