@@ -19,6 +19,7 @@
 //! marker in its command line and killed; the registry is stopped when its
 //! section ends.
 
+use iris_init::client::{Conn, Request};
 use iris_init::containers::settings::{choose_runtime, RUNTIME_ENV};
 use iris_init::proc::spawn::find_on_init_path;
 use serde_json::{json, Value};
@@ -304,30 +305,21 @@ fn kill(pid: i32, sig: libc::c_int) {
 
 // ===== HTTP over the unix socket ============================================
 
-/// A keep-alive HTTP/1.1 client (Content-Length bodies only).
-struct Client {
-    stream: UnixStream,
-    buf: Vec<u8>,
-}
+/// A keep-alive HTTP/1.1 client: the library's, with errors as strings.
+struct Client(Conn<UnixStream>);
 
 impl Client {
     fn connect(path: &Path) -> R<Client> {
-        let stream =
-            UnixStream::connect(path).map_err(|e| format!("connect {}: {e}", path.display()))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(|e| e.to_string())?;
-        Ok(Client {
-            stream,
-            buf: Vec::with_capacity(64 * 1024),
-        })
+        Conn::connect(path, Some(Duration::from_secs(60)))
+            .map(Client)
+            .map_err(|e| format!("connect {}: {e}", path.display()))
     }
 
+    /// Sends bytes made once by `request_bytes` and reads the answer.
     fn raw(&mut self, request: &[u8]) -> R<(u16, Vec<u8>)> {
-        self.stream
-            .write_all(request)
-            .map_err(|e| format!("send: {e}"))?;
-        self.read_response()
+        self.0.send(request).map_err(|e| e.to_string())?;
+        let resp = self.0.read_response().map_err(|e| e.to_string())?;
+        Ok((resp.status, resp.body))
     }
 
     fn req(&mut self, method: &str, path: &str, body: Option<&str>) -> R<(u16, Value)> {
@@ -350,65 +342,10 @@ impl Client {
             Err(format!("{method} {path}: {status} {v}"))
         }
     }
-
-    fn read_response(&mut self) -> R<(u16, Vec<u8>)> {
-        let mut scanned = 0;
-        loop {
-            if let Some(end) = find(self.buf.get(scanned..).unwrap_or(&[]), b"\r\n\r\n") {
-                let end = scanned + end;
-                let head = String::from_utf8_lossy(self.buf.get(..end).unwrap_or(&[])).to_string();
-                let status: u16 = head
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("bad status line: {head:?}"))?;
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0);
-                while self.buf.len() < end + 4 + len {
-                    self.fill()?;
-                }
-                let body = self.buf.get(end + 4..end + 4 + len).unwrap_or(&[]).to_vec();
-                self.buf.drain(..end + 4 + len);
-                return Ok((status, body));
-            }
-            scanned = self.buf.len().saturating_sub(3);
-            self.fill()?;
-        }
-    }
-
-    fn fill(&mut self) -> R<()> {
-        let mut chunk = [0u8; 16384];
-        let n = self
-            .stream
-            .read(&mut chunk)
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before a full response".into());
-        }
-        self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-        Ok(())
-    }
 }
 
 fn request_bytes(method: &str, path: &str, body: Option<&str>) -> Vec<u8> {
-    let body = body.unwrap_or("");
-    let mut r = format!(
-        "{method} {path} HTTP/1.1\r\nHost: iris\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    r.extend_from_slice(body.as_bytes());
-    r
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    Request::new(method, path).body(body.unwrap_or("")).encode()
 }
 
 /// One answered request of a concurrent batch.
