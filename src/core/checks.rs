@@ -343,19 +343,21 @@ impl Serialize for Liveness {
 }
 
 /// `deserialize_with` for `health`: null means none.
-pub fn de_health<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Health>, D::Error> {
+pub fn de_health<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<Health>>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => parse_health(&v).map(Some).map_err(serde::de::Error::custom),
+        Some(v) => parse_health(&v)
+            .map(|h| Some(Box::new(h)))
+            .map_err(serde::de::Error::custom),
     }
 }
 
 /// `deserialize_with` for `liveness`: null means none.
-pub fn de_liveness<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Liveness>, D::Error> {
+pub fn de_liveness<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<Liveness>>, D::Error> {
     match Option::<Value>::deserialize(d)? {
         None | Some(Value::Null) => Ok(None),
         Some(v) => parse_liveness(&v)
-            .map(Some)
+            .map(|l| Some(Box::new(l)))
             .map_err(serde::de::Error::custom),
     }
 }

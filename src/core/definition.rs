@@ -62,14 +62,14 @@ pub struct Definition {
         deserialize_with = "checks::de_health",
         skip_serializing_if = "Option::is_none"
     )]
-    pub health: Option<Health>,
+    pub health: Option<Box<Health>>,
     /// A check repeated while the service runs.
     #[serde(
         default,
         deserialize_with = "checks::de_liveness",
         skip_serializing_if = "Option::is_none"
     )]
-    pub liveness: Option<Liveness>,
+    pub liveness: Option<Box<Liveness>>,
     #[serde(default, rename = "type", deserialize_with = "service_type")]
     pub service_type: ServiceType,
 }

@@ -15,6 +15,8 @@ const MAX_HEAD: usize = 4096;
 pub enum Answer {
     /// The server answered with this status.
     Status(u16),
+    /// Connected (a connect-only probe, [`HttpProbe::connect`]).
+    Connected,
     /// No answer: refused, reset, closed early, or not HTTP. In words.
     Failed(String),
 }
@@ -24,6 +26,7 @@ impl Answer {
     pub fn describe(&self) -> String {
         match self {
             Answer::Status(s) => format!("answered {s}"),
+            Answer::Connected => "accepted a connection".into(),
             Answer::Failed(why) => why.clone(),
         }
     }
@@ -77,6 +80,16 @@ impl HttpProbe {
              Accept: */*\r\nConnection: close\r\n\r\n"
         )
         .into_bytes();
+        Self::with_request(port, request)
+    }
+
+    /// A probe that only connects (a `tcp` liveness check): its answer is
+    /// `Connected` or why not.
+    pub fn connect(port: u16) -> Result<HttpProbe, Answer> {
+        Self::with_request(port, Vec::new())
+    }
+
+    fn with_request(port: u16, request: Vec<u8>) -> Result<HttpProbe, Answer> {
         let (stream, ipv6) = match connect(port, false) {
             Ok(s) => (s, false),
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -105,6 +118,7 @@ impl HttpProbe {
             let next = match self.state {
                 State::Connecting => match self.connecting() {
                     Ok(Connect::Pending) => Ok(None),
+                    Ok(Connect::Done) if self.request.is_empty() => Err(Answer::Connected),
                     Ok(Connect::Done) => Ok(Some(State::Sending { written: 0 })),
                     Ok(Connect::Switched(old)) => return Step::Reconnect(old),
                     Err(a) => Err(a),
@@ -253,8 +267,8 @@ mod tests {
     }
 
     /// Drives one probe to its answer with a real poll.
-    fn run(port: u16, path: &str) -> Answer {
-        let mut probe = match HttpProbe::start(port, path) {
+    fn drive(started: Result<HttpProbe, Answer>) -> Answer {
+        let mut probe = match started {
             Ok(p) => p,
             Err(a) => return a,
         };
@@ -283,6 +297,10 @@ mod tests {
                 Step::Done(a) => return a,
             }
         }
+    }
+
+    fn run(port: u16, path: &str) -> Answer {
+        drive(HttpProbe::start(port, path))
     }
 
     #[test]
@@ -314,6 +332,18 @@ mod tests {
         );
         let (port, _h) = serve(&[b"SSH-2.0-OpenSSH\r\n"]);
         assert_eq!(run(port, "/"), Answer::Failed("not an HTTP answer".into()));
+    }
+
+    #[test]
+    fn connect_only_probe() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        assert_eq!(drive(HttpProbe::connect(port)), Answer::Connected);
+        drop(l);
+        assert_eq!(
+            drive(HttpProbe::connect(port)),
+            Answer::Failed("connection refused".into())
+        );
     }
 
     #[test]

@@ -2,9 +2,11 @@
 //! liveness results and restarting on too many failures, and the words
 //! that say why.
 
-use super::{backoff, secs, Action, AfterStop, Phase, Service, Supervisor, TimerKind};
+use super::TimerKind;
+use super::{backoff, secs, Action, AfterStop, Cause, ExitStatus, Phase, Service, Supervisor};
 use crate::core::checks::Check;
 use crate::core::definition::RestartPolicy;
+use crate::core::supervisor::failure::liveness_words;
 use std::time::Instant;
 
 impl Supervisor {
@@ -121,16 +123,17 @@ impl Supervisor {
             self.schedule_liveness(name, now);
             return;
         }
-        let msg = format!(
-            "liveness check ({}) failed {} times in a row: {why}",
-            l.check, svc.liveness_in_row
-        );
+        let msg = liveness_words(&l.check, svc.liveness_in_row, &why);
         if now.saturating_duration_since(since) >= backoff::STABLE_RUN {
             svc.backoff_level = 0;
         }
         let then = if svc.def.restart == RestartPolicy::Never || self.shutting_down {
             crate::warn!("service '{name}': {msg}; stopping it (restart = never)");
-            AfterStop::Fail(format!("{msg}; not restarted (restart = never)"))
+            AfterStop::Fail(Cause::Liveness {
+                check: l.check.clone(),
+                times: svc.liveness_in_row,
+                last: why,
+            })
         } else {
             crate::warn!("service '{name}': {msg}; restarting it");
             svc.error = Some(format!("restarted: {msg}"));
@@ -141,29 +144,25 @@ impl Supervisor {
     }
 }
 
-/// Why a service that exited while starting had not become ready:
-/// "before port 6379 accepted a connection".
-pub(super) fn not_ready_yet(svc: &Service) -> String {
+/// Why a service that exited while starting had not become ready.
+pub(super) fn exited_before_ready(svc: &Service, status: ExitStatus) -> Cause {
     match svc.def.readiness() {
-        Some(Check::Tcp(port)) => format!("before port {port} accepted a connection"),
-        Some(check) => format!("before its health check passed ({check})"),
-        None => "before it was ready".into(),
+        Some(Check::Tcp(port)) => Cause::ExitedBeforeReady { status, port },
+        Some(check) => Cause::ExitedBeforeCheck { status, check },
+        None => Cause::ExitedBeforeReady { status, port: 0 },
     }
 }
 
-/// The error of a service whose readiness deadline passed.
-pub(super) fn deadline_message(svc: &Service) -> String {
-    let t = svc.def.health_timeout_secs();
-    let last = svc
-        .health_result
-        .as_deref()
-        .map(|r| format!("; last result: {r}"))
-        .unwrap_or_default();
+/// Why a service that missed its readiness deadline failed.
+pub(super) fn deadline_cause(svc: &Service) -> Cause {
+    let secs = svc.def.health_timeout_secs();
     match svc.def.readiness() {
-        Some(Check::Tcp(port)) => {
-            format!("health port {port} did not accept a connection within {t}s")
-        }
-        Some(check) => format!("health check ({check}) did not pass within {t}s{last}"),
-        None => format!("not ready within {t}s"),
+        Some(Check::Tcp(port)) => Cause::HealthTimeout { port, secs },
+        Some(check) => Cause::CheckTimeout {
+            check,
+            secs,
+            last: svc.health_result.clone(),
+        },
+        None => Cause::HealthTimeout { port: 0, secs },
     }
 }
