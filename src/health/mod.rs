@@ -5,5 +5,6 @@
 pub(crate) mod http;
 pub(crate) mod logline;
 pub(crate) mod notify;
+pub(crate) mod runner;
 pub(crate) mod scan;
 pub(crate) mod watcher;
