@@ -24,7 +24,8 @@ fn logs(init: &Init, name: &str) -> String {
 
 /// A python HTTP server on `port`: `/healthz` answers 503 to its first
 /// `bad` requests, then 200; `/live` answers 200 until the file `sick`
-/// exists (removed at start); every answer is printed.
+/// exists (removed at start); every answer is printed before it is sent
+/// (so it is in the log once the init has seen the answer).
 fn http_app(port: u16, bad: u32, sick: &str) -> Value {
     let code = format!(
         r#"
@@ -42,10 +43,10 @@ class H(http.server.BaseHTTPRequestHandler):
             code = 500 if os.path.exists({sick:?}) else 200
         else:
             code = 404
+        print('answered', self.path, code, flush=True)
         self.send_response(code)
         self.send_header('Content-Length', '0')
         self.end_headers()
-        print('answered', self.path, code, flush=True)
     def log_message(self, *a): pass
 http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()
 "#
@@ -82,6 +83,18 @@ fn http_check_waits_for_a_status_in_range() {
     assert_eq!(v["health"]["http"]["path"], "/healthz");
     assert_eq!(v["health"]["http"]["status"], json!([200, 399]));
     assert!(v["health_result"].as_str().unwrap().contains("200"), "{v}");
+    // irisctl status shows the check and its last result.
+    let out = std::process::Command::new(CTL)
+        .arg("--socket")
+        .arg(&init.socket)
+        .args(["status", "web"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want =
+        format!("check: GET http://127.0.0.1:{port}/healthz (200-399); last: answered 200\n");
+    assert!(text.contains(&want), "{text}");
 }
 
 #[test]
