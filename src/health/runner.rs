@@ -51,6 +51,18 @@ struct Attempt {
     http: Option<(HttpProbe, Token, (u16, u16))>,
 }
 
+impl Attempt {
+    fn new(name: &str, gen: u64, purpose: Purpose, timeout: Duration) -> Attempt {
+        Attempt {
+            name: name.to_string(),
+            gen,
+            purpose,
+            timeout,
+            http: None,
+        }
+    }
+}
+
 enum TimerFor {
     /// An `http`/`tcp` attempt took too long.
     Timeout(u64),
@@ -265,7 +277,8 @@ impl CheckRunner {
         };
         w.busy = true;
         let (gen, check) = (w.gen, w.check.clone());
-        self.attempt(io, name, gen, Purpose::Ready, &check, ATTEMPT_TIMEOUT, now);
+        let a = Attempt::new(name, gen, Purpose::Ready, ATTEMPT_TIMEOUT);
+        self.attempt(io, a, &check, now);
     }
 
     /// A readiness attempt ended: pass, or try again after the interval.
@@ -366,40 +379,24 @@ impl CheckRunner {
         timeout: Duration,
         now: Instant,
     ) {
-        self.attempt(io, name, gen, Purpose::Live, check, timeout, now);
+        let a = Attempt::new(name, gen, Purpose::Live, timeout);
+        self.attempt(io, a, check, now);
     }
 
     // ----- attempts ----------------------------------------------------
 
-    #[allow(clippy::too_many_arguments)]
-    fn attempt(
-        &mut self,
-        io: &mut Io,
-        name: &str,
-        gen: u64,
-        purpose: Purpose,
-        check: &Check,
-        timeout: Duration,
-        now: Instant,
-    ) {
+    /// Starts one attempt of `check` for `a` (whose `http` is None).
+    fn attempt(&mut self, io: &mut Io, a: Attempt, check: &Check, now: Instant) {
         let id = self.new_id();
-        self.attempts.insert(
-            id,
-            Attempt {
-                name: name.to_string(),
-                gen,
-                purpose,
-                timeout,
-                http: None,
-            },
-        );
+        let (name, timeout) = (a.name.clone(), a.timeout);
+        self.attempts.insert(id, a);
         let started = match check {
             Check::Http(h) => HttpProbe::start(h.port, &h.path).map(|p| (p, h.status)),
             Check::Tcp(port) => HttpProbe::connect(*port).map(|p| (p, (0, 0))),
             Check::Exec(argv) => {
                 self.exec_requests.push(ExecRequest {
                     attempt: id,
-                    name: name.to_string(),
+                    name,
                     argv: argv.clone(),
                     timeout,
                 });
