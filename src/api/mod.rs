@@ -5,6 +5,7 @@
 pub mod conn;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod routes;
 
