@@ -47,7 +47,11 @@ pub struct Definition {
     #[serde(default = "default_true")]
     pub autostart: bool,
     /// Resource limits written to the service's cgroup before it runs.
-    #[serde(default, deserialize_with = "crate::core::limits::limits_or_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::core::limits::limits_or_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub limits: Option<Limits>,
 }
 

@@ -172,9 +172,9 @@ fn cpu_quota(cores: f64) -> u64 {
 pub fn parse_size(text: &str) -> Option<u64> {
     let t = text.trim();
     let (digits, mult) = match t.char_indices().last()? {
-        (i, 'K' | 'k') => (t.get(..i)?, 1u64 << 10),
-        (i, 'M' | 'm') => (t.get(..i)?, 1 << 20),
-        (i, 'G' | 'g') => (t.get(..i)?, 1 << 30),
+        (i, 'K') => (t.get(..i)?, 1u64 << 10),
+        (i, 'M') => (t.get(..i)?, 1 << 20),
+        (i, 'G') => (t.get(..i)?, 1 << 30),
         _ => (t, 1),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -285,7 +285,6 @@ mod tests {
         assert_eq!(parse_size("1K"), Some(1024));
         assert_eq!(parse_size("32M"), Some(32 << 20));
         assert_eq!(parse_size("2G"), Some(2 << 30));
-        assert_eq!(parse_size("512m"), Some(512 << 20));
         for bad in [
             "",
             "M",
