@@ -179,13 +179,9 @@ impl Cgroups {
     /// controller is not.
     ///
     /// [`prepare`]: Cgroups::prepare
-    pub fn apply_limits(&mut self, service: &str, limits: &Limits) -> Result<(), LimitError> {
-        let needed = limits.controllers();
-        for &c in &needed {
+    pub fn apply_limits(&self, service: &str, limits: &Limits) -> Result<(), LimitError> {
+        for c in limits.controllers() {
             self.enable(c)?;
-        }
-        if !needed.is_empty() {
-            self.refresh_enabled();
         }
         let dir = self.path(service);
         for w in limits.cgroup_writes() {
@@ -212,6 +208,30 @@ impl Cgroups {
             }
         }
         Ok(())
+    }
+
+    /// Before a service's process runs: its cgroup made and its `limits`
+    /// written. A cgroup that exists from an earlier run gets the defaults
+    /// back when the definition has no limits any more; a new one needs
+    /// nothing (the launcher makes it).
+    pub fn limit(&self, service: &str, limits: Option<&Limits>) -> Result<(), LimitError> {
+        let existed = self.path(service).exists();
+        if limits.is_none() && !existed {
+            return Ok(());
+        }
+        if let Err(e) = self.prepare(service) {
+            if let Some(controller) = limits.and_then(|l| l.controllers().first().copied()) {
+                return Err(LimitError {
+                    controller,
+                    reason: format!(
+                        "has no cgroup to limit: {} cannot be made: {e}",
+                        self.path(service).display()
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        self.apply_limits(service, limits.unwrap_or(&Limits::default()))
     }
 
     /// The service's resource use; None when it has no cgroup (never
@@ -583,7 +603,7 @@ mod tests {
             "pids.max",
             "cpu.stat",
         ];
-        let (base, mut cg) = fake_hierarchy("apply", "memory pids", &files);
+        let (base, cg) = fake_hierarchy("apply", "memory pids", &files);
         cg.apply_limits("svc", &limits(r#"{"memory_max":"32M","pids_max":64}"#))
             .unwrap();
         let read = |f: &str| std::fs::read_to_string(base.join("svc.service").join(f)).unwrap();
@@ -603,7 +623,7 @@ mod tests {
 
     #[test]
     fn a_limit_whose_controller_is_missing_fails_naming_it() {
-        let (base, mut cg) = fake_hierarchy("missing", "memory pids", &["memory.max"]);
+        let (base, cg) = fake_hierarchy("missing", "memory pids", &["memory.max"]);
         let e = cg
             .apply_limits("svc", &limits(r#"{"cpu_max":0.5}"#))
             .unwrap_err();

@@ -6,7 +6,7 @@ use super::event_loop::Reactor;
 use crate::api::handlers;
 use crate::api::pending::{Await, Pending};
 use crate::containers::driver::{Containers, Ctx};
-use crate::core::supervisor::{Action, Input, Outcome};
+use crate::core::supervisor::{Action, Input, Outcome, StartError};
 use crate::io::TimerKey;
 use crate::output::exec::ExecDone;
 use crate::output::logs::StreamOut;
@@ -117,6 +117,25 @@ impl Reactor {
         // oom_killed speaks of this run: remember the count so far.
         if let Some(n) = self.cgroups.as_ref().and_then(|cg| cg.oom_kills(name)) {
             self.stats.oom_base.insert(name.to_string(), n);
+        }
+        // Limits are in the cgroup before any process of the service runs
+        // in it (a container's runtime too); one that cannot be applied
+        // fails the start.
+        let limited = match &self.cgroups {
+            Some(cg) => cg.limit(name, def.limits.as_ref()),
+            None => def
+                .limits
+                .as_ref()
+                .map_or(Ok(()), crate::proc::cgroup::limits_without_cgroups),
+        };
+        if let Err(e) = limited {
+            crate::warn!("unable to start '{name}': {e}");
+            self.feed(Input::Spawned {
+                name: name.to_string(),
+                gen,
+                result: Err(StartError::Prepare(e.to_string())),
+            });
+            return;
         }
         if def.container {
             self.with_driver(|c, cx| c.start(cx, name, gen));

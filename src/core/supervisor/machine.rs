@@ -112,6 +112,9 @@ pub enum Input {
     Ready { name: String, gen: u64 },
     /// A service's main process exited.
     Exited { pid: Pid, status: ExitStatus },
+    /// A service's main process was killed by the OOM killer (its cgroup
+    /// counted the kill): an exit that is a crash, and its `error` says so.
+    OomKilled { pid: Pid, status: ExitStatus },
     /// No process of the service's tree is left.
     TreeEmpty { name: String, gen: u64 },
     /// One of the supervisor's own timers fired.
@@ -407,6 +410,9 @@ impl Supervisor {
             Input::Exited { pid, status } => {
                 self.on_exit(pid, status, now);
             }
+            Input::OomKilled { pid, status } => {
+                self.exited(pid, status, true, now);
+            }
             Input::TreeEmpty { name, gen } => self.on_tree_empty(&name, gen, now),
             Input::Timer(t) => self.on_timer(&t, now),
         }
@@ -476,6 +482,11 @@ impl Supervisor {
     /// A child exited. Returns false when it was no service's main process
     /// (an orphan, or a helper the loop tracks itself).
     pub fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> bool {
+        self.exited(pid, status, false, now)
+    }
+
+    /// A child exited, killed by the OOM killer when `oom`.
+    fn exited(&mut self, pid: Pid, status: ExitStatus, oom: bool, now: Instant) -> bool {
         let Some(name) = self.by_pid.remove(&pid) else {
             return false;
         };
@@ -487,10 +498,14 @@ impl Supervisor {
             return true;
         }
         svc.exit_code = Some(status.code());
+        let oom = oom.then(|| Cause::OomKilled {
+            status,
+            memory_max: svc.def.limits.as_ref().and_then(|l| l.memory_max),
+        });
         let then = match svc.phase.clone() {
             Phase::Starting { .. } => {
                 let port = svc.def.health_port().unwrap_or(0);
-                AfterStop::Fail(Cause::ExitedBeforeReady { status, port })
+                AfterStop::Fail(oom.unwrap_or(Cause::ExitedBeforeReady { status, port }))
             }
             Phase::Running { since, .. } => {
                 use crate::core::definition::RestartPolicy::*;
@@ -505,11 +520,16 @@ impl Supervisor {
                 }
                 if restart {
                     crate::info!("service '{name}' {}; restarting", status.describe());
+                    if let Some(cause) = &oom {
+                        // Why it restarted stays visible once it runs again.
+                        svc.error = Some(format!("{cause}; restarted"));
+                        svc.keep_error = true;
+                    }
                     AfterStop::Backoff
-                } else if status.is_clean() {
+                } else if status.is_clean() && oom.is_none() {
                     AfterStop::Rest
                 } else {
-                    AfterStop::Fail(Cause::Exited(status))
+                    AfterStop::Fail(oom.unwrap_or(Cause::Exited(status)))
                 }
             }
             Phase::Stopping { then, .. } => then,
@@ -651,7 +671,9 @@ impl Supervisor {
     fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
-            svc.error = None;
+            if !std::mem::take(&mut svc.keep_error) {
+                svc.error = None;
+            }
             crate::debug!("service '{name}' is running (pid {pid})");
             self.settled(name, Outcome::Running);
         }

@@ -109,6 +109,9 @@ pub struct Service {
     /// Bumped on every phase change: timers and probes carry it, so a stale
     /// one is ignored instead of cancelled.
     pub gen: u64,
+    /// `error` says why it was restarted (an OOM kill): kept once it runs
+    /// again, until the next start or failure.
+    pub keep_error: bool,
 }
 
 impl Service {
@@ -127,6 +130,7 @@ impl Service {
             error: None,
             pgid: None,
             gen: 0,
+            keep_error: false,
         }
     }
 
