@@ -39,8 +39,9 @@ if irisctl start t-lim-mem >/dev/null; then
     lim_wait 30000 lim_not_running t-lim-mem
     js=$(irisctl status t-lim-mem --json)
     kills=$(lim_num "$js" oom_kills)
-    case "$js" in
-    *'"status":"failed"'*'"error":"'*OOM*) ok "t-lim-mem failed with an OOM error: $(get "$js" error | cut -c1-80)" ;;
+    err=$(printf '%s\n' "$js" | sed -n 's/.*"error":"\([^"]*\)".*/\1/p')
+    case "$(get "$js" status) $err" in
+    "failed "*"OOM killer"*) ok "t-lim-mem failed: $err" ;;
     *) fail "t-lim-mem after its hog: $js" ;;
     esac
     [ "${kills:-0}" -ge 1 ] && ok "t-lim-mem: oom_kills $kills" || fail "t-lim-mem: oom_kills '$kills'"
