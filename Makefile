@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build setup run test ci lint unit vm vm-test bench man clean
+.PHONY: all build setup run test ci lint unit vm vm-test bench bench-peers man clean
 
 all: build
 
@@ -44,6 +44,13 @@ vm-test:
 
 bench: build
 	$(CARGO) bench --bench iris_bench
+
+# The peer benchmark (W1-W4: the init as PID 1 of a fresh namespace) with
+# iris-init beside s6 and runit from Debian, and dinit when DINIT_BIN
+# points at one. Prints the harness's summary table.
+PEER_BENCH ?= ../shared/bench/run.sh
+bench-peers: build
+	IRIS_INIT_BIN=$(CURDIR)/target/release/iris-init bash $(PEER_BENCH) iris-init s6 runit $(if $(DINIT_BIN),dinit)
 
 # irisctl's man pages (irisctl.1 and one per command), from its clap definition.
 man: build
