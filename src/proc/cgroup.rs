@@ -303,9 +303,11 @@ impl Cgroups {
         Ok(p.join("cgroup.procs"))
     }
 
+    /// The processes in the service's cgroup, as pids of the init's PID
+    /// namespace.
     pub fn pids(&self, service: &str) -> Vec<i32> {
         fs::read_to_string(self.path(service).join("cgroup.procs"))
-            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .map(|s| procs_pids(&s))
             .unwrap_or_default()
     }
 
@@ -385,6 +387,16 @@ fn service_of_cgroup(text: &str) -> Option<String> {
         .find_map(|c| c.strip_suffix(".service"))
         .filter(|n| !n.is_empty())
         .map(str::to_string)
+}
+
+/// The pids in the text of a `cgroup.procs` file. A process outside the
+/// reader's PID namespace is listed as 0, and kill(0) would signal the
+/// init's own process group: such entries are left out.
+fn procs_pids(text: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|&p: &i32| p > 0)
+        .collect()
 }
 
 /// The value of `key` in a flat keyed file (`cpu.stat`, `memory.events`).
@@ -545,6 +557,14 @@ mod tests {
         );
         assert_eq!(service_of_cgroup("0::/user.slice\n"), None);
         assert_eq!(service_of_cgroup("0::/.service\n"), None);
+    }
+
+    #[test]
+    fn processes_of_another_pid_namespace_are_not_listed() {
+        // cgroup.procs read from a PID namespace shows 0 for a process
+        // outside it; signalling pid 0 would hit the init's own group.
+        assert_eq!(procs_pids("12\n0\n7\n0\n"), vec![12, 7]);
+        assert_eq!(procs_pids(""), Vec::<i32>::new());
     }
 
     #[test]
