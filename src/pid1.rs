@@ -224,10 +224,20 @@ fn mount_one(spec: &MountSpec, mounted_now: &HashSet<PathBuf>) -> bool {
     }
 }
 
-/// Puts `/dev/console` on stdin, stdout and stderr. The init does not make
-/// it its controlling terminal (`O_NOCTTY`): a ctrl-c typed on the console
+/// Puts `/dev/console` on whichever of stdin, stdout and stderr is not
+/// given. The kernel starts the init with the console on all three already
+/// (or none, when the root has no `/dev/console` node; the Rust runtime
+/// then puts `/dev/null` there, which counts as none); whoever else starts
+/// it as PID 1 (a container runtime, `unshare`) gives it stdio of its own,
+/// which is kept: the log goes where that caller reads it, not to a host's
+/// serial console, where each line would cost the loop a millisecond. Not
+/// the controlling terminal (`O_NOCTTY`): a ctrl-c typed on the console
 /// must not reach PID 1.
 fn console_as_stdio() {
+    let missing: Vec<i32> = (0..=2).filter(|fd| !is_given(*fd)).collect();
+    if missing.is_empty() {
+        return;
+    }
     let fd = match nix::fcntl::open(
         "/dev/console",
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
@@ -239,17 +249,28 @@ fn console_as_stdio() {
             return;
         }
     };
-    for target in 0..=2 {
+    for &target in &missing {
         if fd != target {
             if let Err(e) = nix::unistd::dup2(fd, target) {
                 crate::warn!("dup2 console to fd {target}: {e}");
             }
         }
     }
-    if fd > 2 {
+    if !missing.contains(&fd) {
         // SAFETY: `fd` was just opened here and nothing else owns it; the
         // OwnedFd closes it once.
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
+    }
+}
+
+/// `fd` is open on something other than `/dev/null` (character device 1:3).
+fn is_given(fd: i32) -> bool {
+    match nix::sys::stat::fstat(fd) {
+        Ok(st) => {
+            let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+            !(is_chr && st.st_rdev == libc::makedev(1, 3))
+        }
+        Err(_) => false,
     }
 }
 
@@ -313,7 +334,8 @@ pub fn early_boot() -> Vec<PathBuf> {
         }
     }
     // stdio on the console as soon as possible, so warnings are seen; again
-    // after /dev is mounted in case the root had no /dev/console node.
+    // after /dev is mounted in case the root had no /dev/console node (the
+    // kernel could not give the init one either).
     console_as_stdio();
     for spec in table.iter().skip(1) {
         let entries = read_mountinfo();
