@@ -38,6 +38,8 @@ pub(crate) enum Owner {
     Spawn {
         pid: Pid,
     },
+    /// The inotify fd on stopping services' `cgroup.events`.
+    TreeEvents,
 }
 
 /// What a timer is for. Cancellation is lazy: the reactor drops keys whose
@@ -46,7 +48,8 @@ pub(crate) enum Owner {
 pub(crate) enum TimerKey {
     Service(Timer),
     PortScan,
-    TreeCheck,
+    /// A look at stopping trees without an event (`TreeWatcher`'s number).
+    TreeCheck(u64),
     ConnSweep,
     Exec(u64),
     /// A check's timeout or next attempt (`CheckRunner`).

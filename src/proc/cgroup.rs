@@ -329,6 +329,12 @@ impl Cgroups {
         }
     }
 
+    /// The service's cgroup has `cgroup.kill` (Linux 5.14+), which also
+    /// kills what forks while it runs.
+    pub fn can_kill(&self, service: &str) -> bool {
+        self.path(service).join("cgroup.kill").exists()
+    }
+
     /// SIGKILL to everything in the cgroup, racing forkers included
     /// (`cgroup.kill`, Linux 5.14+); a signal to each listed pid otherwise.
     pub fn kill_all(&self, service: &str) {

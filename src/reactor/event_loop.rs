@@ -92,6 +92,7 @@ impl Reactor {
             None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
         }
         let notify_dir = notify_dir(&cfg, pid1);
+        let trees = TreeWatcher::new(&mut io, cgroups.as_ref());
         Ok(Reactor {
             logs: Logs::new(&cfg.log_dir),
             containers: Containers::new(&cfg),
@@ -101,7 +102,7 @@ impl Reactor {
             api,
             sup: Supervisor::new(),
             launcher: Launcher::default(),
-            trees: TreeWatcher::default(),
+            trees,
             health: HealthWatcher::new(),
             checks: CheckRunner::new(notify_dir),
             execs: Execs::default(),
@@ -219,7 +220,7 @@ impl Reactor {
             let stale = match &key {
                 TimerKey::Service(t) => self.sup.get(&t.name).is_none_or(|s| s.gen != t.gen),
                 TimerKey::PortScan => self.health.is_idle(),
-                TimerKey::TreeCheck => self.trees.is_idle(),
+                TimerKey::TreeCheck(seq) => self.trees.is_idle() || !self.trees.has_timer(*seq),
                 TimerKey::ConnSweep => self.api.sweep_is_stale(),
                 TimerKey::Exec(id) => !self.execs.has(*id),
                 TimerKey::Check(id) => !self.checks.has_timer(*id),
@@ -229,7 +230,7 @@ impl Reactor {
             }
             match key {
                 TimerKey::PortScan => self.health.timer_gone(),
-                TimerKey::TreeCheck => self.trees.timer_gone(),
+                TimerKey::TreeCheck(seq) => self.trees.timer_gone(seq),
                 _ => {}
             }
             self.io.timers().discard_first();
@@ -273,6 +274,10 @@ impl Reactor {
             Owner::Notify(name) => self.checks.on_notify(io, &name, Instant::now()),
             Owner::ExecOut { id, err } => self.execs.on_output(io, id, err),
             Owner::ExecIn { id } => self.execs.on_input(io, id),
+            Owner::TreeEvents => {
+                self.trees.drain_events();
+                self.check_trees(Instant::now());
+            }
             Owner::Spawn { pid } => {
                 if let Some(input) = self.launcher.on_pipe(io, &self.sup, pid) {
                     self.feed(input);
@@ -290,8 +295,8 @@ impl Reactor {
                     self.feed(input);
                 }
             }
-            TimerKey::TreeCheck => {
-                self.trees.timer_gone();
+            TimerKey::TreeCheck(seq) => {
+                self.trees.timer_gone(seq);
                 self.check_trees(now);
             }
             TimerKey::ConnSweep => self.api.sweep(&mut self.io, now),

@@ -72,7 +72,8 @@ impl Reactor {
                 }
             }
             Action::WatchTree { name, gen, pgid } => {
-                self.trees.watch(name, gen, pgid, now);
+                self.trees
+                    .watch(name, gen, pgid, self.cgroups.as_ref(), now);
                 self.check_trees(now);
             }
             Action::Schedule { at, timer } => self.io.schedule(at, TimerKey::Service(timer)),
