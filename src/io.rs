@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 /// Who a poll token belongs to: the reactor routes each event by it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Owner {
+    /// The shutdown signals' signalfd.
     Signals,
+    /// SIGCHLD's signalfd.
+    ChildExit,
     Listener,
     /// An API connection.
     Conn,
@@ -54,6 +57,8 @@ pub(crate) enum TimerKey {
     Exec(u64),
     /// A check's timeout or next attempt (`CheckRunner`).
     Check(u64),
+    /// The end of a SIGCHLD hold (see `reactor::reap`).
+    Reap,
 }
 
 pub(crate) struct Io {

@@ -284,6 +284,46 @@ fn orphans_are_reaped_no_zombie_left() {
     );
 }
 
+/// Orphans that left the service's process group (`setsid`) count for it
+/// too, by the cgroup they died in; and orphans of two services at once
+/// each count for their own.
+#[test]
+fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
+    let t = TempDir::new("orphans2");
+    let init = Init::start(t.path());
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert!(
+        sys["cgroups"].is_string(),
+        "this test needs a writable cgroup2 hierarchy: {sys}"
+    );
+    init.put(
+        "grouped",
+        r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 150 ]; do (true &); i=$((i+1)); done; exec sleep 1000"]}"#,
+    );
+    init.put(
+        "escaped",
+        r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 50 ]; do (setsid true &); i=$((i+1)); done; exec sleep 1000"]}"#,
+    );
+    start_running(&init, "grouped");
+    start_running(&init, "escaped");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (g, e) = (init.service("grouped"), init.service("escaped"));
+        let counts = (g["orphans_reaped"].as_u64(), e["orphans_reaped"].as_u64());
+        if counts == (Some(150), Some(50)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "each orphan counted once, for its own service: {counts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert!(sys["zombies_reaped"].as_u64().unwrap() >= 200, "{sys}");
+    assert!(zombies_of(init.pid()).is_empty(), "no zombie under the init");
+}
+
 #[test]
 fn stop_kills_setsid_and_double_forked_grandchildren() {
     let t = TempDir::new("escape");

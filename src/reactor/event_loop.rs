@@ -2,6 +2,7 @@
 //! the poll loop with its pause detection and panic guard, events routed
 //! by token owner, timers, and the state file written before answers.
 
+use super::reap::Reaping;
 use crate::api::handlers::View;
 use crate::api::server::{ensure_parent, ApiServer};
 use crate::config::Config;
@@ -18,18 +19,15 @@ use crate::pid1::HaltMode;
 use crate::proc::cgroup::Cgroups;
 use crate::proc::launcher::Launcher;
 use crate::proc::trees::TreeWatcher;
+use crate::signals::InitSignals;
 use crate::stats::Stats;
-use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
-use mio::{Events, Interest, Token};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Events, Token};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// Within a long batch of events, answers go out at least this often.
 const ANSWER_EVERY: Duration = Duration::from_millis(10);
-/// Orphans a second whose service is looked up (see `reap`).
-pub(super) const ATTRIBUTION_RATE: f64 = 1000.0;
 /// A poll that returns this much later than its timeout was a pause.
 const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 
@@ -38,7 +36,7 @@ const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 pub struct Reactor {
     pub(super) cfg: Config,
     pub(super) io: Io,
-    pub(super) signals: Signals,
+    pub(super) signals: InitSignals,
     pub(super) api: ApiServer,
     pub(super) sup: Supervisor,
     pub(super) launcher: Launcher,
@@ -60,8 +58,7 @@ pub struct Reactor {
     pub(super) finished: bool,
     /// When the loop last checked the clock (see `notice_pause`).
     last_tick: Instant,
-    /// Orphan attributions left, and when the budget was last refilled.
-    pub(super) attribution: (f64, Instant),
+    pub(super) reaping: Reaping,
 }
 
 impl Reactor {
@@ -69,11 +66,8 @@ impl Reactor {
     /// start-up errors (the caller halts cleanly as PID 1).
     pub fn new(cfg: Config, pid1: bool) -> Result<Reactor, String> {
         let mut io = Io::new().map_err(|e| format!("cannot create poll: {e}"))?;
-        let mut signals =
-            Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGHUP, SIGUSR1, SIGUSR2])
-                .map_err(|e| format!("cannot set up signal handling: {e}"))?;
-        io.register(&mut signals, Interest::READABLE, Owner::Signals)
-            .map_err(|e| format!("cannot register signals: {e}"))?;
+        let signals =
+            InitSignals::new(&mut io).map_err(|e| format!("cannot set up signal handling: {e}"))?;
         let api = ApiServer::bind(&cfg.socket, &mut io)
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.socket.display()))?;
         if let Err(e) = std::fs::create_dir_all(&cfg.log_dir) {
@@ -114,7 +108,7 @@ impl Reactor {
             halt: None,
             finished: false,
             last_tick: Instant::now(),
-            attribution: (ATTRIBUTION_RATE, Instant::now()),
+            reaping: Reaping::new(Instant::now()),
         })
     }
 
@@ -224,6 +218,7 @@ impl Reactor {
                 TimerKey::ConnSweep => self.api.sweep_is_stale(),
                 TimerKey::Exec(id) => !self.execs.has(*id),
                 TimerKey::Check(id) => !self.checks.has_timer(*id),
+                TimerKey::Reap => !self.reaping.held,
             };
             if !stale {
                 return;
@@ -262,6 +257,7 @@ impl Reactor {
         let io = &mut self.io;
         match owner {
             Owner::Signals => self.on_signals(),
+            Owner::ChildExit => self.on_child_signal(Instant::now()),
             Owner::Listener => self.api.accept_all(io),
             Owner::Conn => self.on_conn_event(token, readable, writable),
             Owner::Probe => {
@@ -302,6 +298,7 @@ impl Reactor {
             TimerKey::ConnSweep => self.api.sweep(&mut self.io, now),
             TimerKey::Exec(id) => self.execs.on_timeout(id),
             TimerKey::Check(id) => self.checks.on_timer(&mut self.io, id, now),
+            TimerKey::Reap => self.on_reap_timer(now),
         }
     }
 
