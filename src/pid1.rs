@@ -224,18 +224,18 @@ fn mount_one(spec: &MountSpec, mounted_now: &HashSet<PathBuf>) -> bool {
     }
 }
 
-/// Puts `/dev/console` on whichever of stdin, stdout and stderr is not
-/// given. The kernel starts the init with the console on all three already
+/// Puts `/dev/console` on stdin, stdout and stderr unless the init was
+/// given stdio. The kernel starts it with the console on all three already
 /// (or none, when the root has no `/dev/console` node; the Rust runtime
-/// then puts `/dev/null` there, which counts as none); whoever else starts
-/// it as PID 1 (a container runtime, `unshare`) gives it stdio of its own,
-/// which is kept: the log goes where that caller reads it, not to a host's
-/// serial console, where each line would cost the loop a millisecond. Not
-/// the controlling terminal (`O_NOCTTY`): a ctrl-c typed on the console
-/// must not reach PID 1.
+/// then puts `/dev/null` there); whoever else starts it as PID 1 (a
+/// container runtime, `unshare`) gives it stdio of its own, which is kept:
+/// the log goes where that caller reads it, not to a host's serial console,
+/// where each line would cost the loop a millisecond. Given means any of
+/// the three is open on something other than `/dev/null`. Not the
+/// controlling terminal (`O_NOCTTY`): a ctrl-c typed on the console must
+/// not reach PID 1.
 fn console_as_stdio() {
-    let missing: Vec<i32> = (0..=2).filter(|fd| !is_given(*fd)).collect();
-    if missing.is_empty() {
+    if (0..=2).any(is_given) {
         return;
     }
     let fd = match nix::fcntl::open(
@@ -249,14 +249,14 @@ fn console_as_stdio() {
             return;
         }
     };
-    for &target in &missing {
+    for target in 0..=2 {
         if fd != target {
             if let Err(e) = nix::unistd::dup2(fd, target) {
                 crate::warn!("dup2 console to fd {target}: {e}");
             }
         }
     }
-    if !missing.contains(&fd) {
+    if fd > 2 {
         // SAFETY: `fd` was just opened here and nothing else owns it; the
         // OwnedFd closes it once.
         drop(unsafe { OwnedFd::from_raw_fd(fd) });

@@ -321,7 +321,10 @@ fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
     }
     let (_, sys) = init.req("GET", "/v1/system", None);
     assert!(sys["zombies_reaped"].as_u64().unwrap() >= 200, "{sys}");
-    assert!(zombies_of(init.pid()).is_empty(), "no zombie under the init");
+    assert!(
+        zombies_of(init.pid()).is_empty(),
+        "no zombie under the init"
+    );
 }
 
 #[test]
