@@ -27,4 +27,5 @@ pub mod persist;
 pub mod pid1;
 pub mod proc;
 pub mod reactor;
+pub mod resume;
 pub mod timers;
