@@ -33,6 +33,7 @@ pub fn service_json(s: &Service, now: Instant, extra: &serde_json::Map<String, V
         "stop_timeout_secs": d.stop_timeout_secs,
         "health_timeout_secs": d.health_timeout_secs,
         "autostart": d.autostart,
+        "on_restore": d.on_restore,
         "status": s.status_word(),
         "pid": pid,
         "exit_code": s.exit_code,

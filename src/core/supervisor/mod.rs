@@ -851,6 +851,7 @@ fn placeholder_def() -> Definition {
         stop_timeout_secs: 10.0,
         health_timeout_secs: 60.0,
         autostart: false,
+        on_restore: Default::default(),
     }
 }
 
