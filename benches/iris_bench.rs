@@ -17,7 +17,8 @@
 //! marker in its command line and killed; the registry is stopped when its
 //! section ends.
 
-use iris_init::containers::{choose_runtime, find_on_path, RUNTIME_ENV};
+use iris_init::containers::settings::{choose_runtime, RUNTIME_ENV};
+use iris_init::proc::spawn::find_on_init_path;
 use serde_json::{json, Value};
 use std::fmt::Display;
 use std::fs;
@@ -1897,14 +1898,14 @@ fn container_start(b: &mut Bench) -> R<()> {
     let runtime = choose_runtime(
         std::env::var(RUNTIME_ENV).ok().as_deref(),
         Path::new("/sys/fs/cgroup"),
-        &|n| find_on_path(n).is_some(),
+        &|n| find_on_init_path(n).is_ok(),
     );
     let mut missing: Vec<String> = ["skopeo", "umoci", "docker-registry", "busybox"]
         .into_iter()
-        .filter(|t| find_on_path(t).is_none())
+        .filter(|t| find_on_init_path(t).is_err())
         .map(String::from)
         .collect();
-    if find_on_path(&runtime).is_none() && !Path::new(&runtime).is_file() {
+    if find_on_init_path(&runtime).is_err() && !Path::new(&runtime).is_file() {
         missing.push(runtime.clone());
     }
     if !nix::unistd::geteuid().is_root() {

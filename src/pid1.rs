@@ -25,10 +25,6 @@ pub enum HaltMode {
     Reboot,
 }
 
-/// `PATH` for the init and its services when the kernel gave none (it never
-/// does: it passes only `HOME` and `TERM` besides the command line's words).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// How long processes get to exit after SIGTERM at halt, then after SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -347,7 +343,7 @@ pub fn early_boot() -> Vec<PathBuf> {
     }
     if std::env::var_os("PATH").is_none() {
         // Still single-threaded: nothing else reads the environment now.
-        std::env::set_var("PATH", DEFAULT_PATH);
+        std::env::set_var("PATH", crate::proc::spawn::DEFAULT_PATH);
     }
     // The kernel then sends SIGINT to PID 1 on ctrl-alt-del instead of
     // rebooting on the spot; the init reboots in order.
