@@ -421,6 +421,9 @@ def resume(image, work, saved, name, pids, plan):
         low, _ = vm.clock_offset()
         note(f"{name}: before the restore the guest clock was {-low:.1f} s behind the host's")
         return plan(vm)
+    except Stop as e:
+        fail(f"{name}: {e}")
+        return None
     finally:
         vm.quit()
 
