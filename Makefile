@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build setup run test ci lint unit vm vm-test bench clean
+.PHONY: all build setup run test ci lint unit vm vm-test bench man clean
 
 all: build
 
@@ -44,6 +44,11 @@ vm-test:
 
 bench: build
 	$(CARGO) bench --bench iris_bench
+
+# irisctl's man pages (irisctl.1 and one per command), from its clap definition.
+man: build
+	target/release/irisctl man --dir build/man
+	@echo "man pages in build/man (try: man build/man/irisctl.1)"
 
 clean:
 	$(CARGO) clean
