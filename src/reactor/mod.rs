@@ -6,6 +6,7 @@
 mod event_loop;
 mod reap;
 mod requests;
+mod restore;
 mod route;
 
 pub use event_loop::Reactor;

@@ -7,5 +7,6 @@ pub mod clock;
 pub mod entropy;
 pub mod generation;
 pub mod request;
+pub mod resumer;
 pub mod steps;
 pub mod uevent;

@@ -21,6 +21,7 @@ impl WallTime {
         i128::from(self.secs) * 1_000_000_000 + i128::from(self.nanos)
     }
 
+    #[cfg(test)]
     pub fn from_nanos(ns: i128) -> WallTime {
         WallTime {
             secs: ns.div_euclid(1_000_000_000) as i64,
@@ -131,7 +132,10 @@ pub fn parse_rfc3339(s: &str) -> Result<WallTime, String> {
     let sep = |at: usize, want: &[u8]| -> Result<(), String> {
         match b.get(at) {
             Some(c) if want.contains(c) => Ok(()),
-            _ => Err(format!("expected {:?} at offset {at}", want[0] as char)),
+            _ => Err(format!(
+                "expected {:?} at offset {at}",
+                want.first().map_or('?', |&c| c as char)
+            )),
         }
     };
     let (year, month, day) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
@@ -151,15 +155,14 @@ pub fn parse_rfc3339(s: &str) -> Result<WallTime, String> {
     let mut nanos: i64 = 0;
     if b.get(at) == Some(&b'.') {
         at += 1;
-        let digits = b[at..].iter().take_while(|c| c.is_ascii_digit()).count();
+        let frac = b.get(at..).unwrap_or_default();
+        let digits = frac.iter().take_while(|c| c.is_ascii_digit()).count();
         if digits == 0 {
             return Err("a '.' must be followed by digits".into());
         }
         // Digits beyond nanoseconds are dropped (truncated).
-        for (i, d) in b[at..at + digits].iter().enumerate() {
-            if i < 9 {
-                nanos = nanos * 10 + i64::from(d - b'0');
-            }
+        for d in frac.iter().take(digits.min(9)) {
+            nanos = nanos * 10 + i64::from(d - b'0');
         }
         nanos *= 10_i64.pow(9u32.saturating_sub(digits as u32));
         at += digits;

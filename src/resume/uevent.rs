@@ -72,7 +72,8 @@ pub fn drain(fd: &OwnedFd) -> io::Result<bool> {
             }
         }
         // Only the kernel (port 0) speaks for the hardware.
-        if from.nl_pid == 0 && is_new_vmgenid(&buf[..n as usize]) {
+        let msg = buf.get(..n as usize).unwrap_or_default();
+        if from.nl_pid == 0 && is_new_vmgenid(msg) {
             found = true;
         }
     }
