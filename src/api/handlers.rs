@@ -440,7 +440,10 @@ mod tests {
         ));
         assert!(matches!(
             post(r#"{"generation":9}"#),
-            Ok(Handled::Command(Command::Restore(RestoreRequest { generation: Some(9), .. })))
+            Ok(Handled::Command(Command::Restore(RestoreRequest {
+                generation: Some(9),
+                ..
+            })))
         ));
         assert_eq!(post("{").unwrap_err().code(), "bad_json");
         for (body, field) in [

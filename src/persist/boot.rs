@@ -147,9 +147,13 @@ pub(crate) fn on_restore(
     let running: Vec<(String, OnRestore, Pid, Option<Pid>, bool)> = sup
         .services()
         .filter_map(|s| match s.phase {
-            Phase::Running { pid, .. } => {
-                Some((s.name.clone(), s.def.on_restore, pid, s.pgid, s.def.container))
-            }
+            Phase::Running { pid, .. } => Some((
+                s.name.clone(),
+                s.def.on_restore,
+                pid,
+                s.pgid,
+                s.def.container,
+            )),
             _ => None,
         })
         .collect();

@@ -29,6 +29,10 @@ impl Reactor {
             let streams = self.logs.take_output();
             let abandoned = self.api.take_abandoned();
             if actions.is_empty() && streams.is_empty() && abandoned.is_empty() {
+                // A restore that touched no service is complete at once.
+                if let Some(report) = self.restore.take_finished() {
+                    self.answer_restore(&report);
+                }
                 break;
             }
             for a in actions {
