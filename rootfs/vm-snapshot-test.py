@@ -360,10 +360,10 @@ def check_report(what, r, generation, pause):
               f"{what}: clock_step_ms {step} covers the {pause} s pause at least")
 
 
-def check_clock(vm, what):
+def check_clock(vm, what, within=1.0):
     low, high = vm.clock_offset()
-    check(-1.0 <= low and high <= 1.0,
-          f"{what}: guest clock within 1 s of the host's",
+    check(-within <= low and high <= within,
+          f"{what}: guest clock within {within:g} s of the host's",
           f"guest minus host between {low:+.3f} and {high:+.3f} s")
 
 
@@ -461,11 +461,18 @@ def run_test(work):
     def second(vm):
         # First with an empty body: as PID 1 the init takes the time from
         # the RTC (half a second at most off), then with the host's.
+        rc, out = vm.run("cat /sys/class/rtc/rtc0/since_epoch")
+        t = time.time()
+        if rc == 0:
+            note(f"resume 2: the RTC reads {int(out) - t:+.1f} s from the host's time "
+                 "(whole seconds)")
         r = restore(vm, {})
         check(r.get("errors") == [] and r.get("clock_step_ms", 0) >= (PAUSE - 1) * 1000,
               f"resume 2, empty body: the clock set from the RTC "
               f"(step {r.get('clock_step_ms')} ms, errors {r.get('errors')})")
-        check_clock(vm, "resume 2, empty body (RTC)")
+        # The RTC counts whole seconds (the init takes the middle of the
+        # one it shows), and qemu's RTC lags a little after a migration.
+        check_clock(vm, "resume 2, empty body (RTC)", 2.0)
         r = restore(vm, {"time": True, "entropy": secrets.token_bytes(48), "generation": 42})
         check_clock(vm, "resume 2")
         check_report("resume 2", r, 42, None)

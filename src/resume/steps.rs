@@ -110,18 +110,24 @@ fn step_clock(
 
 /// Host bytes get full credit. Without them the init mixes what it has
 /// that differs between clones (the CPU's generator, the clocks) with no
-/// credit; a supervisor not allowed to (EPERM) then just reports
-/// `reseeded: false`, since nobody asked it for anything.
+/// credit, and two refusals are then no failure, just `reseeded: false`:
+/// a supervisor not allowed to (EPERM), since nobody asked it for
+/// anything, and a generator the kernel has not seeded yet (ENODATA): the
+/// kernel seeds it from the whole pool, these bytes included, once it has
+/// enough entropy, so there is nothing to reseed.
 fn mix_entropy(
     sys: &mut dyn System,
     host: Option<&[u8]>,
     previous: u64,
     errors: &mut Vec<String>,
 ) -> bool {
-    let quiet_eperm = host.is_none();
+    let asked = host.is_some();
     let mut note = |what: &str, e: io::Error| {
-        if !(quiet_eperm && e.raw_os_error() == Some(libc::EPERM)) {
+        let benign = matches!(e.raw_os_error(), Some(libc::EPERM | libc::ENODATA));
+        if asked || !benign {
             errors.push(format!("{what}: {e}"));
+        } else {
+            crate::info!("restore: {what}: {e}");
         }
     };
     let added = match host {
@@ -356,8 +362,18 @@ mod tests {
         // Nothing asked of an unprivileged supervisor: no errors, not reseeded.
         let r = run(&mut f, &RestoreRequest::default(), false, 1);
         assert!(r.errors.is_empty() && !r.reseeded, "{r:?}");
-        // Other failures are reported even then.
+        // Nor of a kernel whose generator was never seeded.
         f.deny = Some(libc::ENODATA);
+        let r = run(&mut f, &RestoreRequest::default(), true, 1);
+        assert!(r.errors.is_empty() && !r.reseeded, "{r:?}");
+        // With host entropy it is a failure.
+        let req = RestoreRequest {
+            entropy: Some(vec![0; 32]),
+            ..RestoreRequest::default()
+        };
+        assert_eq!(run(&mut f, &req, true, 1).errors.len(), 2);
+        // Other failures are reported even without.
+        f.deny = Some(libc::EIO);
         let r = run(&mut f, &RestoreRequest::default(), false, 1);
         assert_eq!(r.errors.len(), 2, "{:?}", r.errors);
     }
