@@ -76,13 +76,12 @@ class Stop(Exception):
     """A step that later steps cannot do without."""
 
 
-def build_image(work):
+def build_image():
     """base.cpio.gz with the snapshot overlay appended (the kernel unpacks
     concatenated archives in order)."""
     base = os.path.join(OUT, "base.cpio.gz")
     if not os.path.exists(base):
         raise Stop(f"no {base}; run rootfs/build.sh")
-    overlay = os.path.join(work, "snapshot.cpio.gz")
     src = os.path.join(HERE, "snapshot")
     names = subprocess.run(
         ["find", ".", "-mindepth", "1"], cwd=src, check=True, capture_output=True, text=True
@@ -96,8 +95,6 @@ def build_image(work):
     image = os.path.join(OUT, "snapshot-initramfs.cpio.gz")
     with open(image, "wb") as f, open(base, "rb") as b:
         shutil.copyfileobj(b, f)
-        f.write(gz)
-    with open(overlay, "wb") as f:
         f.write(gz)
     return image
 
@@ -440,7 +437,7 @@ def main():
 
 
 def run_test(work):
-    image = build_image(work)
+    image = build_image()
     saved = os.path.join(work, "vm.state")
     print(f"vm-snapshot-test: boot; console in {OUT}/test-snapshot-boot.log", flush=True)
     vm = VM("boot", image, work)
