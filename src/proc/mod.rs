@@ -2,6 +2,7 @@
 
 pub mod cgroup;
 pub mod child;
+pub mod clone;
 pub mod launcher;
 pub mod reaper;
 pub mod spawn;
