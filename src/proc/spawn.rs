@@ -31,7 +31,6 @@ use std::sync::atomic::AtomicBool;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::unistd::{Uid, User};
 
 use crate::proc::child::{
     child_exec, decode_record, path_cstring, ChildPlan, ChildSetup, ChildStart, SetupStep, UserIds,
@@ -134,56 +133,75 @@ impl std::error::Error for SpawnError {
 
 /// Looks up `spec`, a user name or a numeric uid, with its primary group and
 /// supplementary groups. A name wins over a number, as with chown(1).
+///
+/// From `/etc/passwd` and `/etc/group` themselves, not through NSS: the
+/// static init cannot load NSS modules (glibc's static getpwnam crashes
+/// trying, where nsswitch.conf names one for a user the files lack), and a
+/// sandbox VM's users are in these files.
 pub fn resolve_user(spec: &str) -> Result<ResolvedUser, SpawnError> {
+    let read = |path: &str| match std::fs::read_to_string(path) {
+        Ok(text) => Ok(text),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(SpawnError::UserLookup {
+            user: spec.to_string(),
+            source,
+        }),
+    };
+    user_from_files(spec, &read("/etc/passwd")?, &read("/etc/group")?)
+}
+
+/// [`resolve_user`] on the text of a passwd and a group file.
+fn user_from_files(spec: &str, passwd: &str, group: &str) -> Result<ResolvedUser, SpawnError> {
     let unknown = || SpawnError::UnknownUser {
         user: spec.to_string(),
     };
-    if spec.is_empty() {
-        return Err(unknown());
-    }
-    let user = match passwd_entry(User::from_name(spec), spec)? {
-        Some(user) => user,
-        None => match spec.parse::<u32>() {
-            Ok(uid) => {
-                passwd_entry(User::from_uid(Uid::from_raw(uid)), spec)?.ok_or_else(unknown)?
+    // name:password:uid:gid:gecos:home:shell; malformed lines are skipped.
+    let users: Vec<(&str, u32, u32, &str, &str)> = entries(passwd)
+        .filter_map(|f| {
+            let uid = f.get(2)?.parse().ok()?;
+            let gid = f.get(3)?.parse().ok()?;
+            let field = |i: usize| f.get(i).copied().unwrap_or("");
+            Some((field(0), uid, gid, field(5), field(6)))
+        })
+        .collect();
+    let by_uid = || {
+        let uid = spec.parse::<u32>().ok()?;
+        users.iter().find(|u| u.1 == uid)
+    };
+    let (name, uid, gid, home, shell) = users
+        .iter()
+        .find(|u| !spec.is_empty() && u.0 == spec)
+        .or_else(by_uid)
+        .copied()
+        .ok_or_else(unknown)?;
+    // name:password:gid:member,member; the primary group first, no repeats.
+    let mut groups = vec![gid];
+    for f in entries(group) {
+        let member = f
+            .get(3)
+            .is_some_and(|members| members.split(',').any(|m| m == name));
+        if let Some(g) = f.get(2).and_then(|g| g.parse().ok()).filter(|_| member) {
+            if !groups.contains(&g) {
+                groups.push(g);
             }
-            Err(_) => return Err(unknown()),
-        },
-    };
-    let lookup_error = |errno: Errno| SpawnError::UserLookup {
-        user: spec.to_string(),
-        source: io::Error::from(errno),
-    };
-    let c_name = CString::new(user.name.as_bytes()).map_err(|_| unknown())?;
-    let listed = nix::unistd::getgrouplist(&c_name, user.gid).map_err(lookup_error)?;
-    // Primary group first and no duplicates, whatever order NSS answers in.
-    let mut groups = vec![user.gid.as_raw()];
-    for gid in listed {
-        if !groups.contains(&gid.as_raw()) {
-            groups.push(gid.as_raw());
         }
     }
     Ok(ResolvedUser {
-        name: user.name,
-        uid: user.uid.as_raw(),
-        gid: user.gid.as_raw(),
+        name: name.to_string(),
+        uid,
+        gid,
         groups,
-        home: user.dir.to_string_lossy().into_owned(),
-        shell: user.shell.to_string_lossy().into_owned(),
+        home: home.to_string(),
+        shell: shell.to_string(),
     })
 }
 
-/// getpwnam_r/getpwuid_r report "no such entry" either as no result or as one
-/// of these errors (getpwnam(3)); anything else is a broken database.
-fn passwd_entry(found: nix::Result<Option<User>>, spec: &str) -> Result<Option<User>, SpawnError> {
-    match found {
-        Ok(user) => Ok(user),
-        Err(Errno::ENOENT | Errno::ESRCH | Errno::EBADF | Errno::EPERM) => Ok(None),
-        Err(errno) => Err(SpawnError::UserLookup {
-            user: spec.to_string(),
-            source: io::Error::from(errno),
-        }),
-    }
+/// The fields of each entry of a passwd or group file (no comments, no
+/// blank lines, no NIS `+`/`-` lines).
+fn entries(text: &str) -> impl Iterator<Item = Vec<&str>> {
+    text.lines()
+        .filter(|l| !l.is_empty() && !l.starts_with(['#', '+', '-']))
+        .map(|l| l.split(':').collect())
 }
 
 /// What a candidate path is, for the `PATH` search.
@@ -751,7 +769,7 @@ mod tests {
     use super::*;
     use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-    use nix::unistd::Pid;
+    use nix::unistd::{Pid, Uid};
     use std::io::Read;
     use std::process::Command;
     use std::time::{Duration, Instant};
@@ -1511,6 +1529,43 @@ mod tests {
         assert_eq!(resolve_user(&nobody.uid.to_string()).unwrap(), nobody);
         let root = resolve_user("root").unwrap();
         assert_eq!((root.uid, root.gid), (0, 0));
+    }
+
+    #[test]
+    fn users_come_from_the_passwd_and_group_files() {
+        let passwd = "# comment\n\nroot:x:0:0:root:/root:/bin/sh\n+nis\nbroken:x:zz:1::/:/bin/sh\n\
+                      app:x:1000:1000:App:/home/app:/bin/bash\n2000:x:1001:1001::/home/n:/bin/sh\n\
+                      other:x:2000:2000::/:/bin/sh\n\
+                      short:x:1002:1002\n";
+        let group = "root:x:0:\napp:x:1000:\nwheel:x:10:root,app\naudio:x:29:other,app\n\
+                     dup:x:10:app\nbad:x:nope:app\n";
+        let app = user_from_files("app", passwd, group).unwrap();
+        assert_eq!(
+            app,
+            ResolvedUser {
+                name: "app".into(),
+                uid: 1000,
+                gid: 1000,
+                groups: vec![1000, 10, 29],
+                home: "/home/app".into(),
+                shell: "/bin/bash".into(),
+            }
+        );
+        assert_eq!(user_from_files("1000", passwd, group).unwrap(), app);
+        // A name wins over a number, as with chown.
+        assert_eq!(user_from_files("2000", passwd, group).unwrap().uid, 1001);
+        assert_eq!(user_from_files("other", passwd, group).unwrap().uid, 2000);
+        let short = user_from_files("short", passwd, group).unwrap();
+        assert_eq!((short.home.as_str(), short.shell.as_str()), ("", ""));
+        for spec in ["broken", "nis", "+nis", "", "4000", "no-one"] {
+            assert!(
+                matches!(
+                    user_from_files(spec, passwd, group),
+                    Err(SpawnError::UnknownUser { .. })
+                ),
+                "{spec}"
+            );
+        }
     }
 
     #[test]
