@@ -166,6 +166,35 @@ pub fn parse_id(s: &str) -> Option<u64> {
     s.parse().ok()
 }
 
+/// Where a client resumes: `?since=N` wins over the `Last-Event-ID`
+/// header (what a browser's EventSource sends when it reconnects).
+pub fn parse_since(query: Option<&str>, header: Option<&str>) -> Result<Option<u64>, String> {
+    if let Some(q) = query {
+        return parse_id(q).map(Some).ok_or_else(|| {
+            format!("query parameter `since` must be an event id (a decimal number), got {q:?}")
+        });
+    }
+    match header {
+        None => Ok(None),
+        Some(h) => parse_id(h).map(Some).ok_or_else(|| {
+            format!("header `Last-Event-ID` must be an event id (a decimal number), got {h:?}")
+        }),
+    }
+}
+
+/// `?services=a,b`: service names, each valid; empty pieces are ignored.
+pub fn parse_services(list: &str) -> Result<Filter, String> {
+    let mut services: Vec<String> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        crate::core::definition::validate_name(name)
+            .map_err(|e| format!("query parameter `services`: {}", e.0))?;
+        if !services.iter().any(|s| s == name) {
+            services.push(name.to_string());
+        }
+    }
+    Ok(Filter { services })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +278,27 @@ mod tests {
         for bad in ["", "-1", "4x", "1e3", "99999999999999999999999"] {
             assert_eq!(parse_id(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn since_comes_from_the_query_else_the_header() {
+        assert_eq!(parse_since(None, None), Ok(None));
+        assert_eq!(parse_since(Some("7"), Some("3")), Ok(Some(7)));
+        assert_eq!(parse_since(None, Some("3")), Ok(Some(3)));
+        let e = parse_since(Some("x"), None).unwrap_err();
+        assert!(e.contains("`since`"), "{e}");
+        let e = parse_since(None, Some("-2")).unwrap_err();
+        assert!(e.contains("Last-Event-ID"), "{e}");
+    }
+
+    #[test]
+    fn services_are_valid_names_once_each() {
+        assert_eq!(
+            parse_services("a, b,,a").unwrap().services,
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert!(parse_services("").unwrap().services.is_empty());
+        let e = parse_services("ok,../etc").unwrap_err();
+        assert!(e.contains("`services`") && e.contains("../etc"), "{e}");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod error;
+pub mod event_hub;
 pub mod events;
 pub mod http;
 pub mod model;
