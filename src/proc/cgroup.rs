@@ -65,14 +65,6 @@ impl Cgroups {
         }
     }
 
-    pub fn at(base: PathBuf) -> Cgroups {
-        Cgroups {
-            base,
-            owned: false,
-            memory: true,
-        }
-    }
-
     pub fn base(&self) -> &Path {
         &self.base
     }

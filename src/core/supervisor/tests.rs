@@ -44,7 +44,7 @@ fn spawned(s: &mut Supervisor, name: &str, pid: Pid, now: Instant) {
 #[test]
 fn plain_service_runs_at_spawn_and_settles() {
     let (mut s, now) = sup_with(&[("web", r#"{"cmd":"sleep"}"#)]);
-    assert_eq!(s.start("web", now), Ok(Progress::Pending));
+    assert_eq!(s.start("web"), Ok(Progress::Pending));
     let a = s.take_actions();
     assert_eq!(spawns(&a), ["web"]);
     assert!(a.contains(&Action::Persist), "wanted state persisted");
@@ -56,7 +56,7 @@ fn plain_service_runs_at_spawn_and_settles() {
         outcome: Outcome::Running
     }));
     assert_eq!(
-        s.start("web", now),
+        s.start("web"),
         Ok(Progress::Done),
         "start of running is a no-op"
     );
@@ -70,7 +70,7 @@ fn needs_start_in_order_each_after_its_need_is_ready() {
         ("cache", r#"{"cmd":"c","needs":["db"],"health_port":6379}"#),
         ("app", r#"{"cmd":"a","needs":["cache"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     assert_eq!(
         spawns(&s.take_actions()),
         ["db"],
@@ -102,10 +102,15 @@ fn failed_need_fails_dependent_with_its_name() {
         ("db", r#"{"cmd":"db"}"#),
         ("app", r#"{"cmd":"a","needs":["db"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     s.take_actions();
     let g = gen_of(&s, "db");
-    s.on_spawned("db", g, Err("cmd 'db' not found on PATH".into()), now);
+    s.on_spawned(
+        "db",
+        g,
+        Err(StartError::Spawn("cmd 'db' not found on PATH".into())),
+        now,
+    );
     assert_eq!(status(&s, "db"), "failed");
     assert_eq!(status(&s, "app"), "failed");
     let err = s.get("app").unwrap().error.clone().unwrap();
@@ -121,8 +126,8 @@ fn failed_need_fails_dependent_with_its_name() {
 
 #[test]
 fn missing_need_and_cycle_are_errors_not_hangs() {
-    let (mut s, now) = sup_with(&[("app", r#"{"cmd":"a","needs":["ghost"]}"#)]);
-    let e = s.start("app", now).unwrap_err();
+    let (mut s, _) = sup_with(&[("app", r#"{"cmd":"a","needs":["ghost"]}"#)]);
+    let e = s.start("app").unwrap_err();
     assert!(e.to_string().contains("'ghost'"), "{e}");
     assert_eq!(status(&s, "app"), "failed");
 
@@ -152,7 +157,7 @@ fn health_timeout_kills_before_failing() {
         "db",
         r#"{"cmd":"db","health_port":1234,"health_timeout_secs":2}"#,
     )]);
-    s.start("db", now).unwrap();
+    s.start("db").unwrap();
     s.take_actions();
     spawned(&mut s, "db", 7, now);
     let a = s.take_actions();
@@ -200,7 +205,7 @@ fn health_timeout_kills_before_failing() {
 #[test]
 fn stale_timer_is_ignored() {
     let (mut s, now) = sup_with(&[("db", r#"{"cmd":"db","health_port":1234}"#)]);
-    s.start("db", now).unwrap();
+    s.start("db").unwrap();
     spawned(&mut s, "db", 7, now);
     let a = s.take_actions();
     let t = a
@@ -216,7 +221,7 @@ fn stale_timer_is_ignored() {
 }
 
 fn run(s: &mut Supervisor, name: &str, pid: Pid, now: Instant) {
-    s.start(name, now).unwrap();
+    s.start(name).unwrap();
     s.take_actions();
     spawned(s, name, pid, now);
     s.take_actions();
@@ -361,7 +366,7 @@ fn restart_policies() {
 #[test]
 fn death_before_health_fails_with_exit_status() {
     let (mut s, now) = sup_with(&[("db", r#"{"cmd":"db","health_port":99}"#)]);
-    s.start("db", now).unwrap();
+    s.start("db").unwrap();
     spawned(&mut s, "db", 4, now);
     s.take_actions();
     s.on_exit(4, ExitStatus::Code(2), now);
@@ -427,7 +432,7 @@ fn start_during_stop_restarts_after() {
     let (mut s, now) = sup_with(&[("w", r#"{"cmd":"w"}"#)]);
     run(&mut s, "w", 5, now);
     s.stop("w", now).unwrap();
-    assert_eq!(s.start("w", now), Ok(Progress::Pending));
+    assert_eq!(s.start("w"), Ok(Progress::Pending));
     s.take_actions();
     s.on_exit(5, ExitStatus::Signal(15), now);
     tree_empty(&mut s, "w", now);
@@ -440,7 +445,7 @@ fn stop_while_waiting_for_needs_settles_stopped() {
         ("db", r#"{"cmd":"db","health_port":5}"#),
         ("app", r#"{"cmd":"a","needs":["db"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     s.take_actions();
     assert_eq!(s.stop("app", now), Ok(Progress::Done));
     assert_eq!(status(&s, "app"), "stopped");
@@ -458,7 +463,7 @@ fn shutdown_stops_dependents_first_and_keeps_wanted() {
         ("db", r#"{"cmd":"db"}"#),
         ("app", r#"{"cmd":"a","needs":["db"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     s.take_actions();
     spawned(&mut s, "db", 1, now);
     s.take_actions();
@@ -490,7 +495,7 @@ fn shutdown_stops_dependents_first_and_keeps_wanted() {
     tree_empty(&mut s, "db", now);
     assert!(s.take_actions().contains(&Action::ShutdownComplete));
     assert_eq!(s.get("db").unwrap().wanted, Wanted::Up, "wanted state kept");
-    assert!(s.start("db", now).is_err(), "no starts during shutdown");
+    assert!(s.start("db").is_err(), "no starts during shutdown");
 }
 
 #[test]
@@ -524,9 +529,9 @@ fn changed_definition_restarts_running_service() {
 
 #[test]
 fn broken_dropin_is_failed_and_cannot_start() {
-    let (mut s, now) = sup_with(&[("app", r#"{"cmd":"a","needs":["bad"]}"#)]);
+    let (mut s, _) = sup_with(&[("app", r#"{"cmd":"a","needs":["bad"]}"#)]);
     s.add_broken("bad", "bad.toml: expected `=`".into());
     assert_eq!(status(&s, "bad"), "failed");
-    assert!(matches!(s.start("bad", now), Err(SupError::Failed(m)) if m.contains("expected")));
-    assert!(matches!(s.start("app", now), Err(SupError::Failed(m)) if m.contains("'bad'")));
+    assert!(matches!(s.start("bad"), Err(SupError::Failed(m)) if m.contains("expected")));
+    assert!(matches!(s.start("app"), Err(SupError::Failed(m)) if m.contains("'bad'")));
 }
