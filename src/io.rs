@@ -45,6 +45,8 @@ pub(crate) enum TimerKey {
     TreeCheck,
     ConnSweep,
     Exec(u64),
+    /// A comment line for quiet events streams.
+    Heartbeat,
 }
 
 pub(crate) struct Io {

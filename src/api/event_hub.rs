@@ -178,6 +178,11 @@ impl EventHub {
         self.listeners.remove(&token);
     }
 
+    /// Every listener, forgotten (the init is going away).
+    pub fn take_all(&mut self) -> Vec<Token> {
+        std::mem::take(&mut self.listeners).into_keys().collect()
+    }
+
     /// When the heartbeat timer must be armed, if it is not yet: only
     /// while someone listens (an idle init without clients never wakes).
     pub fn arm(&mut self) -> Option<Instant> {

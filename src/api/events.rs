@@ -6,6 +6,7 @@
 //! ring are replayed; when some of them were already dropped, the client
 //! is told with a `gap` event, then sees the snapshot.
 
+use crate::core::supervisor::Change;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 
@@ -164,6 +165,19 @@ pub fn parse_id(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// A `service` event's data: the service's fields at its change.
+pub fn service_data(c: &Change) -> Value {
+    json!({
+        "name": c.name,
+        "status": c.status,
+        "pid": c.pid,
+        "exit_code": c.exit_code,
+        "restarts": c.restarts,
+        "error": c.error,
+        "reason": c.reason.word(),
+    })
 }
 
 /// Where a client resumes: `?since=N` wins over the `Last-Event-ID`

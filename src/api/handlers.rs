@@ -4,6 +4,7 @@
 //! functions.
 
 use super::error::ApiError;
+use super::events::{self, Filter};
 use super::exec_request::{self, SandboxExec, ServiceExec};
 use super::http::{Request, Response};
 use super::model;
@@ -34,6 +35,9 @@ pub(crate) struct View<'a> {
     pub state_error: Option<&'a str>,
     pub connections: usize,
     pub shutting_down: bool,
+    /// Clients of `GET /v1/events`, and the newest event's id.
+    pub event_clients: usize,
+    pub last_event_id: u64,
 }
 
 /// A request that changes something: the reactor carries it out.
@@ -70,6 +74,11 @@ pub(crate) enum Command {
     Checkpoint,
     Restore,
     Halt(HaltMode),
+    /// Subscribe to the events stream from `since` (or now).
+    Events {
+        since: Option<u64>,
+        filter: Filter,
+    },
 }
 
 #[derive(Debug)]
@@ -109,6 +118,14 @@ pub(crate) fn service_value(view: &View, name: &str) -> Option<Value> {
     Some(model::service_json(s, Instant::now(), &extra))
 }
 
+/// Every service object, sorted by name.
+pub(crate) fn service_list(view: &View) -> Vec<Value> {
+    view.sup
+        .services()
+        .filter_map(|s| service_value(view, &s.name))
+        .collect()
+}
+
 /// 200/201/202 with the service object (404 once it is gone).
 pub(crate) fn service_reply(view: &View, status: u16, name: &str) -> Response {
     match service_value(view, name) {
@@ -125,14 +142,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
     let route = routes::route(&req.method, &req.path, &req.query)?;
     let cmd = match route {
-        Route::ListServices => {
-            let list: Vec<Value> = view
-                .sup
-                .services()
-                .filter_map(|s| service_value(view, &s.name))
-                .collect();
-            return now_answer(200, &Value::Array(list));
-        }
+        Route::ListServices => return now_answer(200, &Value::Array(service_list(view))),
         Route::GetService(name) => {
             let v = service_value(view, &name).ok_or(ApiError::NotFound(name))?;
             return now_answer(200, &v);
@@ -181,6 +191,14 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
         Route::System => return now_answer(200, &system(view)),
         Route::Poweroff => Command::Halt(HaltMode::PowerOff),
         Route::Reboot => Command::Halt(HaltMode::Reboot),
+        Route::Events { since, filter } => {
+            let since = match since {
+                Some(n) => Some(n),
+                None => events::parse_since(None, req.last_event_id.as_deref())
+                    .map_err(ApiError::Malformed)?,
+            };
+            Command::Events { since, filter }
+        }
     };
     Ok(Handled::Command(cmd))
 }
@@ -211,6 +229,8 @@ fn system(view: &View) -> Value {
         "state_file_writes": view.stats.state_writes,
         "state_file_last_write_us": view.stats.last_state_write_us,
         "shutting_down": view.shutting_down,
+        "event_clients": view.event_clients,
+        "last_event_id": view.last_event_id,
     })
 }
 
@@ -368,6 +388,8 @@ mod tests {
                 state_error: None,
                 connections: 3,
                 shutting_down: false,
+                event_clients: 0,
+                last_event_id: 0,
             }
         }
     }
@@ -382,6 +404,7 @@ mod tests {
                 .collect(),
             body: body.as_bytes().to_vec(),
             keep_alive: true,
+            last_event_id: None,
         }
     }
 
@@ -410,6 +433,25 @@ mod tests {
         assert_eq!(json(&restore)["trigger"], Value::Null);
         let e = handle(&req("GET", "/v1/services/nope", &[], ""), &w.view()).unwrap_err();
         assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn an_events_request_resumes_from_the_query_else_last_event_id() {
+        let w = World::new("events");
+        let since = |r: &Request| match handle(r, &w.view()) {
+            Ok(Handled::Command(Command::Events { since, .. })) => Ok(since),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.status()),
+        };
+        let mut r = req("GET", "/v1/events", &[], "");
+        assert_eq!(since(&r), Ok(None));
+        r.last_event_id = Some("41".into());
+        assert_eq!(since(&r), Ok(Some(41)));
+        let mut q = req("GET", "/v1/events", &[("since", "7")], "");
+        q.last_event_id = Some("41".into());
+        assert_eq!(since(&q), Ok(Some(7)), "the query wins");
+        r.last_event_id = Some("yesterday".into());
+        assert_eq!(since(&r), Err(400));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! file before the answers that depend on it.
 
 mod event_loop;
+mod events;
 mod reap;
 mod requests;
 mod route;

@@ -129,6 +129,7 @@ impl Reactor {
                 crate::persist::boot::apply(&mut self.sup, &mut self.restore, "api", error, now);
                 Ok(Answer::Wait(Await::Restore))
             }
+            Command::Events { since, filter } => Ok(self.subscribe(token, since, filter)),
             Command::Halt(mode) => {
                 // The 202 goes out before the shutdown begins.
                 self.api

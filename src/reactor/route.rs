@@ -25,6 +25,11 @@ impl Reactor {
     /// went away, a restore report that is complete.
     pub(super) fn route(&mut self, now: Instant) {
         loop {
+            // First: a restore with nothing to wait for is complete before
+            // any action (and its request is already waiting).
+            if let Some(report) = self.restore.take_finished() {
+                self.answer_restore(&report);
+            }
             let actions = self.sup.take_actions();
             let streams = self.logs.take_output();
             let abandoned = self.api.take_abandoned();
@@ -42,9 +47,6 @@ impl Reactor {
             }
             for p in abandoned {
                 self.on_abandoned(p);
-            }
-            if let Some(report) = self.restore.take_finished() {
-                self.answer_restore(&report);
             }
         }
         self.launcher.cancel_stale(&mut self.io, &self.sup);
@@ -85,8 +87,10 @@ impl Reactor {
             }
             Action::ShutdownComplete => {
                 crate::info!("all services stopped");
+                self.end_event_streams();
                 self.finished = true;
             }
+            Action::Changed(change) => self.service_changed(change),
         }
     }
 
@@ -236,6 +240,7 @@ impl Reactor {
         if report["trigger"] == "boot" {
             crate::persist::boot::log_ready(self.stats.started, report);
         }
+        self.publish(crate::api::events::Kind::Restore, None, report);
         for p in self.api.take_waits(|w| *w == Await::Restore) {
             self.api
                 .answer(&mut self.io, p, handlers::restore_reply(report));
@@ -257,6 +262,7 @@ impl Reactor {
         match p.wait {
             Await::Exec(id) => self.execs.abandon(id),
             Await::Follow(_) => self.logs.forget_follower(p.conn),
+            Await::Events => self.events.forget(p.conn),
             Await::Goal { .. } | Await::Restore => {}
         }
     }

@@ -3,6 +3,7 @@
 //! order. No syscalls: tested without processes.
 
 use super::backoff;
+use super::change::{Change, Reason};
 use super::deps::{self, DepError, Graph};
 use super::exit::ExitStatus;
 use super::failure::{Cause, Failure, StartError};
@@ -78,6 +79,9 @@ pub enum Action {
         name: String,
     },
     ShutdownComplete,
+    /// A service's status or pid changed (or its definition did): for the
+    /// events stream, in the order the changes happened.
+    Changed(Change),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -201,14 +205,17 @@ impl Supervisor {
         let Some(svc) = self.services.get_mut(name) else {
             self.services
                 .insert(name.to_string(), Service::new(name, def, source));
+            self.changed(name, Reason::Defined);
             return Ok(true);
         };
         let changed = svc.def != def || svc.broken.is_some();
         svc.def = def;
         svc.source = source;
         svc.broken = None;
+        let running = svc.phase.clone();
+        self.changed(name, Reason::Defined);
         if changed {
-            if let Phase::Starting { pid } | Phase::Running { pid, .. } = svc.phase {
+            if let Phase::Starting { pid } | Phase::Running { pid, .. } = running {
                 self.begin_stop(name, pid, AfterStop::Restart, now);
             }
         }
@@ -222,6 +229,7 @@ impl Supervisor {
         svc.error = Some(error.clone());
         svc.broken = Some(error);
         self.services.insert(name.to_string(), svc);
+        self.changed(name, Reason::Failed);
     }
 
     /// Sets the wanted state without acting (state-file restore at boot).
@@ -434,6 +442,7 @@ impl Supervisor {
                         pid: Some(pid),
                         then: AfterStop::Rest,
                     });
+                    self.changed(name, Reason::Started);
                     self.actions.push(Action::KillTree {
                         name: name.to_string(),
                         pgid: pid,
@@ -451,8 +460,9 @@ impl Supervisor {
                             port,
                         });
                         self.schedule(name, gen, TimerKind::HealthDeadline, deadline);
+                        self.changed(name, Reason::Started);
                     }
-                    None => self.become_running(name, pid, now),
+                    None => self.become_running(name, pid, now, Reason::Started),
                 }
             }
             Err(e) => {
@@ -469,7 +479,7 @@ impl Supervisor {
         };
         if let (true, Phase::Starting { pid }) = (svc.gen == gen, &svc.phase) {
             let pid = *pid;
-            self.become_running(name, pid, now);
+            self.become_running(name, pid, now, Reason::Ready);
         }
     }
 
@@ -516,6 +526,7 @@ impl Supervisor {
             _ => return true,
         };
         self.drain(&name, then);
+        self.changed(&name, Reason::Exited);
         true
     }
 
@@ -575,6 +586,13 @@ impl Supervisor {
     }
 
     // ----- internals ---------------------------------------------------
+
+    /// Announces `name`'s change with its fields as they are now.
+    fn changed(&mut self, name: &str, why: Reason) {
+        if let Some(svc) = self.services.get(name) {
+            self.actions.push(Action::Changed(Change::of(svc, why)));
+        }
+    }
 
     fn schedule(&mut self, name: &str, gen: u64, kind: TimerKind, at: Instant) {
         self.actions.push(Action::Schedule {
@@ -648,12 +666,12 @@ impl Supervisor {
         }
     }
 
-    fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
+    fn become_running(&mut self, name: &str, pid: Pid, now: Instant, why: Reason) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
             svc.error = None;
             crate::debug!("service '{name}' is running (pid {pid})");
-            self.settled(name, Outcome::Running);
+            self.settled(name, Outcome::Running, Some(why));
         }
     }
 
@@ -662,7 +680,7 @@ impl Supervisor {
             crate::warn!("service '{name}' failed: {cause}");
             svc.set_phase(Phase::Failed);
             svc.error = Some(cause.to_string());
-            self.settled(name, Outcome::Failed(cause.into()));
+            self.settled(name, Outcome::Failed(cause.into()), Some(Reason::Failed));
         }
     }
 
@@ -674,12 +692,17 @@ impl Supervisor {
         }
     }
 
-    /// Announces a settled service and lets whatever waits on it move.
-    fn settled(&mut self, name: &str, outcome: Outcome) {
+    /// Announces a settled service (and its change, when its status
+    /// changed) and lets whatever waits on it move: its own change comes
+    /// before those of the dependents it moves.
+    fn settled(&mut self, name: &str, outcome: Outcome, why: Option<Reason>) {
         self.actions.push(Action::Settled {
             name: name.to_string(),
             outcome,
         });
+        if let Some(why) = why {
+            self.changed(name, why);
+        }
         let waiting: Vec<String> = self
             .services
             .values()
@@ -714,10 +737,14 @@ impl Supervisor {
                 if then == AfterStop::Delete {
                     self.remove(name);
                 } else {
-                    if svc.phase != Phase::Failed || !self.shutting_down {
+                    // A failed service keeps its word through a shutdown.
+                    let moves = svc.phase != Phase::Failed || !self.shutting_down;
+                    let was_stopped = svc.phase == Phase::Stopped;
+                    if moves {
                         svc.set_phase(Phase::Stopped);
                     }
-                    self.settled(name, Outcome::Stopped);
+                    let why = (moves && !was_stopped).then_some(Reason::Stopped);
+                    self.settled(name, Outcome::Stopped, why);
                 }
                 Progress::Done
             }
@@ -776,12 +803,15 @@ impl Supervisor {
         match then {
             AfterStop::Rest => {
                 svc.set_phase(Phase::Stopped);
-                self.settled(name, Outcome::Stopped);
+                self.settled(name, Outcome::Stopped, Some(Reason::Stopped));
             }
             AfterStop::Fail(msg) => self.fail(name, msg),
             AfterStop::Restart if !shutting_down => {
-                svc.set_phase(Phase::Stopped);
-                self.kick(name);
+                // As `kick` from stopped, with the restart announced first.
+                svc.error = None;
+                svc.set_phase(Phase::WaitingNeeds);
+                self.changed(name, Reason::Restarting);
+                self.try_advance(name);
             }
             AfterStop::Backoff if !shutting_down => {
                 svc.restarts = svc.restarts.saturating_add(1);
@@ -789,16 +819,18 @@ impl Supervisor {
                 svc.backoff_level = svc.backoff_level.saturating_add(1);
                 if delay.is_zero() {
                     svc.set_phase(Phase::WaitingNeeds);
+                    self.changed(name, Reason::Restarting);
                     self.try_advance(name);
                 } else {
                     svc.set_phase(Phase::BackingOff);
                     let gen = svc.gen;
+                    self.changed(name, Reason::Restarting);
                     self.schedule(name, gen, TimerKind::RestartAfter, now + delay);
                 }
             }
             AfterStop::Restart | AfterStop::Backoff => {
                 svc.set_phase(Phase::Stopped);
-                self.settled(name, Outcome::Stopped);
+                self.settled(name, Outcome::Stopped, Some(Reason::Stopped));
             }
             AfterStop::Delete => self.remove(name),
         }
@@ -808,13 +840,14 @@ impl Supervisor {
     }
 
     fn remove(&mut self, name: &str) {
-        if self.services.remove(name).is_some() {
+        if let Some(svc) = self.services.remove(name) {
             self.by_pid.retain(|_, n| n != name);
             self.actions.push(Action::Persist);
             self.actions.push(Action::Settled {
                 name: name.to_string(),
                 outcome: Outcome::Deleted,
             });
+            self.actions.push(Action::Changed(Change::deleted(&svc)));
             self.actions.push(Action::Removed {
                 name: name.to_string(),
             });
