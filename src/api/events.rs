@@ -12,6 +12,10 @@ use std::collections::VecDeque;
 
 /// Events kept for replay (the contract asks for at least 1024).
 pub const RING_CAPACITY: usize = 4096;
+/// And at most this many bytes of them: a few huge events (a service
+/// error quoting a long command) never make PID 1 hold gigabytes. Events
+/// of usual sizes (under 4 KiB) always fit 4096 times.
+pub const RING_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -81,6 +85,8 @@ pub enum Resume<'a> {
 pub struct EventLog {
     ring: VecDeque<Event>,
     capacity: usize,
+    /// Bytes of the frames in the ring.
+    bytes: usize,
     /// The id the next event gets; ids start at 1.
     next_id: u64,
 }
@@ -96,6 +102,7 @@ impl EventLog {
         EventLog {
             ring: VecDeque::with_capacity(capacity.min(1024)),
             capacity: capacity.max(1),
+            bytes: 0,
             next_id: 1,
         }
     }
@@ -109,15 +116,22 @@ impl EventLog {
     pub fn push(&mut self, kind: Kind, service: Option<&str>, data: &Value) -> Event {
         let id = self.next_id;
         self.next_id += 1;
-        if self.ring.len() == self.capacity {
-            self.ring.pop_front();
-        }
         let event = Event {
             id,
             kind,
             service: service.map(str::to_string),
             frame: frame(id, kind, data),
         };
+        let size = event.frame.len();
+        while self.ring.len() >= self.capacity
+            || (!self.ring.is_empty() && self.bytes + size > RING_BYTES)
+        {
+            match self.ring.pop_front() {
+                Some(old) => self.bytes -= old.frame.len(),
+                None => break,
+            }
+        }
+        self.bytes += size;
         self.ring.push_back(event.clone());
         event
     }
@@ -263,6 +277,24 @@ mod tests {
             Resume::Replay(v) => assert_eq!(v.len(), 8),
             Resume::Gap { .. } => panic!("12 is not a gap"),
         }
+    }
+
+    #[test]
+    fn the_ring_holds_a_bounded_number_of_bytes_too() {
+        let mut log = EventLog::with_capacity(4096);
+        let big = "x".repeat(RING_BYTES / 4);
+        for _ in 0..5 {
+            log.push(Kind::Service, Some("a"), &json!({ "error": big }));
+        }
+        // Only three such events fit; the ids still count every one.
+        assert_eq!(log.last_id(), 5);
+        assert_eq!(log.resume(0), Resume::Gap { oldest: 3 });
+        assert!(log.bytes <= RING_BYTES);
+        // Small events afterwards push the big ones out as usual.
+        for _ in 0..4096 {
+            log.push(Kind::Service, Some("a"), &json!({}));
+        }
+        assert_eq!(log.ring.len(), 4096);
     }
 
     #[test]
