@@ -202,7 +202,7 @@ pub fn parse_since(query: Option<&str>, header: Option<&str>) -> Result<Option<u
             format!("query parameter `since` must be an event id (a decimal number), got {q:?}")
         });
     }
-    match header {
+    match header.filter(|h| !h.trim().is_empty()) {
         None => Ok(None),
         Some(h) => parse_id(h).map(Some).ok_or_else(|| {
             format!("header `Last-Event-ID` must be an event id (a decimal number), got {h:?}")
@@ -331,6 +331,11 @@ mod tests {
         assert_eq!(parse_since(None, None), Ok(None));
         assert_eq!(parse_since(Some("7"), Some("3")), Ok(Some(7)));
         assert_eq!(parse_since(None, Some("3")), Ok(Some(3)));
+        assert_eq!(
+            parse_since(None, Some(" ")),
+            Ok(None),
+            "an empty id is none"
+        );
         let e = parse_since(Some("x"), None).unwrap_err();
         assert!(e.contains("`since`"), "{e}");
         let e = parse_since(None, Some("-2")).unwrap_err();
