@@ -506,6 +506,44 @@ fn a_service_life_is_told_in_order_with_ids_that_grow_by_one() {
 }
 
 #[test]
+fn a_liveness_restart_is_told_with_its_reason() {
+    let t = TempDir::new("ev-live");
+    let init = Init::start(t.path());
+    let mut es = EventSource::open(&init, "?services=w", None);
+    let snap = es.next();
+    init.put(
+        "w",
+        r#"{"cmd":"sleep","args":["1000"],
+            "liveness":{"exec":["false"],"interval_secs":0.2,"failures":2}}"#,
+    );
+    ok(&init, "POST", "/v1/services/w/start");
+    let first = es.until_reason("w", "started");
+    let pid = first.last().unwrap().json()["pid"].clone();
+    let mut seen = first;
+    seen.extend(es.until_reason("w", "liveness"));
+    let liveness = seen.last().unwrap().json();
+    assert_eq!(liveness["pid"], pid, "announced while it is being stopped");
+    assert_eq!(liveness["status"], "unknown");
+    assert!(
+        liveness["error"].as_str().unwrap().contains("liveness"),
+        "{liveness}"
+    );
+    seen.extend(es.until_reason("w", "started"));
+    assert_consecutive(snap.id(), &seen);
+    assert_eq!(
+        story(&seen),
+        [
+            step("w", "defined", "stopped"),
+            step("w", "started", "running"),
+            step("w", "liveness", "unknown"),
+            step("w", "exited", "unknown"),
+            step("w", "restarting", "unknown"),
+            step("w", "started", "running"),
+        ]
+    );
+}
+
+#[test]
 fn reconnecting_with_last_event_id_gets_exactly_what_was_missed() {
     let t = TempDir::new("ev-resume");
     let init = Init::start(t.path());

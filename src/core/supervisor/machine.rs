@@ -8,16 +8,22 @@ use super::deps::{self, DepError, Graph};
 use super::exit::ExitStatus;
 use super::failure::{Cause, Failure, StartError};
 use super::service::{AfterStop, Phase, Pid, Service, Source, Wanted};
+use crate::core::checks::Check;
 use crate::core::definition::Definition;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
+
+#[path = "checks.rs"]
+mod checks;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
     HealthDeadline,
     StopKill,
     RestartAfter,
+    /// Time for the next liveness check of a running service.
+    Liveness,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,6 +40,8 @@ pub enum Outcome {
     Stopped,
     Failed(Failure),
     Deleted,
+    /// A oneshot exited 0: it is `stopped`, and its start succeeded.
+    Completed,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +56,23 @@ pub enum Action {
         name: String,
         gen: u64,
         port: u16,
+    },
+    /// Tell `on_ready(name, gen)` once this check passes (any kind but
+    /// `tcp`, which is `WatchPort`), trying `http` and `exec` every
+    /// `interval`; `note_readiness` takes each attempt's result.
+    WatchCheck {
+        name: String,
+        gen: u64,
+        check: Check,
+        interval: Duration,
+    },
+    /// Run one liveness check, at most `timeout` long; answer with
+    /// `on_liveness(name, gen, ..)`.
+    Probe {
+        name: String,
+        gen: u64,
+        check: Check,
+        timeout: Duration,
     },
     /// SIGTERM to the process group (and the service's cgroup).
     Terminate {
@@ -112,8 +137,22 @@ pub enum Input {
         gen: u64,
         result: Result<Pid, StartError>,
     },
-    /// The health port of `name` accepted a connection.
+    /// The readiness check of `name` passed (its health port accepted).
     Ready { name: String, gen: u64 },
+    /// One readiness attempt of `name` did not pass: its result in words.
+    CheckResult {
+        name: String,
+        gen: u64,
+        result: String,
+    },
+    /// A liveness check of `name` passed (`Ok`) or failed, in words.
+    Liveness {
+        name: String,
+        gen: u64,
+        result: Result<String, String>,
+    },
+    /// `name` sent `STATUS=...` over its notify socket.
+    StatusText { name: String, text: String },
     /// A service's main process exited.
     Exited { pid: Pid, status: ExitStatus },
     /// No process of the service's tree is left.
@@ -209,6 +248,9 @@ impl Supervisor {
             return Ok(true);
         };
         let changed = svc.def != def || svc.broken.is_some();
+        if changed {
+            svc.completed = false;
+        }
         svc.def = def;
         svc.source = source;
         svc.broken = None;
@@ -294,7 +336,11 @@ impl Supervisor {
             self.actions.push(Action::Persist);
         }
         for n in &order {
-            self.kick(n);
+            // A need that is a oneshot done in this boot is not run again.
+            let done = self.services.get(n).is_some_and(|s| s.completed);
+            if n == name || !done {
+                self.kick(n);
+            }
         }
         Ok(match self.services.get(name).map(|s| &s.phase) {
             Some(Phase::Running { .. }) => Progress::Done,
@@ -367,15 +413,12 @@ impl Supervisor {
                 Phase::Starting { pid } => {
                     svc.set_phase(Phase::Starting { pid });
                     let gen = svc.gen;
-                    let at = now + secs(svc.def.health_timeout_secs);
-                    if let Some(port) = svc.def.health_port() {
-                        self.actions.push(Action::WatchPort {
-                            name: name.clone(),
-                            gen,
-                            port,
-                        });
-                    }
-                    self.schedule(&name, gen, TimerKind::HealthDeadline, at);
+                    self.watch_readiness(&name, gen, now);
+                }
+                Phase::Running { pid, since } => {
+                    // A new generation ends the old chain of liveness checks.
+                    svc.set_phase(Phase::Running { pid, since });
+                    self.schedule_liveness(&name, now);
                 }
                 Phase::Stopping {
                     pid: Some(pid),
@@ -412,6 +455,9 @@ impl Supervisor {
         match input {
             Input::Spawned { name, gen, result } => self.on_spawned(&name, gen, result, now),
             Input::Ready { name, gen } => self.on_ready(&name, gen, now),
+            Input::CheckResult { name, gen, result } => self.note_readiness(&name, gen, result),
+            Input::Liveness { name, gen, result } => self.on_liveness(&name, gen, result, now),
+            Input::StatusText { name, text } => self.set_status_text(&name, text),
             Input::Exited { pid, status } => {
                 self.on_exit(pid, status, now);
             }
@@ -449,20 +495,14 @@ impl Supervisor {
                     });
                     return;
                 }
-                match svc.def.health_port() {
-                    Some(port) => {
-                        svc.set_phase(Phase::Starting { pid });
-                        let deadline = now + secs(svc.def.health_timeout_secs);
-                        let gen = svc.gen;
-                        self.actions.push(Action::WatchPort {
-                            name: name.to_string(),
-                            gen,
-                            port,
-                        });
-                        self.schedule(name, gen, TimerKind::HealthDeadline, deadline);
-                        self.changed(name, Reason::Started);
-                    }
-                    None => self.become_running(name, pid, now, Reason::Started),
+                if svc.def.readiness().is_some() || svc.def.is_oneshot() {
+                    // A oneshot stays here until its process exits.
+                    svc.set_phase(Phase::Starting { pid });
+                    let gen = svc.gen;
+                    self.watch_readiness(name, gen, now);
+                    self.changed(name, Reason::Started);
+                } else {
+                    self.become_running(name, pid, now, Reason::Started);
                 }
             }
             Err(e) => {
@@ -474,11 +514,14 @@ impl Supervisor {
     }
 
     pub fn on_ready(&mut self, name: &str, gen: u64, now: Instant) {
-        let Some(svc) = self.services.get(name) else {
+        let Some(svc) = self.services.get_mut(name) else {
             return;
         };
         if let (true, Phase::Starting { pid }) = (svc.gen == gen, &svc.phase) {
             let pid = *pid;
+            if let Some(Check::Tcp(port)) = svc.def.readiness() {
+                svc.health_result = Some(format!("port {port} accepted a connection"));
+            }
             self.become_running(name, pid, now, Reason::Ready);
         }
     }
@@ -498,10 +541,11 @@ impl Supervisor {
         }
         svc.exit_code = Some(status.code());
         let then = match svc.phase.clone() {
-            Phase::Starting { .. } => {
-                let port = svc.def.health_port().unwrap_or(0);
-                AfterStop::Fail(Cause::ExitedBeforeReady { status, port })
-            }
+            Phase::Starting { .. } if svc.def.is_oneshot() => match status.is_clean() {
+                true => AfterStop::Complete,
+                false => AfterStop::Fail(Cause::Exited(status)),
+            },
+            Phase::Starting { .. } => AfterStop::Fail(checks::exited_before_ready(svc, status)),
             Phase::Running { since, .. } => {
                 use crate::core::definition::RestartPolicy::*;
                 let restart = match svc.def.restart {
@@ -553,10 +597,7 @@ impl Supervisor {
         let name = timer.name.as_str();
         match (timer.kind, svc.phase.clone()) {
             (TimerKind::HealthDeadline, Phase::Starting { pid }) => {
-                let cause = Cause::HealthTimeout {
-                    port: svc.def.health_port().unwrap_or(0),
-                    secs: svc.def.health_timeout_secs,
-                };
+                let cause = checks::deadline_cause(svc);
                 crate::warn!("service '{name}': {cause}; killing it");
                 // Killed before it is marked failed: nothing keeps running.
                 svc.set_phase(Phase::Stopping {
@@ -581,6 +622,7 @@ impl Supervisor {
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
+            (TimerKind::Liveness, Phase::Running { .. }) => self.probe_liveness(name),
             _ => {}
         }
     }
@@ -588,7 +630,7 @@ impl Supervisor {
     // ----- internals ---------------------------------------------------
 
     /// Announces `name`'s change with its fields as they are now.
-    fn changed(&mut self, name: &str, why: Reason) {
+    pub(super) fn changed(&mut self, name: &str, why: Reason) {
         if let Some(svc) = self.services.get(name) {
             self.actions.push(Action::Changed(Change::of(svc, why)));
         }
@@ -611,11 +653,7 @@ impl Supervisor {
             return;
         };
         match svc.phase.clone() {
-            Phase::Stopped | Phase::Failed | Phase::BackingOff => {
-                svc.error = None;
-                svc.set_phase(Phase::WaitingNeeds);
-                self.try_advance(name);
-            }
+            Phase::Stopped | Phase::Failed | Phase::BackingOff => self.rouse(name, None),
             Phase::Stopping {
                 pid,
                 then: AfterStop::Rest | AfterStop::Fail(_),
@@ -627,6 +665,22 @@ impl Supervisor {
             }
             _ => {}
         }
+    }
+
+    /// From stopped, failed or backing off to waiting for its needs (and on
+    /// to its spawn), announced as `why` first when that is news.
+    fn rouse(&mut self, name: &str, why: Option<Reason>) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        svc.error = None;
+        svc.completed = false;
+        svc.restarted_by_liveness = false;
+        svc.set_phase(Phase::WaitingNeeds);
+        if let Some(why) = why {
+            self.changed(name, why);
+        }
+        self.try_advance(name);
     }
 
     /// Spawns a waiting service once every need runs; fails it when a need
@@ -643,6 +697,7 @@ impl Supervisor {
                 None => Some(Cause::NeedMissing(need.clone())),
                 Some(n) => match &n.phase {
                     Phase::Running { .. } => None,
+                    Phase::Stopped if n.completed => None,
                     Phase::Failed => Some(Cause::NeedFailed {
                         need: need.clone(),
                         error: n.error.as_deref().unwrap_or("unknown error").to_string(),
@@ -669,8 +724,12 @@ impl Supervisor {
     fn become_running(&mut self, name: &str, pid: Pid, now: Instant, why: Reason) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
-            svc.error = None;
+            if !svc.restarted_by_liveness {
+                svc.error = None;
+            }
+            svc.liveness_in_row = 0;
             crate::debug!("service '{name}' is running (pid {pid})");
+            self.schedule_liveness(name, now);
             self.settled(name, Outcome::Running, Some(why));
         }
     }
@@ -806,13 +865,7 @@ impl Supervisor {
                 self.settled(name, Outcome::Stopped, Some(Reason::Stopped));
             }
             AfterStop::Fail(msg) => self.fail(name, msg),
-            AfterStop::Restart if !shutting_down => {
-                // As `kick` from stopped, with the restart announced first.
-                svc.error = None;
-                svc.set_phase(Phase::WaitingNeeds);
-                self.changed(name, Reason::Restarting);
-                self.try_advance(name);
-            }
+            AfterStop::Restart if !shutting_down => self.rouse(name, Some(Reason::Restarting)),
             AfterStop::Backoff if !shutting_down => {
                 svc.restarts = svc.restarts.saturating_add(1);
                 let delay = backoff::restart_delay(svc.backoff_level);
@@ -833,6 +886,12 @@ impl Supervisor {
                 self.settled(name, Outcome::Stopped, Some(Reason::Stopped));
             }
             AfterStop::Delete => self.remove(name),
+            AfterStop::Complete => {
+                svc.set_phase(Phase::Stopped);
+                svc.completed = true;
+                crate::info!("oneshot '{name}' completed");
+                self.settled(name, Outcome::Completed, Some(Reason::Stopped));
+            }
         }
         if self.shutting_down {
             self.advance_shutdown(now);
@@ -920,9 +979,16 @@ fn placeholder_def() -> Definition {
         stop_timeout_secs: 10.0,
         health_timeout_secs: 60.0,
         autostart: false,
+        health: None,
+        liveness: None,
+        service_type: Default::default(),
     }
 }
 
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod check_tests;
