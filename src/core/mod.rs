@@ -2,4 +2,5 @@
 
 pub mod checks;
 pub mod definition;
+pub mod limits;
 pub mod supervisor;

@@ -24,13 +24,9 @@ impl Reactor {
         }
     }
 
-    /// The supervisor's `Changed`: a `service` event. An exit the OOM
-    /// killer caused says so; a failure's error carries the last lines of
-    /// output the reactor added when it settled.
+    /// The supervisor's `Changed`: a `service` event. A failure's error
+    /// carries the last lines of output the reactor added when it settled.
     pub(super) fn service_changed(&mut self, mut change: Change) {
-        if change.reason == Reason::Exited && self.oom_killed(&change.name) {
-            change.reason = Reason::Oom;
-        }
         if change.reason == Reason::Failed {
             if let Some(svc) = self.sup.get(&change.name) {
                 if svc.status_word() == "failed" {
@@ -40,14 +36,6 @@ impl Reactor {
         }
         let data = events::service_data(&change);
         self.publish(Kind::Service, Some(&change.name), &data);
-    }
-
-    /// The OOM killer struck the service during its current run.
-    fn oom_killed(&self, name: &str) -> bool {
-        let Some(n) = self.cgroups.as_ref().and_then(|cg| cg.oom_kills(name)) else {
-            return false;
-        };
-        n > self.stats.oom_base.get(name).copied().unwrap_or(0)
     }
 
     /// A `system` event: the init's own state.

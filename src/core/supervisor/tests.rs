@@ -701,3 +701,95 @@ fn a_broken_dropin_and_a_replaced_definition_are_announced() {
     s.add_broken("bad", "bad.toml: expected `=`".into());
     assert_eq!(changes(&s.take_actions()), [ch("bad", "failed", "failed")]);
 }
+
+#[test]
+fn an_oom_kill_is_a_crash_whose_error_says_so() {
+    let (mut s, now) = sup_with(&[
+        ("hog", r#"{"cmd":"h","limits":{"memory_max":"32M"}}"#),
+        ("keep", r#"{"cmd":"k","restart":"never"}"#),
+    ]);
+    // Under on-failure it restarts, and the error says why, also once it
+    // runs again.
+    run(&mut s, "hog", 5, now);
+    s.handle(
+        Input::OomKilled {
+            pid: 5,
+            status: ExitStatus::Signal(9),
+        },
+        now,
+    );
+    s.take_actions();
+    tree_empty(&mut s, "hog", now);
+    assert_eq!(spawns(&s.take_actions()), ["hog"]);
+    assert_eq!(s.get("hog").unwrap().restarts, 1);
+    spawned(&mut s, "hog", 6, now);
+    let hog = s.get("hog").unwrap();
+    assert_eq!(hog.status_word(), "running");
+    assert_eq!(
+        hog.error.as_deref(),
+        Some("killed by the OOM killer (killed by signal 9, memory_max 32M); restarted")
+    );
+    // A plain crash after that clears it once it runs again.
+    s.on_exit(6, ExitStatus::Code(1), now);
+    s.take_actions();
+    tree_empty(&mut s, "hog", now);
+    let timer = s.take_actions().into_iter().find_map(|a| match a {
+        Action::Schedule { timer, .. } if timer.kind == TimerKind::RestartAfter => Some(timer),
+        _ => None,
+    });
+    s.on_timer(&timer.unwrap(), now);
+    s.take_actions();
+    spawned(&mut s, "hog", 7, now);
+    assert_eq!(status(&s, "hog"), "running");
+    assert_eq!(s.get("hog").unwrap().error, None);
+
+    // Under never it fails with that cause.
+    run(&mut s, "keep", 8, now);
+    s.handle(
+        Input::OomKilled {
+            pid: 8,
+            status: ExitStatus::Signal(9),
+        },
+        now,
+    );
+    s.take_actions();
+    tree_empty(&mut s, "keep", now);
+    let a = s.take_actions();
+    let failure = a.iter().find_map(|a| match a {
+        Action::Settled {
+            outcome: Outcome::Failed(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    let cause = failure.map(|f| f.cause);
+    assert_eq!(
+        cause,
+        Some(Cause::OomKilled {
+            status: ExitStatus::Signal(9),
+            memory_max: None
+        })
+    );
+    assert_eq!(status(&s, "keep"), "failed");
+    assert!(s
+        .get("keep")
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("OOM killer"));
+}
+
+#[test]
+fn an_exit_by_the_oom_killer_is_announced_as_oom() {
+    let (mut s, now) = sup_with(&[("web", r#"{"cmd":"sleep"}"#)]);
+    run(&mut s, "web", 5, now);
+    let status = ExitStatus::Signal(9);
+    s.handle(Input::OomKilled { pid: 5, status }, now);
+    assert_eq!(changes(&s.take_actions()), [ch("web", "oom", "unknown")]);
+    tree_empty(&mut s, "web", now);
+    assert_eq!(
+        changes(&s.take_actions()),
+        [ch("web", "restarting", "unknown")]
+    );
+}
