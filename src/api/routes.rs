@@ -1,6 +1,7 @@
 //! Routing: (method, path, query) -> a typed request. Pure.
 
 use super::error::ApiError;
+use super::events::{self, Filter};
 use crate::core::definition::validate_name;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,11 @@ pub enum Route {
     Metrics,
     Poweroff,
     Reboot,
+    /// `?since=N` (the `Last-Event-ID` header is the handler's to read).
+    Events {
+        since: Option<u64>,
+        filter: Filter,
+    },
 }
 
 fn name(seg: &str) -> Result<String, ApiError> {
@@ -95,10 +101,26 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
         },
         ["v1", "system"] => only(method, "GET", Route::System),
         ["v1", "metrics"] => only(method, "GET", Route::Metrics),
+        ["v1", "events"] => only(method, "GET", events_route(query)?),
         ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
         ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
+}
+
+/// `GET /v1/events?since=N&services=a,b`.
+fn events_route(query: &[(String, String)]) -> Result<Route, ApiError> {
+    let last = |key: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let since = events::parse_since(last("since"), None).map_err(ApiError::Malformed)?;
+    let filter =
+        events::parse_services(last("services").unwrap_or("")).map_err(ApiError::Malformed)?;
+    Ok(Route::Events { since, filter })
 }
 
 /// `/v1/services/{n}/{action}`.
@@ -204,6 +226,19 @@ mod tests {
             route("POST", "/v1/system/poweroff", &[]),
             Ok(Route::Poweroff)
         );
+        assert_eq!(
+            route(
+                "GET",
+                "/v1/events",
+                &q(&[("since", "12"), ("services", "a,b")])
+            ),
+            Ok(Route::Events {
+                since: Some(12),
+                filter: Filter {
+                    services: vec!["a".into(), "b".into()]
+                }
+            })
+        );
     }
 
     #[test]
@@ -219,6 +254,7 @@ mod tests {
             ("GET", "/v1/services/.hidden", 400),
             ("GET", "/v1/services/a%2Fb", 400),
             ("GET", &format!("/v1/services/{}", "x".repeat(65)), 400),
+            ("POST", "/v1/events", 405),
         ];
         for (i, (m, p, status)) in cases.iter().enumerate() {
             let e = route(m, p, &[]).unwrap_err();
@@ -230,5 +266,10 @@ mod tests {
                 .status(),
             400
         );
+        for bad in [("since", "-1"), ("services", "a,.b")] {
+            let e = route("GET", "/v1/events", &q(&[bad])).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad:?}");
+            assert!(e.to_string().contains(bad.0), "{e}");
+        }
     }
 }
