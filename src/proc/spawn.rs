@@ -1683,4 +1683,119 @@ mod tests {
             assert_eq!(err.to_string(), format!("unknown user '{spec}'"));
         }
     }
+
+    // ----- tests added for mutants that survived (see `make mutants`) -----
+
+    #[test]
+    fn setup_failures_name_their_step_and_keep_their_cause() {
+        use std::error::Error;
+        let steps = [
+            (SetupStep::Session, "creating its session (setsid)"),
+            (SetupStep::Cgroup, "joining its cgroup"),
+            (SetupStep::Groups, "setting its supplementary groups"),
+            (SetupStep::Gid, "setting its group id"),
+            (SetupStep::Capabilities, "dropping its capabilities"),
+            (SetupStep::Uid, "setting its user id"),
+        ];
+        for (step, words) in steps {
+            assert_eq!(SetupStep::from_code(step.code()), Some(step));
+            let err = SpawnError::Setup {
+                program: "/bin/app".into(),
+                step,
+                source: io::Error::from_raw_os_error(libc::EPERM),
+            };
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot start '/bin/app': {words} failed: {}",
+                    err.source().unwrap()
+                )
+            );
+            assert!(err.source().unwrap().to_string().contains("not permitted"));
+        }
+        let exec = SpawnError::Exec {
+            program: "x".into(),
+            source: io::Error::from_raw_os_error(libc::ENOEXEC),
+        };
+        assert!(exec.source().is_some());
+        assert!(SpawnError::NotFound { cmd: "x".into() }.source().is_none());
+    }
+
+    /// As a user who may not search a directory (a supervisor not run as
+    /// root), a program in it is "permission denied", not "not found".
+    #[test]
+    fn a_program_behind_an_unsearchable_dir_is_denied() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("a_program_behind_an_unsearchable_dir_is_denied");
+        }
+        let dir = temp_dir("unsearchable");
+        let tool = dir.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let nobody = resolve_user("nobody").unwrap();
+        // This helper process is ours alone: changing its euid harms no test.
+        nix::unistd::seteuid(Uid::from_raw(nobody.uid)).unwrap();
+        let direct = find_program(tool.to_str().unwrap(), "");
+        let searched = find_program("tool", dir.to_str().unwrap());
+        nix::unistd::seteuid(Uid::from_raw(0)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for got in [direct, searched] {
+            assert!(
+                matches!(&got, Err(SpawnError::PermissionDenied { .. })),
+                "{got:?}"
+            );
+        }
+    }
+
+    /// A user with supplementary groups gets each once, primary first. The
+    /// user is made up: the test binary runs again in a mount namespace with
+    /// its own /etc/passwd and /etc/group bind-mounted.
+    #[test]
+    fn supplementary_groups_are_resolved_and_applied() {
+        let dir = temp_dir("groups");
+        let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        passwd.push_str("iris-t:x:4242:4242::/nonexistent:/bin/sh\n");
+        let mut group = std::fs::read_to_string("/etc/group").unwrap();
+        group.push_str("iris-t:x:4242:iris-t\niris-a:x:4243:iris-t\niris-b:x:4244:root,iris-t\n");
+        std::fs::write(dir.join("passwd"), passwd).unwrap();
+        std::fs::write(dir.join("group"), group).unwrap();
+        let output = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                r#"mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 &&
+                   exec "$@""#,
+            )
+            .arg("sh")
+            .arg(dir.join("passwd"))
+            .arg(dir.join("group"))
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "proc::spawn::tests::supplementary_groups_inner",
+                "--test-threads=1",
+            ])
+            .env(HELPER_ENV, "1")
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by supplementary_groups_are_resolved_and_applied"]
+    fn supplementary_groups_inner() {
+        assert!(std::env::var_os(HELPER_ENV).is_some(), "a helper only");
+        let user = resolve_user("iris-t").unwrap();
+        assert_eq!((user.uid, user.gid), (4242, 4242));
+        assert_eq!(user.groups, [4242, 4243, 4244]);
+        let status = cat_proc_status(Some(&user));
+        assert_eq!(status_field(&status, "Groups"), "4242 4243 4244");
+    }
 }
