@@ -1510,6 +1510,17 @@ mod tests {
         spec.cgroup_procs = Some(&fifo);
         let child = spawn_async(spec).unwrap();
         assert!(child.outcome().is_none(), "no word before the exec");
+        // The fd the loop watches: quiet now, readable once the child exec'd.
+        let poll = |timeout_ms: i32| {
+            let mut fds = [libc::pollfd {
+                fd: child.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout_ms) }
+        };
+        assert_eq!(poll(0), 0, "readable before the exec");
         assert_ne!(
             std::fs::read(format!("/proc/{}/cmdline", child.pid())).unwrap(),
             b"held\0/proc/self/cmdline\0",
@@ -1521,6 +1532,8 @@ mod tests {
             .read_to_string(&mut joined)
             .unwrap();
         assert_eq!(joined, "0");
+        assert_eq!(poll(20_000), 1, "not readable after the exec");
+        assert!(matches!(child.outcome(), Some(Ok(()))));
         assert!(child.wait().is_ok());
         let mut output = String::new();
         std::fs::File::from(read_end)
