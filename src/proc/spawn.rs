@@ -1497,6 +1497,11 @@ mod tests {
 
     #[test]
     fn spawn_async_returns_before_the_child_has_exec_d() {
+        // In a process of its own: a fork gone wrong must not take the
+        // test binary with it unnoticed.
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("spawn_async_returns_before_the_child_has_exec_d");
+        }
         // A FIFO as the cgroup.procs file: the child's open for writing
         // blocks until we open it for reading, so the child is held
         // between fork and exec for as long as we like.
@@ -1546,6 +1551,11 @@ mod tests {
 
     #[test]
     fn spawn_async_passes_argv_env_and_stdio() {
+        // In a process of its own: a fork gone wrong must not take the
+        // test binary with it unnoticed.
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("spawn_async_passes_argv_env_and_stdio");
+        }
         let sh = program("sh");
         let args = vec![
             "-c".to_string(),
@@ -1567,6 +1577,11 @@ mod tests {
 
     #[test]
     fn spawn_async_reports_failures_after_the_fork() {
+        // In a process of its own: a fork gone wrong must not take the
+        // test binary with it unnoticed.
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("spawn_async_reports_failures_after_the_fork");
+        }
         let dir = temp_dir("async-fail");
         let interpreted = dir.join("needs-missing-interpreter");
         std::fs::write(&interpreted, "#!/nonexistent/interpreter\n").unwrap();
@@ -1810,5 +1825,104 @@ mod tests {
         assert_eq!(user.groups, [4242, 4243, 4244]);
         let status = cat_proc_status(Some(&user));
         assert_eq!(status_field(&status, "Groups"), "4242 4243 4244");
+    }
+
+    /// An init started with fd 0 closed gets low fds for a service's pipes:
+    /// its output must still reach the pipe, not /dev/null.
+    #[test]
+    fn a_service_output_pipe_on_a_low_fd_still_gets_the_output() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("a_service_output_pipe_on_a_low_fd_still_gets_the_output");
+        }
+        let (read_end, write_end) = pipe();
+        // SAFETY: dup2 onto fd 0 of this helper process, which reads no stdin.
+        assert_eq!(unsafe { libc::dup2(write_end.as_raw_fd(), 0) }, 0);
+        drop(write_end);
+        // SAFETY: fd 0 now holds the pipe's write end, owned by nothing else.
+        let low = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
+        let sh = program("sh");
+        let args = vec!["-c".to_string(), "echo out".to_string()];
+        let (outcome, code) = run_async(spec(&sh, "sh", &args, &[], low));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(code, 0);
+        let mut output = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut output)
+            .unwrap();
+        assert_eq!(output, "out\n");
+    }
+
+    /// Takes one capability out of this thread's effective set, or puts it
+    /// back (it stays permitted).
+    fn set_effective(cap: u32, on: bool) {
+        let mut header = CapUserHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapUserData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capget v3 fills one header and two data structs we own.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_capget,
+                &mut header as *mut CapUserHeader,
+                data.as_mut_ptr(),
+            )
+        };
+        assert_eq!(got, 0);
+        let word = &mut data[(cap / 32) as usize];
+        if on {
+            word.effective |= 1 << (cap % 32);
+        } else {
+            word.effective &= !(1 << (cap % 32));
+        }
+        // SAFETY: as above; capset reads them.
+        let set = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                &header as *const CapUserHeader,
+                data.as_ptr(),
+            )
+        };
+        assert_eq!(set, 0);
+    }
+
+    /// A supervisor lacking one capability (as in a container) cannot switch
+    /// users: the error names the step that failed, on both spawn paths.
+    #[test]
+    fn each_step_of_the_user_switch_reports_its_own_failure() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("each_step_of_the_user_switch_reports_its_own_failure");
+        }
+        const CAP_SETGID: u32 = 6;
+        const CAP_SETUID: u32 = 7;
+        const CAP_SETPCAP: u32 = 8;
+        let nobody = resolve_user("nobody").unwrap();
+        let pwd = program("pwd");
+        for (cap, step) in [
+            (CAP_SETGID, SetupStep::Groups),
+            (CAP_SETPCAP, SetupStep::Capabilities),
+            (CAP_SETUID, SetupStep::Uid),
+        ] {
+            set_effective(cap, false);
+            let mut sync = spec(&pwd, "pwd", &[], &[], dev_null());
+            sync.user = Some(&nobody);
+            let sync = spawn(sync).map(drop);
+            let mut pending = spec(&pwd, "pwd", &[], &[], dev_null());
+            pending.user = Some(&nobody);
+            let (pending, code) = run_async(pending);
+            set_effective(cap, true);
+            assert_eq!(code, 127, "{step:?}");
+            for got in [sync, pending] {
+                assert!(
+                    matches!(&got, Err(SpawnError::Setup { step: s, source, .. })
+                        if *s == step && source.raw_os_error() == Some(libc::EPERM)),
+                    "{step:?}: {got:?}"
+                );
+            }
+        }
     }
 }
