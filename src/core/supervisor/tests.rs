@@ -815,3 +815,14 @@ fn restart_starts_a_stopped_need_as_start_would() {
     assert_eq!(status(&s, "app"), "running");
     assert_eq!(status(&s, "db"), "running");
 }
+
+#[test]
+fn exit_statuses_follow_the_shell_convention() {
+    assert_eq!(ExitStatus::Code(3).code(), 3);
+    assert_eq!(ExitStatus::Signal(9).code(), 137);
+    assert_eq!(ExitStatus::Signal(15).code(), 143);
+    assert_eq!(ExitStatus::Signal(9).describe(), "killed by signal 9");
+    assert_eq!(ExitStatus::Code(3).describe(), "exited with code 3");
+    assert!(ExitStatus::Code(0).is_clean());
+    assert!(!ExitStatus::Signal(15).is_clean());
+}
