@@ -651,7 +651,7 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
     let t = TempDir::new("asyncspawn");
     let init = Init::start(t.path());
 
-    let script = t.path().join("needs-interpreter");
+    let script = t.path().join("script");
     std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     init.put(
@@ -664,7 +664,7 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
     assert_eq!(svc["status"], "failed");
     let error = svc["error"].as_str().unwrap();
     assert!(
-        error.contains("cannot execute") && error.contains("interpreter"),
+        error.contains("cannot execute") && error.contains("interpreter (#! line)"),
         "{svc}"
     );
 
