@@ -14,14 +14,22 @@ fn reaps_orphans_as_pid1_of_a_namespace() {
         "cmd = \"sh\"\nargs = [\"-c\", \"i=0; while [ $i -lt 100 ]; do (sleep 0.01 &); i=$((i+1)); done; exec sleep 1000\"]\n",
     )
     .unwrap();
-    // The init's log: as PID 1 it writes to /dev/console, so a file is
-    // bind-mounted there inside the namespace's private mount namespace.
+    // Inside its own mount and UTS namespaces, before the init runs: its
+    // log (as PID 1 it writes to /dev/console) goes to a file bind-mounted
+    // there, and the root is made a read-only bind mount (the test
+    // directory stays writable), so the halt does not try to remount the
+    // host's root file system read-only nor set the host's name.
     let log_path = t.path().join("console.log");
     std::fs::write(&log_path, "").unwrap();
     let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
-        .arg(r#"mount --bind "$0" /dev/console && exec "$@""#)
+        .args(["--pid", "--fork", "--mount-proc", "--uts", "sh", "-c"])
+        .arg(
+            r#"mount --bind "$1" /dev/console && mount --bind "$2" "$2" &&
+               mount -o remount,bind,ro / && shift 2 && exec "$@""#,
+        )
+        .arg("sh")
         .arg(&log_path)
+        .arg(t.path())
         .arg(BIN)
         .args(init_args(t.path()))
         .env("IRIS_LOG", "info")
@@ -75,4 +83,5 @@ fn reaps_orphans_as_pid1_of_a_namespace() {
         assert!(found.is_some(), "no '{line}' after byte {at}:\n{log}");
         at += found.unwrap() + line.len();
     }
+    assert!(!log.contains("remount / read-only"), "{log}");
 }

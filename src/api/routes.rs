@@ -241,6 +241,119 @@ mod tests {
         );
     }
 
+    /// Every route with its method, and every other method on its path
+    /// (405 naming the allowed ones).
+    #[test]
+    fn the_whole_route_table() {
+        let svc = |r: fn(String) -> Route| r("web".into());
+        let table: Vec<(&str, Route, &str)> = vec![
+            ("/v1/services", Route::ListServices, "GET"),
+            ("/v1/services/web", svc(Route::GetService), "GET"),
+            ("/v1/services/web", svc(Route::PutService), "PUT"),
+            ("/v1/services/web", svc(Route::DeleteService), "DELETE"),
+            ("/v1/services/web/exec", svc(Route::ServiceExec), "POST"),
+            ("/v1/exec", Route::Exec, "POST"),
+            ("/v1/checkpoint", Route::Checkpoint, "POST"),
+            ("/v1/restore", Route::Restore, "POST"),
+            ("/v1/restore", Route::LastRestore, "GET"),
+            ("/v1/system", Route::System, "GET"),
+            ("/v1/system/poweroff", Route::Poweroff, "POST"),
+            ("/v1/system/reboot", Route::Reboot, "POST"),
+        ];
+        for (path, want, method) in &table {
+            assert_eq!(
+                route(method, path, &[]).as_ref(),
+                Ok(want),
+                "{method} {path}"
+            );
+        }
+        let allowed: &[(&str, &str)] = &[
+            ("/v1/services", "GET"),
+            ("/v1/services/web", "GET, PUT, DELETE"),
+            ("/v1/services/web/start", "POST"),
+            ("/v1/services/web/stop", "POST"),
+            ("/v1/services/web/restart", "POST"),
+            ("/v1/services/web/exec", "POST"),
+            ("/v1/services/web/logs", "GET"),
+            ("/v1/exec", "POST"),
+            ("/v1/checkpoint", "POST"),
+            ("/v1/restore", "GET, POST"),
+            ("/v1/system", "GET"),
+            ("/v1/system/poweroff", "POST"),
+            ("/v1/system/reboot", "POST"),
+        ];
+        for (path, allow) in allowed {
+            for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
+                let r = route(method, path, &[]);
+                if allow.split(", ").any(|m| m == method) {
+                    assert!(r.is_ok(), "{method} {path}: {r:?}");
+                } else {
+                    assert_eq!(
+                        r,
+                        Err(ApiError::MethodNotAllowed { allowed: allow }),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn actions_and_their_query_flags() {
+        let name = || "web".to_string();
+        for (query, wait) in [
+            (vec![], true),
+            (vec![("wait", "false")], false),
+            (vec![("wait", "0")], false),
+            (vec![("wait", "no")], false),
+            (vec![("wait", "no"), ("wait", "1")], true),
+            (vec![("wait", "yes")], true),
+            (vec![("wait", "")], true),
+        ] {
+            let q = q(&query);
+            assert_eq!(
+                route("POST", "/v1/services/web/stop", &q),
+                Ok(Route::Stop { name: name(), wait }),
+                "{query:?}"
+            );
+            assert_eq!(
+                route("POST", "/v1/services/web/restart", &q),
+                Ok(Route::Restart { name: name(), wait }),
+                "{query:?}"
+            );
+            assert_eq!(
+                route("POST", "/v1/services/web/start", &q),
+                Ok(Route::Start {
+                    name: name(),
+                    wait,
+                    pull: false
+                }),
+                "{query:?}"
+            );
+        }
+        assert_eq!(
+            route("POST", "/v1/services/web/start", &q(&[("pull", "true")])),
+            Ok(Route::Start {
+                name: name(),
+                wait: true,
+                pull: true
+            })
+        );
+        assert_eq!(
+            route("GET", "/v1/services/web/logs", &[]),
+            Ok(Route::Logs {
+                name: name(),
+                tail: None,
+                follow: false
+            })
+        );
+        let e = route("GET", "/v1/services/web/logs", &q(&[("tail", "x")])).unwrap_err();
+        assert_eq!(e.status(), 400, "{e}");
+        assert!(e.to_string().contains("tail"), "{e}");
+        let e = route("POST", "/v1/services/web/stop", &q(&[("wait", "2")])).unwrap_err();
+        assert!(e.to_string().contains("wait"), "{e}");
+    }
+
     #[test]
     fn errors() {
         let cases: &[(&str, &str, u16)] = &[

@@ -184,20 +184,20 @@ const NSIG: libc::c_int = 65;
 const KERNEL_SIGSET_BYTES: libc::size_t = 8;
 
 /// The capability ABI version that takes two 32-bit words per set.
-const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+pub(crate) const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 #[repr(C)]
-struct CapUserHeader {
-    version: u32,
-    pid: libc::c_int,
+pub(crate) struct CapUserHeader {
+    pub(crate) version: u32,
+    pub(crate) pid: libc::c_int,
 }
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct CapUserData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
+pub(crate) struct CapUserData {
+    pub(crate) effective: u32,
+    pub(crate) permitted: u32,
+    pub(crate) inheritable: u32,
 }
 
 pub(crate) fn path_cstring(path: &Path) -> io::Result<CString> {

@@ -37,8 +37,31 @@ pub fn reap_all(out: &mut Vec<(Pid, ExitStatus)>, peek: &mut dyn FnMut(Pid)) {
 mod tests {
     use super::*;
 
+    const ALONE_ENV: &str = "IRIS_REAPER_TEST_ALONE";
+
+    /// `reap_all` waits for any child: among the other tests' threads it
+    /// would steal their children (and they its). So the test body runs in
+    /// this test binary started again with only this test.
     #[test]
     fn reaps_every_exited_child_with_its_status() {
+        if std::env::var_os(ALONE_ENV).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "proc::reaper::tests::reaps_every_exited_child_with_its_status",
+                    "--exact",
+                    "--test-threads=1",
+                ])
+                .env(ALONE_ENV, "1")
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success() && stdout.contains("1 passed"),
+                "{stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
         let a = std::process::Command::new("sh")
             .args(["-c", "exit 7"])
             .spawn()

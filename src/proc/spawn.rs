@@ -767,6 +767,7 @@ fn classify_failure(stage: Option<u8>, source: io::Error, names: &Names<'_>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proc::child::{CapUserData, CapUserHeader, LINUX_CAPABILITY_VERSION_3};
     use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
     use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
     use nix::unistd::{Pid, Uid};
@@ -1175,12 +1176,16 @@ mod tests {
             Err(Errno::ECHILD)
         );
 
-        let interpreted = dir.join("needs-missing-interpreter");
+        let interpreted = dir.join("script");
         std::fs::write(&interpreted, "#!/nonexistent/interpreter\n").unwrap();
         std::fs::set_permissions(&interpreted, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = spawn(spec(&interpreted, "x", &[], &[], dev_null())).unwrap_err();
         assert!(matches!(err, SpawnError::Exec { .. }), "{err:?}");
-        assert!(err.to_string().contains("interpreter"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with(": its interpreter (#! line) or dynamic loader does not exist"),
+            "{err}"
+        );
         assert_eq!(
             waitpid(None, Some(WaitPidFlag::WNOHANG)),
             Err(Errno::ECHILD)
@@ -1356,6 +1361,11 @@ mod tests {
     /// child joins its cgroup itself.
     #[test]
     fn spawn_async_returns_before_the_child_has_exec_d() {
+        // In a process of its own: a fork gone wrong must not take the
+        // test binary with it unnoticed.
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("spawn_async_returns_before_the_child_has_exec_d");
+        }
         // A FIFO as the cgroup.procs file: the child's open for writing
         // blocks until we open it for reading, so the child is held
         // between fork and exec for as long as we like.
@@ -1369,6 +1379,17 @@ mod tests {
         spec.cgroup_procs = Some(&fifo);
         let child = spawn_async(spec).unwrap();
         assert!(child.outcome().is_none(), "no word before the exec");
+        // The fd the loop watches: quiet now, readable once the child exec'd.
+        let poll = |timeout_ms: i32| {
+            let mut fds = [libc::pollfd {
+                fd: child.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: one valid pollfd for the duration of the call.
+            unsafe { libc::poll(fds.as_mut_ptr(), 1, timeout_ms) }
+        };
+        assert_eq!(poll(0), 0, "readable before the exec");
         assert_ne!(
             std::fs::read(format!("/proc/{}/cmdline", child.pid())).unwrap(),
             b"held\0/proc/self/cmdline\0",
@@ -1380,6 +1401,8 @@ mod tests {
             .read_to_string(&mut joined)
             .unwrap();
         assert_eq!(joined, "0");
+        assert_eq!(poll(20_000), 1, "not readable after the exec");
+        assert!(matches!(child.outcome(), Some(Ok(()))));
         assert!(child.wait().is_ok());
         let mut output = String::new();
         std::fs::File::from(read_end)
@@ -1392,6 +1415,11 @@ mod tests {
 
     #[test]
     fn spawn_async_passes_argv_env_and_stdio() {
+        // In a process of its own: a fork gone wrong must not take the
+        // test binary with it unnoticed.
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("spawn_async_passes_argv_env_and_stdio");
+        }
         let sh = program("sh");
         let args = vec![
             "-c".to_string(),
@@ -1413,14 +1441,23 @@ mod tests {
 
     #[test]
     fn spawn_async_reports_failures_after_the_fork() {
+        // In a process of its own: a fork gone wrong must not take the
+        // test binary with it unnoticed.
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("spawn_async_reports_failures_after_the_fork");
+        }
         let dir = temp_dir("async-fail");
-        let interpreted = dir.join("needs-missing-interpreter");
+        let interpreted = dir.join("script");
         std::fs::write(&interpreted, "#!/nonexistent/interpreter\n").unwrap();
         std::fs::set_permissions(&interpreted, std::fs::Permissions::from_mode(0o755)).unwrap();
         let (outcome, code) = run_async(spec(&interpreted, "x", &[], &[], dev_null()));
         let err = outcome.unwrap_err();
         assert!(matches!(err, SpawnError::Exec { .. }), "{err:?}");
-        assert!(err.to_string().contains("interpreter"), "{err}");
+        assert!(
+            err.to_string()
+                .ends_with(": its interpreter (#! line) or dynamic loader does not exist"),
+            "{err}"
+        );
         assert_eq!(code, 127);
 
         let mut bad = spec(&interpreted, "x", &[], &[], dev_null());
@@ -1577,6 +1614,220 @@ mod tests {
                 "{err:?}"
             );
             assert_eq!(err.to_string(), format!("unknown user '{spec}'"));
+        }
+    }
+
+    // ----- tests added for mutants that survived (see `make mutants`) -----
+
+    #[test]
+    fn setup_failures_name_their_step_and_keep_their_cause() {
+        use std::error::Error;
+        let steps = [
+            (SetupStep::Session, "creating its session (setsid)"),
+            (SetupStep::Cgroup, "joining its cgroup"),
+            (SetupStep::Groups, "setting its supplementary groups"),
+            (SetupStep::Gid, "setting its group id"),
+            (SetupStep::Capabilities, "dropping its capabilities"),
+            (SetupStep::Uid, "setting its user id"),
+        ];
+        for (step, words) in steps {
+            assert_eq!(SetupStep::from_code(step.code()), Some(step));
+            let err = SpawnError::Setup {
+                program: "/bin/app".into(),
+                step,
+                source: io::Error::from_raw_os_error(libc::EPERM),
+            };
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "cannot start '/bin/app': {words} failed: {}",
+                    err.source().unwrap()
+                )
+            );
+            assert!(err.source().unwrap().to_string().contains("not permitted"));
+        }
+        let exec = SpawnError::Exec {
+            program: "x".into(),
+            source: io::Error::from_raw_os_error(libc::ENOEXEC),
+        };
+        assert!(exec.source().is_some());
+        assert!(SpawnError::NotFound { cmd: "x".into() }.source().is_none());
+    }
+
+    /// As a user who may not search a directory (a supervisor not run as
+    /// root), a program in it is "permission denied", not "not found".
+    #[test]
+    fn a_program_behind_an_unsearchable_dir_is_denied() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("a_program_behind_an_unsearchable_dir_is_denied");
+        }
+        let dir = temp_dir("unsearchable");
+        let tool = dir.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let nobody = resolve_user("nobody").unwrap();
+        // This helper process is ours alone: changing its euid harms no test.
+        nix::unistd::seteuid(Uid::from_raw(nobody.uid)).unwrap();
+        let direct = find_program(tool.to_str().unwrap(), "");
+        let searched = find_program("tool", dir.to_str().unwrap());
+        nix::unistd::seteuid(Uid::from_raw(0)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        for got in [direct, searched] {
+            assert!(
+                matches!(&got, Err(SpawnError::PermissionDenied { .. })),
+                "{got:?}"
+            );
+        }
+    }
+
+    /// A user with supplementary groups gets each once, primary first. The
+    /// user is made up: the test binary runs again in a mount namespace with
+    /// its own /etc/passwd and /etc/group bind-mounted.
+    #[test]
+    fn supplementary_groups_are_resolved_and_applied() {
+        let dir = temp_dir("groups");
+        let mut passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        passwd.push_str("iris-t:x:4242:4242::/nonexistent:/bin/sh\n");
+        let mut group = std::fs::read_to_string("/etc/group").unwrap();
+        group.push_str("iris-t:x:4242:iris-t\niris-a:x:4243:iris-t\niris-b:x:4244:root,iris-t\n");
+        std::fs::write(dir.join("passwd"), passwd).unwrap();
+        std::fs::write(dir.join("group"), group).unwrap();
+        let output = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(
+                r#"mount --bind "$1" /etc/passwd && mount --bind "$2" /etc/group && shift 2 &&
+                   exec "$@""#,
+            )
+            .arg("sh")
+            .arg(dir.join("passwd"))
+            .arg(dir.join("group"))
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "proc::spawn::tests::supplementary_groups_inner",
+                "--test-threads=1",
+            ])
+            .env(HELPER_ENV, "1")
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    #[ignore = "run by supplementary_groups_are_resolved_and_applied"]
+    fn supplementary_groups_inner() {
+        assert!(std::env::var_os(HELPER_ENV).is_some(), "a helper only");
+        let user = resolve_user("iris-t").unwrap();
+        assert_eq!((user.uid, user.gid), (4242, 4242));
+        assert_eq!(user.groups, [4242, 4243, 4244]);
+        let status = cat_proc_status(Some(&user));
+        assert_eq!(status_field(&status, "Groups"), "4242 4243 4244");
+    }
+
+    /// An init started with fd 0 closed gets low fds for a service's pipes:
+    /// its output must still reach the pipe, not /dev/null.
+    #[test]
+    fn a_service_output_pipe_on_a_low_fd_still_gets_the_output() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("a_service_output_pipe_on_a_low_fd_still_gets_the_output");
+        }
+        let (read_end, write_end) = pipe();
+        // SAFETY: dup2 onto fd 0 of this helper process, which reads no stdin.
+        assert_eq!(unsafe { libc::dup2(write_end.as_raw_fd(), 0) }, 0);
+        drop(write_end);
+        // SAFETY: fd 0 now holds the pipe's write end, owned by nothing else.
+        let low = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
+        let sh = program("sh");
+        let args = vec!["-c".to_string(), "echo out".to_string()];
+        let (outcome, code) = run_async(spec(&sh, "sh", &args, &[], low));
+        assert!(outcome.is_ok(), "{outcome:?}");
+        assert_eq!(code, 0);
+        let mut output = String::new();
+        std::fs::File::from(read_end)
+            .read_to_string(&mut output)
+            .unwrap();
+        assert_eq!(output, "out\n");
+    }
+
+    /// Takes one capability out of this thread's effective set, or puts it
+    /// back (it stays permitted).
+    fn set_effective(cap: u32, on: bool) {
+        let mut header = CapUserHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let mut data = [CapUserData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capget v3 fills one header and two data structs we own.
+        let got = unsafe {
+            libc::syscall(
+                libc::SYS_capget,
+                &mut header as *mut CapUserHeader,
+                data.as_mut_ptr(),
+            )
+        };
+        assert_eq!(got, 0);
+        let word = &mut data[(cap / 32) as usize];
+        if on {
+            word.effective |= 1 << (cap % 32);
+        } else {
+            word.effective &= !(1 << (cap % 32));
+        }
+        // SAFETY: as above; capset reads them.
+        let set = unsafe {
+            libc::syscall(
+                libc::SYS_capset,
+                &header as *const CapUserHeader,
+                data.as_ptr(),
+            )
+        };
+        assert_eq!(set, 0);
+    }
+
+    /// A supervisor lacking one capability (as in a container) cannot switch
+    /// users: the error names the step that failed, on both spawn paths.
+    #[test]
+    fn each_step_of_the_user_switch_reports_its_own_failure() {
+        if std::env::var_os(HELPER_ENV).is_none() {
+            return run_as_helper("each_step_of_the_user_switch_reports_its_own_failure");
+        }
+        const CAP_SETGID: u32 = 6;
+        const CAP_SETUID: u32 = 7;
+        const CAP_SETPCAP: u32 = 8;
+        let nobody = resolve_user("nobody").unwrap();
+        let pwd = program("pwd");
+        for (cap, step) in [
+            (CAP_SETGID, SetupStep::Groups),
+            (CAP_SETPCAP, SetupStep::Capabilities),
+            (CAP_SETUID, SetupStep::Uid),
+        ] {
+            set_effective(cap, false);
+            let mut sync = spec(&pwd, "pwd", &[], &[], dev_null());
+            sync.user = Some(&nobody);
+            let sync = spawn(sync).map(drop);
+            let mut pending = spec(&pwd, "pwd", &[], &[], dev_null());
+            pending.user = Some(&nobody);
+            let (pending, code) = run_async(pending);
+            set_effective(cap, true);
+            assert_eq!(code, 127, "{step:?}");
+            for got in [sync, pending] {
+                assert!(
+                    matches!(&got, Err(SpawnError::Setup { step: s, source, .. })
+                        if *s == step && source.raw_os_error() == Some(libc::EPERM)),
+                    "{step:?}: {got:?}"
+                );
+            }
         }
     }
 }

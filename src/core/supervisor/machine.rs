@@ -378,6 +378,7 @@ impl Supervisor {
                 svc.wanted = Wanted::Up;
                 self.actions.push(Action::Persist);
                 self.begin_stop(name, pid, AfterStop::Restart, now);
+                self.start_needs(name);
                 Ok(Progress::Pending)
             }
             Phase::Stopping { pid, then } if then != AfterStop::Delete => {
@@ -387,9 +388,28 @@ impl Supervisor {
                     then: AfterStop::Restart,
                 };
                 self.actions.push(Action::Persist);
+                self.start_needs(name);
                 Ok(Progress::Pending)
             }
             _ => self.start(name).map(|_| Progress::Pending),
+        }
+    }
+
+    /// The start half of a restart, for the needs: wanted up and on their
+    /// way, as `start` does; the service follows once its stop is done. A
+    /// missing need or a cycle is left to that start to report.
+    fn start_needs(&mut self, name: &str) {
+        let Ok(order) = deps::start_order(&self.services, name) else {
+            return;
+        };
+        for n in order.iter().filter(|n| n.as_str() != name) {
+            if let Some(s) = self.services.get_mut(n) {
+                if s.wanted != Wanted::Up {
+                    s.wanted = Wanted::Up;
+                    self.actions.push(Action::Persist);
+                }
+            }
+            self.kick(n);
         }
     }
 
