@@ -43,6 +43,8 @@ pub(crate) enum Owner {
     },
     /// The inotify fd on stopping services' `cgroup.events`.
     TreeEvents,
+    /// The kernel's uevent socket (PID 1: a new VM generation ID).
+    Uevents,
 }
 
 /// What a timer is for. Cancellation is lazy: the reactor drops keys whose
@@ -59,6 +61,8 @@ pub(crate) enum TimerKey {
     Check(u64),
     /// The end of a SIGCHLD hold (see `reactor::reap`).
     Reap,
+    /// A comment line for quiet events streams.
+    Heartbeat,
 }
 
 pub(crate) struct Io {

@@ -42,9 +42,12 @@ fn pid1_in_a_namespace(stdio: Stdio) {
         "cmd = \"sh\"\nargs = [\"-c\", \"i=0; while [ $i -lt 100 ]; do (sleep 0.01 &); i=$((i+1)); done; exec sleep 1000\"]\n",
     )
     .unwrap();
-    // The init's log, wherever its stdio is; and what reaches the
-    // console: a file bind-mounted on /dev/console in the namespace's
-    // private mount namespace.
+    // Inside its own mount and UTS namespaces, before the init runs: the
+    // init's log goes wherever its stdio is, and what reaches the console
+    // to a file bind-mounted on /dev/console; the root is made a read-only
+    // bind mount (the test directory stays writable), so the halt does not
+    // try to remount the host's root file system read-only nor set the
+    // host's name.
     let log_path = t.path().join("init.log");
     let console_path = t.path().join("console.log");
     std::fs::write(&log_path, "").unwrap();
@@ -57,22 +60,26 @@ fn pid1_in_a_namespace(stdio: Stdio) {
     };
     let (script, out, err, console) = match stdio {
         Stdio::Given => (
-            r#"mount --bind "$0" /dev/console && exec "$@""#,
+            r#"mount --bind "$1" /dev/console && mount --bind "$2" "$2" &&
+               mount -o remount,bind,ro / && shift 2 && exec "$@""#,
             std::process::Stdio::from(open_log()),
             std::process::Stdio::from(open_log()),
             &console_path,
         ),
         Stdio::Closed => (
-            r#"mount --bind "$0" /dev/console && exec "$@" 0<&- 1>&- 2>&-"#,
+            r#"mount --bind "$1" /dev/console && mount --bind "$2" "$2" &&
+               mount -o remount,bind,ro / && shift 2 && exec "$@" 0<&- 1>&- 2>&-"#,
             std::process::Stdio::null(),
             std::process::Stdio::null(),
             &log_path,
         ),
     };
     let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
+        .args(["--pid", "--fork", "--mount-proc", "--uts", "sh", "-c"])
         .arg(script)
+        .arg("sh")
         .arg(console)
+        .arg(t.path())
         .arg(BIN)
         .args(init_args(t.path()))
         .env("IRIS_LOG", "info")
@@ -136,4 +143,5 @@ fn pid1_in_a_namespace(stdio: Stdio) {
             "the init kept its stderr; nothing goes to the console"
         );
     }
+    assert!(!log.contains("remount / read-only"), "{log}");
 }

@@ -178,6 +178,28 @@ fn needs_chain_spawns_each_after_its_need_is_ready() {
     );
 }
 
+/// Restart is stop then start: a need stopped meanwhile is started again,
+/// as a start would.
+#[test]
+fn restart_brings_a_stopped_need_back() {
+    let t = TempDir::new("restartneed");
+    let init = Init::start(t.path());
+    init.put("db", r#"{"cmd":"sleep","args":["1000"]}"#);
+    init.put("app", r#"{"cmd":"sleep","args":["1001"],"needs":["db"]}"#);
+    let app_pid = start_running(&init, "app")["pid"].clone();
+    assert_eq!(init.req("POST", "/v1/services/db/stop", None).0, 200);
+    assert_eq!(init.service("app")["status"], "running");
+    let (s, v) = init.req("POST", "/v1/services/app/restart", None);
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+    assert_ne!(v["pid"], app_pid, "a new process");
+    let db = init.service("db");
+    assert_eq!(
+        (db["status"].as_str(), db["wanted"].as_str()),
+        (Some("running"), Some("up")),
+        "{db}"
+    );
+}
+
 #[test]
 fn failing_and_missing_needs_are_clear_errors() {
     let t = TempDir::new("needfail");
@@ -715,7 +737,7 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
     let t = TempDir::new("asyncspawn");
     let init = Init::start(t.path());
 
-    let script = t.path().join("needs-interpreter");
+    let script = t.path().join("script");
     std::fs::write(&script, "#!/nonexistent/interpreter\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     init.put(
@@ -728,7 +750,7 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
     assert_eq!(svc["status"], "failed");
     let error = svc["error"].as_str().unwrap();
     assert!(
-        error.contains("cannot execute") && error.contains("interpreter"),
+        error.contains("cannot execute") && error.contains("interpreter (#! line)"),
         "{svc}"
     );
 

@@ -4,6 +4,7 @@
 //! functions.
 
 use super::error::ApiError;
+use super::events::{self, Filter};
 use super::exec_request::{self, SandboxExec, ServiceExec};
 use super::http::{Request, Response};
 use super::metrics;
@@ -17,6 +18,7 @@ use crate::output::exec::ExecDone;
 use crate::output::logs::Logs;
 use crate::pid1::HaltMode;
 use crate::proc::cgroup::Cgroups;
+use crate::resume::request::{BadBody, RestoreRequest};
 use crate::stats::Stats;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -35,6 +37,11 @@ pub(crate) struct View<'a> {
     pub state_error: Option<&'a str>,
     pub connections: usize,
     pub shutting_down: bool,
+    /// The VM generation (see `resume`).
+    pub generation: u64,
+    /// Clients of `GET /v1/events`, and the newest event's id.
+    pub event_clients: usize,
+    pub last_event_id: u64,
 }
 
 /// A request that changes something: the reactor carries it out.
@@ -70,8 +77,13 @@ pub(crate) enum Command {
         follow: bool,
     },
     Checkpoint,
-    Restore,
+    Restore(RestoreRequest),
     Halt(HaltMode),
+    /// Subscribe to the events stream from `since` (or now).
+    Events {
+        since: Option<u64>,
+        filter: Filter,
+    },
 }
 
 #[derive(Debug)]
@@ -116,6 +128,14 @@ pub(crate) fn service_value(view: &View, name: &str) -> Option<Value> {
     Some(model::service_json(s, Instant::now(), &extra))
 }
 
+/// Every service object, sorted by name.
+pub(crate) fn service_list(view: &View) -> Vec<Value> {
+    view.sup
+        .services()
+        .filter_map(|s| service_value(view, &s.name))
+        .collect()
+}
+
 /// 200/201/202 with the service object (404 once it is gone).
 pub(crate) fn service_reply(view: &View, status: u16, name: &str) -> Response {
     match service_value(view, name) {
@@ -132,14 +152,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
     let route = routes::route(&req.method, &req.path, &req.query)?;
     let cmd = match route {
-        Route::ListServices => {
-            let list: Vec<Value> = view
-                .sup
-                .services()
-                .filter_map(|s| service_value(view, &s.name))
-                .collect();
-            return now_answer(200, &Value::Array(list));
-        }
+        Route::ListServices => return now_answer(200, &Value::Array(service_list(view))),
         Route::GetService(name) => {
             let v = service_value(view, &name).ok_or(ApiError::NotFound(name))?;
             return now_answer(200, &v);
@@ -176,15 +189,21 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
         }
         Route::Checkpoint => Command::Checkpoint,
         Route::Restore => {
+            let body = RestoreRequest::parse(&req.body).map_err(|e| match e {
+                BadBody::Json(m) => ApiError::BadJson(m),
+                BadBody::Field(m) => ApiError::Malformed(m),
+            })?;
             if view.sup.is_shutting_down() {
                 return Err(ApiError::Conflict("the init is shutting down".into()));
             }
-            Command::Restore
+            Command::Restore(body)
         }
         Route::LastRestore => {
             let none = json!({
                 "trigger": null, "timestamp": null, "started_services": [],
                 "stopped_services": [], "failed_services": [], "state_file_error": null,
+                "generation": view.generation, "clock_step_ms": 0, "reseeded": false,
+                "restarted_services": [], "signalled_services": [], "errors": [],
             });
             return now_answer(200, view.last_restore.unwrap_or(&none));
         }
@@ -192,6 +211,14 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
         Route::Metrics => return Ok(Handled::Answer(Answer::Now(metrics(view)))),
         Route::Poweroff => Command::Halt(HaltMode::PowerOff),
         Route::Reboot => Command::Halt(HaltMode::Reboot),
+        Route::Events { since, filter } => {
+            let since = match since {
+                Some(n) => Some(n),
+                None => events::parse_since(None, req.last_event_id.as_deref())
+                    .map_err(ApiError::Malformed)?,
+            };
+            Command::Events { since, filter }
+        }
     };
     Ok(Handled::Command(cmd))
 }
@@ -222,6 +249,9 @@ fn system(view: &View) -> Value {
         "state_file_writes": view.stats.state_writes,
         "state_file_last_write_us": view.stats.last_state_write_us,
         "shutting_down": view.shutting_down,
+        "generation": view.generation,
+        "event_clients": view.event_clients,
+        "last_event_id": view.last_event_id,
     })
 }
 
@@ -411,6 +441,9 @@ mod tests {
                 state_error: None,
                 connections: 3,
                 shutting_down: false,
+                generation: 0,
+                event_clients: 0,
+                last_event_id: 0,
             }
         }
     }
@@ -425,6 +458,7 @@ mod tests {
                 .collect(),
             body: body.as_bytes().to_vec(),
             keep_alive: true,
+            last_event_id: None,
         }
     }
 
@@ -453,6 +487,64 @@ mod tests {
         assert_eq!(json(&restore)["trigger"], Value::Null);
         let e = handle(&req("GET", "/v1/services/nope", &[], ""), &w.view()).unwrap_err();
         assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn restore_bodies() {
+        let mut w = World::new("restore-body");
+        let mut view = w.view();
+        view.generation = 6;
+        let sys = answered(handle(&req("GET", "/v1/system", &[], ""), &view));
+        assert_eq!(json(&sys)["generation"], 6);
+        let last = answered(handle(&req("GET", "/v1/restore", &[], ""), &view));
+        assert_eq!(json(&last)["generation"], 6);
+        assert_eq!(json(&last)["errors"], json!([]));
+        let post = |body: &str| handle(&req("POST", "/v1/restore", &[], body), &view);
+        assert!(matches!(
+            post(""),
+            Ok(Handled::Command(Command::Restore(ref r))) if *r == RestoreRequest::default()
+        ));
+        assert!(matches!(
+            post(r#"{"generation":9}"#),
+            Ok(Handled::Command(Command::Restore(RestoreRequest {
+                generation: Some(9),
+                ..
+            })))
+        ));
+        assert_eq!(post("{").unwrap_err().code(), "bad_json");
+        for (body, field) in [
+            (r#"{"time":"soon"}"#, "`time`"),
+            (r#"{"entropy":"AAAA"}"#, "`entropy`"),
+            (r#"{"generation":-1}"#, "`generation`"),
+            (r#"{"gen":1}"#, "`gen`"),
+            ("[1]", "object"),
+        ] {
+            let e = post(body).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}");
+            assert!(e.to_string().contains(field), "{body}: {e}");
+        }
+        w.sup.shutdown(Instant::now());
+        let e = handle(&req("POST", "/v1/restore", &[], ""), &w.view()).unwrap_err();
+        assert_eq!(e.status(), 409);
+    }
+
+    #[test]
+    fn an_events_request_resumes_from_the_query_else_last_event_id() {
+        let w = World::new("events");
+        let since = |r: &Request| match handle(r, &w.view()) {
+            Ok(Handled::Command(Command::Events { since, .. })) => Ok(since),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.status()),
+        };
+        let mut r = req("GET", "/v1/events", &[], "");
+        assert_eq!(since(&r), Ok(None));
+        r.last_event_id = Some("41".into());
+        assert_eq!(since(&r), Ok(Some(41)));
+        let mut q = req("GET", "/v1/events", &[("since", "7")], "");
+        q.last_event_id = Some("41".into());
+        assert_eq!(since(&q), Ok(Some(7)), "the query wins");
+        r.last_event_id = Some("yesterday".into());
+        assert_eq!(since(&r), Err(400));
     }
 
     #[test]

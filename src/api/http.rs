@@ -31,6 +31,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection stays open after the answer.
     pub keep_alive: bool,
+    /// `Last-Event-ID`: where an events client resumes (EventSource sends
+    /// it on reconnecting).
+    pub last_event_id: Option<String>,
 }
 
 impl Request {
@@ -109,6 +112,7 @@ struct Head {
     content_length: usize,
     keep_alive: bool,
     expect_continue: bool,
+    last_event_id: Option<String>,
 }
 
 /// Parses one request from the start of `buf`.
@@ -136,6 +140,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError>
         query,
         body: body.to_vec(),
         keep_alive: head.keep_alive,
+        last_event_id: head.last_event_id,
     };
     Ok(Some((request, consumed)))
 }
@@ -202,6 +207,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
         content_length,
         keep_alive,
         expect_continue: facts.expect_continue,
+        last_event_id: facts.last_event_id,
     }))
 }
 
@@ -214,6 +220,7 @@ struct HeaderFacts {
     /// `Connection: keep-alive`.
     keep_alive: bool,
     expect_continue: bool,
+    last_event_id: Option<String>,
 }
 
 fn read_headers(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, ParseError> {
@@ -243,6 +250,8 @@ fn read_headers(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, ParseEr
                     facts.keep_alive = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            facts.last_event_id = Some(String::from_utf8_lossy(h.value).trim().to_string());
         } else if name.eq_ignore_ascii_case("expect") {
             facts.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
@@ -486,6 +495,19 @@ pub fn chunked_head(status: u16, content_type: &str) -> Vec<u8> {
     out
 }
 
+/// The head of a Server-Sent Events stream: chunked (no length: it ends
+/// when the client or the init goes away), never cached or buffered.
+pub fn event_stream_head() -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    push_status_line(&mut out, 200);
+    push_header(&mut out, "Content-Type", "text/event-stream");
+    push_header(&mut out, "Cache-Control", "no-cache");
+    push_header(&mut out, "X-Accel-Buffering", "no");
+    push_header(&mut out, "Transfer-Encoding", "chunked");
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 /// One chunk holding `data`. Empty `data` gives no bytes at all, because an
 /// empty chunk would be the terminator and end the stream.
 pub fn chunk(data: &[u8]) -> Vec<u8> {
@@ -524,6 +546,7 @@ mod tests {
                 .collect(),
             body: body.to_vec(),
             keep_alive: ka,
+            last_event_id: None,
         }
     }
 
@@ -845,6 +868,116 @@ mod tests {
         assert_eq!(chunk(&[b'x'; 26])[..4], *b"1a\r\n");
         assert!(chunk(b"").is_empty(), "an empty chunk would end the stream");
         assert_eq!(last_chunk(), b"0\r\n\r\n");
+    }
+
+    #[test]
+    fn heads_up_to_sixteen_kib_are_accepted() {
+        // A long header (a big token, say) well past a few KiB is fine.
+        let mut buf = b"GET / HTTP/1.1\r\nX-Token: ".to_vec();
+        buf.resize(15 * 1024, b'a');
+        buf.extend_from_slice(b"\r\n\r\n");
+        assert_eq!(check_early(&buf), Ok(()));
+        assert!(parse_request(&buf).unwrap().is_some());
+    }
+
+    /// A request line that will never be HTTP/1.x, trickling in without its
+    /// end: undecided while short, 431 once it fills the head limit.
+    #[test]
+    fn an_endless_request_line_with_a_bad_version_is_refused_at_the_limit() {
+        let mut line = b"GET /".to_vec();
+        line.resize(MAX_HEAD_BYTES - " HTTP/2".len(), b'a');
+        line.extend_from_slice(b" HTTP/2");
+        assert_eq!(line.len(), MAX_HEAD_BYTES);
+        assert_eq!(parse_request(&line[..line.len() - 1]), Ok(None));
+        assert_eq!(parse_request(&line), Err(ParseError::HeadTooLarge));
+    }
+
+    #[test]
+    fn empty_lines_before_the_request_line_are_skipped() {
+        let (r, _) = parse_request(b"\r\nGET /x HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.path, "/x");
+        assert_eq!(
+            parse_request(b"\r\n\nGET / HTTP/2.0\r\n\r\n"),
+            Err(ParseError::VersionNotSupported)
+        );
+    }
+
+    #[test]
+    fn malformed_requests_say_what_is_wrong() {
+        let cases: [(&[u8], &str); 3] = [
+            (
+                b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n",
+                "invalid header name",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nX: a\x01b\r\n\r\n",
+                "invalid header value",
+            ),
+            (
+                b"G\x01T / HTTP/1.1\r\n\r\n",
+                "invalid method or request line",
+            ),
+        ];
+        for (bytes, want) in cases {
+            let got = parse_request(bytes);
+            assert_eq!(got, Err(ParseError::Malformed(want.into())), "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn bodiless_statuses_have_no_length_and_no_body() {
+        for status in [100, 204, 304] {
+            let bytes = Response::json(status, b"{}".to_vec()).to_bytes();
+            let text = String::from_utf8(bytes).unwrap();
+            assert!(!text.contains("Content-Length"), "{status}: {text:?}");
+            assert!(text.ends_with("keep-alive\r\n\r\n"), "{status}: {text:?}");
+        }
+        for status in [200, 205, 303, 404] {
+            let text =
+                String::from_utf8(Response::json(status, b"{}".to_vec()).to_bytes()).unwrap();
+            assert!(text.contains("Content-Length: 2\r\n"), "{status}: {text:?}");
+            assert!(text.ends_with("\r\n\r\n{}"), "{status}: {text:?}");
+        }
+    }
+
+    /// The status line names each status the API answers with.
+    #[test]
+    fn status_lines_name_their_status() {
+        let phrases = [
+            (100, "Continue"),
+            (200, "OK"),
+            (201, "Created"),
+            (202, "Accepted"),
+            (204, "No Content"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (409, "Conflict"),
+            (411, "Length Required"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (415, "Unsupported Media Type"),
+            (422, "Unprocessable Content"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (503, "Service Unavailable"),
+            (504, "Gateway Timeout"),
+            (505, "HTTP Version Not Supported"),
+            (299, "Unknown"),
+        ];
+        for (status, phrase) in phrases {
+            assert_eq!(reason_phrase(status), phrase, "{status}");
+            let head = Response::text(status, Vec::new()).to_bytes();
+            let line = format!("HTTP/1.1 {status} {phrase}\r\n");
+            assert!(head.starts_with(line.as_bytes()), "{status}");
+        }
     }
 
     #[test]

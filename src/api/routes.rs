@@ -1,6 +1,7 @@
 //! Routing: (method, path, query) -> a typed request. Pure.
 
 use super::error::ApiError;
+use super::events::{self, Filter};
 use crate::core::definition::validate_name;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,11 @@ pub enum Route {
     Metrics,
     Poweroff,
     Reboot,
+    /// `?since=N` (the `Last-Event-ID` header is the handler's to read).
+    Events {
+        since: Option<u64>,
+        filter: Filter,
+    },
 }
 
 fn name(seg: &str) -> Result<String, ApiError> {
@@ -95,10 +101,26 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
         },
         ["v1", "system"] => only(method, "GET", Route::System),
         ["v1", "metrics"] => only(method, "GET", Route::Metrics),
+        ["v1", "events"] => only(method, "GET", events_route(query)?),
         ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
         ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
+}
+
+/// `GET /v1/events?since=N&services=a,b`.
+fn events_route(query: &[(String, String)]) -> Result<Route, ApiError> {
+    let last = |key: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let since = events::parse_since(last("since"), None).map_err(ApiError::Malformed)?;
+    let filter =
+        events::parse_services(last("services").unwrap_or("")).map_err(ApiError::Malformed)?;
+    Ok(Route::Events { since, filter })
 }
 
 /// `/v1/services/{n}/{action}`.
@@ -204,6 +226,132 @@ mod tests {
             route("POST", "/v1/system/poweroff", &[]),
             Ok(Route::Poweroff)
         );
+        assert_eq!(
+            route(
+                "GET",
+                "/v1/events",
+                &q(&[("since", "12"), ("services", "a,b")])
+            ),
+            Ok(Route::Events {
+                since: Some(12),
+                filter: Filter {
+                    services: vec!["a".into(), "b".into()]
+                }
+            })
+        );
+    }
+
+    /// Every route with its method, and every other method on its path
+    /// (405 naming the allowed ones).
+    #[test]
+    fn the_whole_route_table() {
+        let svc = |r: fn(String) -> Route| r("web".into());
+        let table: Vec<(&str, Route, &str)> = vec![
+            ("/v1/services", Route::ListServices, "GET"),
+            ("/v1/services/web", svc(Route::GetService), "GET"),
+            ("/v1/services/web", svc(Route::PutService), "PUT"),
+            ("/v1/services/web", svc(Route::DeleteService), "DELETE"),
+            ("/v1/services/web/exec", svc(Route::ServiceExec), "POST"),
+            ("/v1/exec", Route::Exec, "POST"),
+            ("/v1/checkpoint", Route::Checkpoint, "POST"),
+            ("/v1/restore", Route::Restore, "POST"),
+            ("/v1/restore", Route::LastRestore, "GET"),
+            ("/v1/system", Route::System, "GET"),
+            ("/v1/system/poweroff", Route::Poweroff, "POST"),
+            ("/v1/system/reboot", Route::Reboot, "POST"),
+        ];
+        for (path, want, method) in &table {
+            assert_eq!(
+                route(method, path, &[]).as_ref(),
+                Ok(want),
+                "{method} {path}"
+            );
+        }
+        let allowed: &[(&str, &str)] = &[
+            ("/v1/services", "GET"),
+            ("/v1/services/web", "GET, PUT, DELETE"),
+            ("/v1/services/web/start", "POST"),
+            ("/v1/services/web/stop", "POST"),
+            ("/v1/services/web/restart", "POST"),
+            ("/v1/services/web/exec", "POST"),
+            ("/v1/services/web/logs", "GET"),
+            ("/v1/exec", "POST"),
+            ("/v1/checkpoint", "POST"),
+            ("/v1/restore", "GET, POST"),
+            ("/v1/system", "GET"),
+            ("/v1/system/poweroff", "POST"),
+            ("/v1/system/reboot", "POST"),
+        ];
+        for (path, allow) in allowed {
+            for method in ["GET", "PUT", "POST", "DELETE", "PATCH"] {
+                let r = route(method, path, &[]);
+                if allow.split(", ").any(|m| m == method) {
+                    assert!(r.is_ok(), "{method} {path}: {r:?}");
+                } else {
+                    assert_eq!(
+                        r,
+                        Err(ApiError::MethodNotAllowed { allowed: allow }),
+                        "{method} {path}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn actions_and_their_query_flags() {
+        let name = || "web".to_string();
+        for (query, wait) in [
+            (vec![], true),
+            (vec![("wait", "false")], false),
+            (vec![("wait", "0")], false),
+            (vec![("wait", "no")], false),
+            (vec![("wait", "no"), ("wait", "1")], true),
+            (vec![("wait", "yes")], true),
+            (vec![("wait", "")], true),
+        ] {
+            let q = q(&query);
+            assert_eq!(
+                route("POST", "/v1/services/web/stop", &q),
+                Ok(Route::Stop { name: name(), wait }),
+                "{query:?}"
+            );
+            assert_eq!(
+                route("POST", "/v1/services/web/restart", &q),
+                Ok(Route::Restart { name: name(), wait }),
+                "{query:?}"
+            );
+            assert_eq!(
+                route("POST", "/v1/services/web/start", &q),
+                Ok(Route::Start {
+                    name: name(),
+                    wait,
+                    pull: false
+                }),
+                "{query:?}"
+            );
+        }
+        assert_eq!(
+            route("POST", "/v1/services/web/start", &q(&[("pull", "true")])),
+            Ok(Route::Start {
+                name: name(),
+                wait: true,
+                pull: true
+            })
+        );
+        assert_eq!(
+            route("GET", "/v1/services/web/logs", &[]),
+            Ok(Route::Logs {
+                name: name(),
+                tail: None,
+                follow: false
+            })
+        );
+        let e = route("GET", "/v1/services/web/logs", &q(&[("tail", "x")])).unwrap_err();
+        assert_eq!(e.status(), 400, "{e}");
+        assert!(e.to_string().contains("tail"), "{e}");
+        let e = route("POST", "/v1/services/web/stop", &q(&[("wait", "2")])).unwrap_err();
+        assert!(e.to_string().contains("wait"), "{e}");
     }
 
     #[test]
@@ -219,6 +367,7 @@ mod tests {
             ("GET", "/v1/services/.hidden", 400),
             ("GET", "/v1/services/a%2Fb", 400),
             ("GET", &format!("/v1/services/{}", "x".repeat(65)), 400),
+            ("POST", "/v1/events", 405),
         ];
         for (i, (m, p, status)) in cases.iter().enumerate() {
             let e = route(m, p, &[]).unwrap_err();
@@ -230,5 +379,10 @@ mod tests {
                 .status(),
             400
         );
+        for bad in [("since", "-1"), ("services", "a,.b")] {
+            let e = route("GET", "/v1/events", &q(&[bad])).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad:?}");
+            assert!(e.to_string().contains(bad.0), "{e}");
+        }
     }
 }

@@ -131,6 +131,34 @@ fn peek_then_reap(peek: &mut dyn Peek) -> Next {
 mod tests {
     use super::*;
 
+    const ALONE_ENV: &str = "IRIS_REAPER_TEST_ALONE";
+
+    /// The reaper waits for any child: among the other tests' threads it
+    /// would steal their children (and they its). So each test body runs in
+    /// this test binary started again with only that test: true there;
+    /// here, false once that run passed.
+    fn alone(test: &str) -> bool {
+        if std::env::var_os(ALONE_ENV).is_some() {
+            return true;
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                &format!("proc::reaper::tests::{test}"),
+                "--exact",
+                "--test-threads=1",
+            ])
+            .env(ALONE_ENV, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        false
+    }
+
     /// Looks at every child, noting that it was still a zombie.
     struct Look(Vec<Pid>);
     impl Peek for Look {
@@ -174,6 +202,9 @@ mod tests {
 
     #[test]
     fn reaps_every_exited_child_with_its_status() {
+        if !alone("reaps_every_exited_child_with_its_status") {
+            return;
+        }
         let a = spawn("exit 7");
         let b = spawn("kill -9 $$");
         let got = reap_until(a, b, &mut ());
@@ -184,6 +215,9 @@ mod tests {
 
     #[test]
     fn a_group_is_reaped_with_its_note_and_only_it() {
+        if !alone("a_group_is_reaped_with_its_note_and_only_it") {
+            return;
+        }
         use std::os::unix::process::CommandExt;
         let mut group = std::process::Command::new("sh");
         group.args(["-c", "exit 5"]).process_group(0);
@@ -212,6 +246,9 @@ mod tests {
 
     #[test]
     fn a_peek_sees_each_child_still_a_zombie() {
+        if !alone("a_peek_sees_each_child_still_a_zombie") {
+            return;
+        }
         let a = spawn("exit 3");
         let b = spawn("exit 4");
         let mut look = Look(Vec::new());

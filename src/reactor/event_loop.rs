@@ -3,6 +3,7 @@
 //! by token owner, timers, and the state file written before answers.
 
 use super::reap::Reaping;
+use crate::api::event_hub::{EventHub, Settings};
 use crate::api::handlers::View;
 use crate::api::server::{ensure_parent, ApiServer};
 use crate::config::Config;
@@ -19,6 +20,8 @@ use crate::pid1::HaltMode;
 use crate::proc::cgroup::Cgroups;
 use crate::proc::launcher::Launcher;
 use crate::proc::trees::TreeWatcher;
+use crate::resume::resumer::Resumer;
+use crate::resume::steps::Resumed;
 use crate::signals::InitSignals;
 use crate::stats::Stats;
 use mio::{Events, Token};
@@ -49,6 +52,10 @@ pub struct Reactor {
     pub(super) cgroups: Option<Cgroups>,
     pub(super) stats: Stats,
     pub(super) restore: RestoreTracker,
+    /// The VM generation and what a restore does before the services.
+    pub(super) resumer: Resumer,
+    /// The events stream: its ring and its clients.
+    pub(super) events: EventHub,
     /// Why the state file could not be used at start, if it could not.
     pub(super) state_error: Option<String>,
     /// The state file is behind the supervisor.
@@ -80,6 +87,8 @@ impl Reactor {
             become_subreaper();
         }
         raise_fd_limit();
+        let mut resumer = Resumer::new(pid1, &cfg.socket);
+        resumer.watch_vmgenid(&mut io);
         let cgroups = Cgroups::detect(instance_name(&cfg, pid1).as_deref());
         match &cgroups {
             Some(c) => crate::info!("service cgroups under {}", c.base().display()),
@@ -103,6 +112,8 @@ impl Reactor {
             cgroups,
             stats: Stats::new(pid1),
             restore: RestoreTracker::default(),
+            resumer,
+            events: EventHub::new(Settings::from_env(&|k| std::env::var(k).ok())),
             state_error: None,
             dirty: false,
             halt: None,
@@ -116,8 +127,15 @@ impl Reactor {
     /// serves until an orderly shutdown has stopped every service.
     pub fn run(mut self) -> HaltMode {
         let now = Instant::now();
+        let me =
+            serde_json::json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION")});
+        self.publish_system("ready", me);
         self.state_error =
             crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
+        self.restore.resumed(Resumed {
+            generation: self.resumer.generation(),
+            ..Resumed::default()
+        });
         self.route(now);
         self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
@@ -203,6 +221,7 @@ impl Reactor {
                 lost.as_secs_f64()
             );
             self.io.timers().shift(lost);
+            self.publish_resumed(lost);
         }
     }
 
@@ -219,6 +238,7 @@ impl Reactor {
                 TimerKey::Exec(id) => !self.execs.has(*id),
                 TimerKey::Check(id) => !self.checks.has_timer(*id),
                 TimerKey::Reap => !self.reaping.held,
+                TimerKey::Heartbeat => self.events.is_idle(),
             };
             if !stale {
                 return;
@@ -226,6 +246,7 @@ impl Reactor {
             match key {
                 TimerKey::PortScan => self.health.timer_gone(),
                 TimerKey::TreeCheck(seq) => self.trees.timer_gone(seq),
+                TimerKey::Heartbeat => self.events.timer_gone(),
                 _ => {}
             }
             self.io.timers().discard_first();
@@ -279,6 +300,11 @@ impl Reactor {
                     self.feed(input);
                 }
             }
+            Owner::Uevents => {
+                if self.resumer.on_uevents() {
+                    self.restore_after_vmgenid();
+                }
+            }
         }
     }
 
@@ -299,6 +325,7 @@ impl Reactor {
             TimerKey::Exec(id) => self.execs.on_timeout(id),
             TimerKey::Check(id) => self.checks.on_timer(&mut self.io, id, now),
             TimerKey::Reap => self.on_reap_timer(now),
+            TimerKey::Heartbeat => self.heartbeat(now),
         }
     }
 
@@ -315,6 +342,9 @@ impl Reactor {
             state_error: self.state_error.as_deref(),
             connections: self.api.connections(),
             shutting_down: self.halt.is_some(),
+            generation: self.resumer.generation(),
+            event_clients: self.events.listeners(),
+            last_event_id: self.events.last_id(),
         }
     }
 

@@ -5,8 +5,10 @@
 
 mod checks;
 mod event_loop;
+mod events;
 mod reap;
 mod requests;
+mod restore;
 mod route;
 
 pub use event_loop::Reactor;

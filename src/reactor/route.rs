@@ -35,6 +35,10 @@ impl Reactor {
             let abandoned = self.api.take_abandoned();
             let checked = self.route_checks(now);
             if actions.is_empty() && streams.is_empty() && abandoned.is_empty() && !checked {
+                // A restore that touched no service is complete at once.
+                if let Some(report) = self.restore.take_finished() {
+                    self.answer_restore(&report);
+                }
                 break;
             }
             for a in actions {
@@ -104,8 +108,10 @@ impl Reactor {
             }
             Action::ShutdownComplete => {
                 crate::info!("all services stopped");
+                self.end_event_streams();
                 self.finished = true;
             }
+            Action::Changed(change) => self.service_changed(change),
         }
     }
 
@@ -289,6 +295,7 @@ impl Reactor {
         if report["trigger"] == "boot" {
             crate::persist::boot::log_ready(self.stats.started, report);
         }
+        self.publish(crate::api::events::Kind::Restore, None, report);
         for p in self.api.take_waits(|w| *w == Await::Restore) {
             self.api
                 .answer(&mut self.io, p, handlers::restore_reply(report));
@@ -313,6 +320,7 @@ impl Reactor {
         match p.wait {
             Await::Exec(id) => self.execs.abandon(id),
             Await::Follow(_) => self.logs.forget_follower(p.conn),
+            Await::Events => self.events.forget(p.conn),
             Await::Goal { .. } | Await::Restore => {}
         }
     }

@@ -536,6 +536,172 @@ fn broken_dropin_is_failed_and_cannot_start() {
     assert!(matches!(s.start("app"), Err(SupError::Failed(m)) if m.contains("'bad'")));
 }
 
+/// (name, reason, status) of each announced change, in order.
+fn changes(actions: &[Action]) -> Vec<(String, &'static str, &'static str)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Changed(c) => Some((c.name.clone(), c.reason.word(), c.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ch(
+    name: &str,
+    reason: &'static str,
+    status: &'static str,
+) -> (String, &'static str, &'static str) {
+    (name.to_string(), reason, status)
+}
+
+#[test]
+fn each_change_is_announced_once_in_order_with_its_fields_then() {
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    let mut all = Vec::new();
+    s.upsert("web", def(r#"{"cmd":"sleep"}"#), Source::Api, now)
+        .unwrap();
+    s.start("web").unwrap();
+    spawned(&mut s, "web", 5, now);
+    all.extend(s.take_actions());
+    // A crash under on-failure: exited, restarting, started again.
+    s.on_exit(5, ExitStatus::Signal(9), now);
+    let exited = s.take_actions();
+    let Some(Action::Changed(c)) = exited.iter().find(|a| matches!(a, Action::Changed(_))) else {
+        panic!("no change announced: {exited:?}");
+    };
+    assert_eq!((c.pid, c.exit_code, c.restarts), (None, Some(137), 0));
+    all.extend(exited);
+    tree_empty(&mut s, "web", now);
+    let restarting = s.take_actions();
+    let Some(Action::Changed(c)) = restarting.iter().find(|a| matches!(a, Action::Changed(_)))
+    else {
+        panic!("no change announced: {restarting:?}");
+    };
+    assert_eq!(c.restarts, 1);
+    all.extend(restarting);
+    spawned(&mut s, "web", 6, now);
+    s.stop("web", now).unwrap();
+    all.extend(s.take_actions());
+    s.on_exit(6, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "web", now);
+    // A stop of a stopped service changes nothing: no announcement.
+    s.stop("web", now).unwrap();
+    s.delete("web", now).unwrap();
+    all.extend(s.take_actions());
+    assert_eq!(
+        changes(&all),
+        [
+            ch("web", "defined", "stopped"),
+            ch("web", "started", "running"),
+            ch("web", "exited", "unknown"),
+            ch("web", "restarting", "unknown"),
+            ch("web", "started", "running"),
+            ch("web", "exited", "unknown"),
+            ch("web", "stopped", "stopped"),
+            ch("web", "deleted", "stopped"),
+        ]
+    );
+}
+
+#[test]
+fn health_checked_start_is_started_then_ready_and_a_restart_says_so() {
+    let (mut s, now) = sup_with(&[("db", r#"{"cmd":"db","health_port":5432}"#)]);
+    s.start("db").unwrap();
+    spawned(&mut s, "db", 7, now);
+    let g = gen_of(&s, "db");
+    s.on_ready("db", g, now);
+    s.restart("db", now).unwrap();
+    s.on_exit(7, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "db", now);
+    let a = s.take_actions();
+    assert_eq!(
+        changes(&a),
+        [
+            ch("db", "started", "unknown"),
+            ch("db", "ready", "running"),
+            ch("db", "exited", "unknown"),
+            ch("db", "restarting", "unknown"),
+        ]
+    );
+    let started = a.iter().find_map(|a| match a {
+        Action::Changed(c) if c.reason == Reason::Started => Some(c.pid),
+        _ => None,
+    });
+    assert_eq!(started, Some(Some(7)), "started carries the pid");
+    // The restart announcement comes before the spawn it leads to.
+    let restarting = a
+        .iter()
+        .position(|a| matches!(a, Action::Changed(c) if c.reason == Reason::Restarting));
+    let respawn = a.iter().rposition(|a| matches!(a, Action::Spawn { .. }));
+    assert!(restarting < respawn, "{a:?}");
+}
+
+#[test]
+fn a_failure_is_announced_before_the_failures_it_causes() {
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db"}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+    ]);
+    s.start("app").unwrap();
+    let g = gen_of(&s, "db");
+    s.on_spawned("db", g, Err(StartError::Spawn("not found".into())), now);
+    let a = s.take_actions();
+    assert_eq!(
+        changes(&a),
+        [ch("db", "failed", "failed"), ch("app", "failed", "failed")]
+    );
+    // The failure's settled answer comes first, so the reactor can add the
+    // last lines of output to the error before the event is made.
+    let settled = a
+        .iter()
+        .position(|a| matches!(a, Action::Settled { name, .. } if name == "db"));
+    let changed = a
+        .iter()
+        .position(|a| matches!(a, Action::Changed(c) if c.name == "db"));
+    assert!(settled < changed, "{a:?}");
+    assert_eq!(
+        a.iter().find_map(|a| match a {
+            Action::Changed(c) if c.name == "db" => c.error.clone(),
+            _ => None,
+        }),
+        Some("not found".to_string())
+    );
+}
+
+#[test]
+fn a_broken_dropin_and_a_replaced_definition_are_announced() {
+    let (mut s, now) = sup_with(&[("web", r#"{"cmd":"sleep"}"#)]);
+    s.add_broken("bad", "bad.toml: expected `=`".into());
+    s.start("web").unwrap();
+    spawned(&mut s, "web", 3, now);
+    s.take_actions();
+    s.upsert(
+        "web",
+        def(r#"{"cmd":"sleep","args":["2"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    s.on_exit(3, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "web", now);
+    spawned(&mut s, "web", 4, now);
+    let a = s.take_actions();
+    assert_eq!(
+        changes(&a),
+        [
+            ch("web", "defined", "running"),
+            ch("web", "exited", "unknown"),
+            ch("web", "restarting", "unknown"),
+            ch("web", "started", "running"),
+        ]
+    );
+    let (mut s, _) = sup_with(&[]);
+    s.add_broken("bad", "bad.toml: expected `=`".into());
+    assert_eq!(changes(&s.take_actions()), [ch("bad", "failed", "failed")]);
+}
+
 #[test]
 fn an_oom_kill_is_a_crash_whose_error_says_so() {
     let (mut s, now) = sup_with(&[
@@ -612,4 +778,312 @@ fn an_oom_kill_is_a_crash_whose_error_says_so() {
         .as_deref()
         .unwrap()
         .contains("OOM killer"));
+}
+
+#[test]
+fn an_exit_by_the_oom_killer_is_announced_as_oom() {
+    let (mut s, now) = sup_with(&[("web", r#"{"cmd":"sleep"}"#)]);
+    run(&mut s, "web", 5, now);
+    let status = ExitStatus::Signal(9);
+    s.handle(Input::OomKilled { pid: 5, status }, now);
+    assert_eq!(changes(&s.take_actions()), [ch("web", "oom", "unknown")]);
+    tree_empty(&mut s, "web", now);
+    assert_eq!(
+        changes(&s.take_actions()),
+        [ch("web", "restarting", "unknown")]
+    );
+}
+
+// ----- tests added for mutants that survived (see `make mutants`) -----
+
+#[test]
+fn accessors_tell_the_truth() {
+    let (mut s, now) = sup_with(&[]);
+    assert!(s.is_empty());
+    assert_eq!(s.len(), 0);
+    s.upsert("a", def(r#"{"cmd":"a"}"#), Source::Api, now)
+        .unwrap();
+    s.upsert("b", def(r#"{"cmd":"b"}"#), Source::File, now)
+        .unwrap();
+    assert!(!s.is_empty());
+    assert_eq!(s.len(), 2);
+    let names: Vec<&str> = s.services().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    run(&mut s, "a", 41, now);
+    assert_eq!(s.owner_of(41), Some("a"));
+    assert_eq!(s.owner_of(42), None);
+    s.set_wanted("b", Wanted::Up);
+    assert_eq!(s.get("b").unwrap().wanted, Wanted::Up);
+    assert!(!s.is_shutting_down());
+    s.shutdown(now);
+    assert!(s.is_shutting_down());
+}
+
+/// After a restore from a snapshot, pending waits start over from `now`.
+#[test]
+fn rearm_restarts_every_pending_wait_from_now() {
+    let (mut s, t0) = sup_with(&[
+        (
+            "web",
+            r#"{"cmd":"w","health_port":8080,"health_timeout_secs":5}"#,
+        ),
+        ("slow", r#"{"cmd":"s","stop_timeout_secs":7}"#),
+        ("crashy", r#"{"cmd":"c"}"#),
+        ("idle", r#"{"cmd":"i"}"#),
+    ]);
+    s.start("web").unwrap();
+    spawned(&mut s, "web", 1, t0);
+    run(&mut s, "slow", 2, t0);
+    s.stop("slow", t0).unwrap();
+    // Two quick crashes: the second restart waits (backoff).
+    run(&mut s, "crashy", 3, t0);
+    s.on_exit(3, ExitStatus::Code(1), t0);
+    tree_empty(&mut s, "crashy", t0);
+    spawned(&mut s, "crashy", 4, t0);
+    s.on_exit(4, ExitStatus::Code(1), t0);
+    tree_empty(&mut s, "crashy", t0);
+    assert_eq!(s.get("crashy").unwrap().phase, Phase::BackingOff);
+    s.take_actions();
+
+    let now = t0 + Duration::from_secs(1000);
+    s.rearm(now);
+    let a = s.take_actions();
+    let at = |name: &str, kind: TimerKind| {
+        a.iter().find_map(|a| match a {
+            Action::Schedule { at, timer } if timer.name == name && timer.kind == kind => {
+                assert_eq!(timer.gen, gen_of(&s, name), "{name}: current gen");
+                Some(*at)
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(
+        at("web", TimerKind::HealthDeadline),
+        Some(now + Duration::from_secs(5))
+    );
+    assert!(a.contains(&Action::WatchPort {
+        name: "web".into(),
+        gen: gen_of(&s, "web"),
+        port: 8080
+    }));
+    assert_eq!(
+        at("slow", TimerKind::StopKill),
+        Some(now + Duration::from_secs(7))
+    );
+    assert_eq!(at("crashy", TimerKind::RestartAfter), Some(now));
+    assert!(
+        !a.iter()
+            .any(|a| matches!(a, Action::Schedule { timer, .. } if timer.name == "idle")),
+        "{a:?}"
+    );
+    // The old timers are stale now, the new ones act.
+    let t = Timer {
+        name: "web".into(),
+        gen: gen_of(&s, "web"),
+        kind: TimerKind::HealthDeadline,
+    };
+    s.on_timer(&t, now + Duration::from_secs(5));
+    assert_eq!(status(&s, "web"), "unknown");
+    assert!(s
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::KillTree { pgid: 1, .. })));
+}
+
+#[test]
+fn a_need_stopped_under_a_crashed_service_fails_its_restart() {
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db"}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+    ]);
+    s.start("app").unwrap();
+    spawned(&mut s, "db", 1, now);
+    spawned(&mut s, "app", 2, now);
+    s.stop("db", now).unwrap();
+    s.on_exit(1, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "db", now);
+    assert_eq!(status(&s, "app"), "running", "only db was stopped");
+    s.take_actions();
+    s.on_exit(2, ExitStatus::Code(3), now);
+    tree_empty(&mut s, "app", now);
+    assert_eq!(status(&s, "app"), "failed");
+    assert_eq!(
+        s.get("app").unwrap().error.as_deref(),
+        Some("need 'db' is stopped")
+    );
+    assert!(spawns(&s.take_actions()).is_empty());
+}
+
+#[test]
+fn stop_during_a_delete_still_deletes_and_stop_during_a_restart_wins() {
+    let (mut s, now) = sup_with(&[("w", r#"{"cmd":"w"}"#), ("r", r#"{"cmd":"r"}"#)]);
+    run(&mut s, "w", 5, now);
+    s.delete("w", now).unwrap();
+    assert_eq!(s.stop("w", now), Ok(Progress::Pending));
+    s.on_exit(5, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "w", now);
+    assert!(s.get("w").is_none(), "the delete is not undone by a stop");
+
+    run(&mut s, "r", 6, now);
+    s.restart("r", now).unwrap();
+    s.stop("r", now).unwrap();
+    s.take_actions();
+    s.on_exit(6, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "r", now);
+    assert_eq!(status(&s, "r"), "stopped");
+    assert!(spawns(&s.take_actions()).is_empty(), "the later stop wins");
+}
+
+#[test]
+fn restart_during_a_delete_does_not_bring_it_back() {
+    let (mut s, now) = sup_with(&[("w", r#"{"cmd":"w"}"#)]);
+    run(&mut s, "w", 5, now);
+    s.delete("w", now).unwrap();
+    assert_eq!(s.restart("w", now), Ok(Progress::Pending));
+    s.on_exit(5, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "w", now);
+    assert!(s.get("w").is_none());
+    assert!(spawns(&s.take_actions()).is_empty());
+}
+
+#[test]
+fn stop_of_a_failed_service_makes_it_stopped_except_during_shutdown() {
+    let (mut s, now) = sup_with(&[
+        ("bad", r#"{"cmd":"b","restart":"never"}"#),
+        ("bad2", r#"{"cmd":"b","restart":"never"}"#),
+    ]);
+    for (name, pid) in [("bad", 1), ("bad2", 2)] {
+        run(&mut s, name, pid, now);
+        s.on_exit(pid, ExitStatus::Code(1), now);
+        tree_empty(&mut s, name, now);
+        assert_eq!(status(&s, name), "failed");
+    }
+    assert_eq!(s.stop("bad", now), Ok(Progress::Done));
+    assert_eq!(status(&s, "bad"), "stopped");
+    s.shutdown(now);
+    assert_eq!(s.stop("bad2", now), Ok(Progress::Done));
+    assert_eq!(status(&s, "bad2"), "failed", "the failure stays visible");
+}
+
+#[test]
+fn shutdown_stops_services_still_waiting_or_spawning() {
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db","health_port":5}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+        ("solo", r#"{"cmd":"s"}"#),
+    ]);
+    s.start("app").unwrap();
+    s.start("solo").unwrap();
+    spawned(&mut s, "db", 1, now);
+    s.take_actions();
+    assert_eq!(status(&s, "app"), "unknown", "waits for db's port");
+    s.shutdown(now);
+    assert_eq!(status(&s, "app"), "stopped");
+    assert_eq!(status(&s, "solo"), "stopped", "its spawn is dropped");
+    s.on_exit(1, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "db", now);
+    assert!(s.take_actions().contains(&Action::ShutdownComplete));
+
+    // Nothing but a service being spawned: the shutdown completes at once.
+    let (mut s, now) = sup_with(&[("solo", r#"{"cmd":"s"}"#)]);
+    s.start("solo").unwrap();
+    s.take_actions();
+    s.shutdown(now);
+    assert_eq!(status(&s, "solo"), "stopped");
+    assert!(s.take_actions().contains(&Action::ShutdownComplete));
+}
+
+#[test]
+fn no_restart_of_any_kind_once_shutdown_began() {
+    let (mut s, now) = sup_with(&[("r", r#"{"cmd":"r"}"#), ("c", r#"{"cmd":"c"}"#)]);
+    run(&mut s, "r", 1, now);
+    run(&mut s, "c", 2, now);
+    // A requested restart, and a crash whose tree is still being drained.
+    s.restart("r", now).unwrap();
+    s.on_exit(2, ExitStatus::Code(1), now);
+    s.take_actions();
+    s.shutdown(now);
+    s.on_exit(1, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "r", now);
+    tree_empty(&mut s, "c", now);
+    let a = s.take_actions();
+    assert!(spawns(&a).is_empty(), "{a:?}");
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Schedule { .. })),
+        "{a:?}"
+    );
+    assert_eq!(status(&s, "r"), "stopped");
+    assert_eq!(status(&s, "c"), "stopped");
+    assert!(a.contains(&Action::ShutdownComplete));
+}
+
+#[test]
+fn deleting_one_service_keeps_the_others_and_fails_its_waiting_dependents() {
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db","health_port":5}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+        ("other", r#"{"cmd":"o","needs":["x"]}"#),
+        ("x", r#"{"cmd":"x","health_port":6}"#),
+        ("web", r#"{"cmd":"w"}"#),
+        ("old", r#"{"cmd":"o"}"#),
+    ]);
+    run(&mut s, "web", 9, now);
+    s.delete("old", now).unwrap();
+    assert_eq!(s.owner_of(9), Some("web"), "web's pid is still known");
+    assert!(s.on_exit(9, ExitStatus::Code(1), now));
+
+    s.start("app").unwrap();
+    s.start("other").unwrap();
+    spawned(&mut s, "db", 1, now);
+    spawned(&mut s, "x", 2, now);
+    s.take_actions();
+    s.delete("db", now).unwrap();
+    s.on_exit(1, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "db", now);
+    assert!(s.get("db").is_none());
+    assert_eq!(status(&s, "app"), "failed");
+    assert_eq!(
+        s.get("app").unwrap().error.as_deref(),
+        Some("need 'db' is not defined")
+    );
+    assert_eq!(status(&s, "other"), "unknown", "still waits for x");
+}
+
+/// Restart is stop then start, and a start brings up the needs: a need
+/// stopped meanwhile starts again before the service does.
+#[test]
+fn restart_starts_a_stopped_need_as_start_would() {
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db"}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+    ]);
+    s.start("app").unwrap();
+    spawned(&mut s, "db", 1, now);
+    spawned(&mut s, "app", 2, now);
+    s.stop("db", now).unwrap();
+    s.on_exit(1, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "db", now);
+    s.take_actions();
+    assert_eq!(s.restart("app", now), Ok(Progress::Pending));
+    assert_eq!(s.get("db").unwrap().wanted, Wanted::Up);
+    assert_eq!(spawns(&s.take_actions()), ["db"]);
+    s.on_exit(2, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "app", now);
+    assert_eq!(status(&s, "app"), "unknown", "waits for db");
+    spawned(&mut s, "db", 3, now);
+    assert_eq!(spawns(&s.take_actions()), ["app"]);
+    spawned(&mut s, "app", 4, now);
+    assert_eq!(status(&s, "app"), "running");
+    assert_eq!(status(&s, "db"), "running");
+}
+
+#[test]
+fn exit_statuses_follow_the_shell_convention() {
+    assert_eq!(ExitStatus::Code(3).code(), 3);
+    assert_eq!(ExitStatus::Signal(9).code(), 137);
+    assert_eq!(ExitStatus::Signal(15).code(), 143);
+    assert_eq!(ExitStatus::Signal(9).describe(), "killed by signal 9");
+    assert_eq!(ExitStatus::Code(3).describe(), "exited with code 3");
+    assert!(ExitStatus::Code(0).is_clean());
+    assert!(!ExitStatus::Signal(15).is_clean());
 }
