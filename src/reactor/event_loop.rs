@@ -66,6 +66,9 @@ pub struct Reactor {
     /// When the loop last checked the clock (see `notice_pause`).
     last_tick: Instant,
     pub(super) reaping: Reaping,
+    /// Services whose cgroup this init has started a process in (an older
+    /// empty one was replaced first: `Cgroups::renew`).
+    pub(super) cgroups_used: std::collections::HashSet<String>,
 }
 
 impl Reactor {
@@ -120,6 +123,7 @@ impl Reactor {
             finished: false,
             last_tick: Instant::now(),
             reaping: Reaping::new(Instant::now()),
+            cgroups_used: std::collections::HashSet::new(),
         })
     }
 
