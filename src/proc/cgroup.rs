@@ -298,10 +298,9 @@ impl Cgroups {
     /// its children can be cloned straight into it (see `kill_all`). A
     /// cgroup that still holds processes is kept.
     pub fn renew(&self, service: &str) {
-        let dir = self.path(service);
-        if dir.exists() && self.is_empty(service) {
-            remove_empty_tree(&dir, 0);
-        }
+        // One rmdir: the kernel refuses a cgroup that holds a process or
+        // a child cgroup, and there is nothing to remove for a new service.
+        let _ = fs::remove_dir(self.path(service));
     }
 
     /// Creates the service's cgroup (if needed) and returns its `cgroup.procs`.
