@@ -52,6 +52,8 @@ pub(crate) struct Launcher {
     pending: HashMap<Pid, PendingStart>,
     /// When a burst of spawns last looked for children that exec'd.
     collected: Option<Instant>,
+    /// A start happened in this turn of the loop (see `spawn`).
+    started_this_turn: bool,
 }
 
 /// Whether the supervisor still waits for this spawn.
@@ -80,17 +82,24 @@ fn spawned(pid: Pid, name: &str, gen: u64, outcome: Result<(), spawn::SpawnError
 }
 
 impl Launcher {
+    /// The loop begins a turn: its first start may be a lone one.
+    pub(crate) fn new_turn(&mut self) {
+        self.started_this_turn = false;
+    }
+
     pub(crate) fn is_pending(&self, pid: Pid) -> bool {
         self.pending.contains_key(&pid)
     }
 
     /// Starts the service's process. `start` is its name and generation.
-    /// A `lone` start (nothing else starting) is cloned straight into its
-    /// cgroup and waited for until it has exec'd (`spawn::spawn`, well
-    /// under a millisecond: no page tables copied, no cgroup migration,
-    /// which costs an RCU grace period of milliseconds after a quiet
-    /// while): Ok(Some(pid)). Otherwise it is forked and not waited for
-    /// (a burst must not wait for each exec): Ok(None), and its answer
+    /// A lone start (the only one the supervisor asked for at once, the
+    /// first of this turn of the loop, and no other child waiting for its
+    /// exec: a restart, say) is cloned straight into its cgroup and waited
+    /// for until it has exec'd (`spawn::spawn`, well under a millisecond:
+    /// no page tables copied, no cgroup migration, which costs an RCU grace
+    /// period of milliseconds after a quiet while): Ok(Some(pid)). Any
+    /// other is forked and not waited for (a burst, from one request or
+    /// from many, must not wait for each exec): Ok(None), and its answer
     /// comes later, from its pipe or its exit.
     pub(crate) fn spawn(
         &mut self,
@@ -137,7 +146,9 @@ impl Launcher {
             cgroup_procs: cgroup_procs.as_deref(),
             new_session: true,
         };
-        if lone && self.pending.is_empty() {
+        let clone = lone && !self.started_this_turn && self.pending.is_empty();
+        self.started_this_turn = true;
+        if clone {
             let pid = spawn::spawn(spec).map_err(spawn_error)?;
             crate::info!("started '{name}' (pid {pid})");
             return Ok(Some(pid));

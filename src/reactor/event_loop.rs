@@ -162,6 +162,7 @@ impl Reactor {
         // timers ran, the poll itself, and the event handling.
         self.notice_pause(Some(Duration::ZERO));
         self.discard_stale_timers();
+        self.launcher.new_turn();
         let timeout = if self.logs.has_backlog() {
             Some(Duration::ZERO) // output still waits in a pipe
         } else {
