@@ -25,6 +25,11 @@ impl Reactor {
     /// went away, a restore report that is complete.
     pub(super) fn route(&mut self, now: Instant) {
         loop {
+            // Before the check for work: a restore with nothing to start or
+            // stop is complete without any action.
+            if let Some(report) = self.restore.take_finished() {
+                self.answer_restore(&report);
+            }
             let actions = self.sup.take_actions();
             let streams = self.logs.take_output();
             let abandoned = self.api.take_abandoned();
@@ -42,9 +47,6 @@ impl Reactor {
             }
             for p in abandoned {
                 self.on_abandoned(p);
-            }
-            if let Some(report) = self.restore.take_finished() {
-                self.answer_restore(&report);
             }
         }
         self.launcher.cancel_stale(&mut self.io, &self.sup);
