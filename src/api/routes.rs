@@ -36,6 +36,8 @@ pub enum Route {
     System,
     Poweroff,
     Reboot,
+    /// The API's own OpenAPI document.
+    OpenApi,
 }
 
 fn name(seg: &str) -> Result<String, ApiError> {
@@ -94,6 +96,7 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
         ["v1", "system"] => only(method, "GET", Route::System),
         ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
         ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
+        ["v1", "openapi.json"] => only(method, "GET", Route::OpenApi),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
 }
@@ -200,6 +203,111 @@ mod tests {
             route("POST", "/v1/system/poweroff", &[]),
             Ok(Route::Poweroff)
         );
+    }
+
+    /// The operation a route serves, as the OpenAPI document names it.
+    /// Exhaustive: a new route does not compile until it is named here.
+    fn operation(r: &Route) -> (&'static str, &'static str) {
+        match r {
+            Route::ListServices => ("GET", "/v1/services"),
+            Route::GetService(_) => ("GET", "/v1/services/{name}"),
+            Route::PutService(_) => ("PUT", "/v1/services/{name}"),
+            Route::DeleteService(_) => ("DELETE", "/v1/services/{name}"),
+            Route::Start { .. } => ("POST", "/v1/services/{name}/start"),
+            Route::Stop { .. } => ("POST", "/v1/services/{name}/stop"),
+            Route::Restart { .. } => ("POST", "/v1/services/{name}/restart"),
+            Route::ServiceExec(_) => ("POST", "/v1/services/{name}/exec"),
+            Route::Logs { .. } => ("GET", "/v1/services/{name}/logs"),
+            Route::Exec => ("POST", "/v1/exec"),
+            Route::Checkpoint => ("POST", "/v1/checkpoint"),
+            Route::Restore => ("POST", "/v1/restore"),
+            Route::LastRestore => ("GET", "/v1/restore"),
+            Route::System => ("GET", "/v1/system"),
+            Route::Poweroff => ("POST", "/v1/system/poweroff"),
+            Route::Reboot => ("POST", "/v1/system/reboot"),
+            Route::OpenApi => ("GET", "/v1/openapi.json"),
+        }
+    }
+
+    const METHODS: [&str; 7] = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+    /// Every operation of the served document is a route that serves it,
+    /// every other method on its paths is a 405, and paths it does not
+    /// list are 404s: the document and the router agree both ways.
+    #[test]
+    fn the_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(crate::api::handlers::OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
+        let mut served = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let concrete = path.replace("{name}", "web");
+            for m in METHODS {
+                let r = route(m, &concrete, &[]);
+                if ops.get(m.to_lowercase()).is_some() {
+                    let r = r.unwrap_or_else(|e| panic!("{m} {path} is documented: {e}"));
+                    assert_eq!(operation(&r), (m, path.as_str()));
+                    served.insert(operation(&r));
+                } else {
+                    let e = r.expect_err(&format!("{m} {path} is served but not documented"));
+                    assert_eq!(e.status(), 405, "{m} {path}");
+                }
+            }
+        }
+        // One of each route: all of them are documented operations.
+        let every = [
+            Route::ListServices,
+            Route::GetService("a".into()),
+            Route::PutService("a".into()),
+            Route::DeleteService("a".into()),
+            Route::Start {
+                name: "a".into(),
+                wait: true,
+                pull: false,
+            },
+            Route::Stop {
+                name: "a".into(),
+                wait: true,
+            },
+            Route::Restart {
+                name: "a".into(),
+                wait: true,
+            },
+            Route::ServiceExec("a".into()),
+            Route::Logs {
+                name: "a".into(),
+                tail: None,
+                follow: false,
+            },
+            Route::Exec,
+            Route::Checkpoint,
+            Route::Restore,
+            Route::LastRestore,
+            Route::System,
+            Route::Poweroff,
+            Route::Reboot,
+            Route::OpenApi,
+        ];
+        let all: std::collections::BTreeSet<_> = every.iter().map(operation).collect();
+        assert_eq!(all, served, "routes and documented operations differ");
+        for p in [
+            "/",
+            "/v1",
+            "/v2/services",
+            "/openapi.json",
+            "/v1/openapi",
+            "/v1/service",
+            "/v1/services/web/status",
+            "/v1/services/web/logs/more",
+            "/v1/services/web/start/now",
+            "/v1/system/halt",
+            "/v1/restore/last",
+            "/v1/exec/web",
+        ] {
+            for m in METHODS {
+                let e = route(m, p, &[]).expect_err(p);
+                assert_eq!(e.status(), 404, "{m} {p}");
+            }
+        }
     }
 
     #[test]
