@@ -143,11 +143,7 @@ fn service_action(
             }
             let tail = match query.iter().rev().find(|(k, _)| k == "tail") {
                 None => None,
-                Some((_, v)) => Some(v.parse::<usize>().map_err(|_| {
-                    ApiError::Malformed(format!(
-                        "query parameter `tail` must be a number, got {v:?}"
-                    ))
-                })?),
+                Some((_, v)) => Some(tail(v)?),
             };
             Ok(Route::Logs {
                 name: name(n)?,
@@ -157,6 +153,16 @@ fn service_action(
         }
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
+}
+
+/// `tail=N`: digits only; more lines than a machine can count is all of them.
+fn tail(v: &str) -> Result<usize, ApiError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::Malformed(format!(
+            "query parameter `tail` must be a number, got {v:?}"
+        )));
+    }
+    Ok(v.parse::<usize>().unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
@@ -198,6 +204,19 @@ mod tests {
                 follow: true
             })
         );
+        // Found by the schema test: any non-negative integer is a tail.
+        let huge = q(&[("tail", "1304943450184300363776")]);
+        assert!(matches!(
+            route("GET", "/v1/services/web/logs", &huge),
+            Ok(Route::Logs {
+                tail: Some(usize::MAX),
+                ..
+            })
+        ));
+        for bad in ["-1", "+5", "", "1e3", "5 "] {
+            let r = route("GET", "/v1/services/web/logs", &q(&[("tail", bad)]));
+            assert_eq!(r.unwrap_err().status(), 400, "tail={bad:?}");
+        }
         assert_eq!(route("GET", "/v1/restore", &[]), Ok(Route::LastRestore));
         assert_eq!(
             route("POST", "/v1/system/poweroff", &[]),
