@@ -2,6 +2,7 @@
 //! and checked here, so the exec subsystem only ever sees a valid request.
 
 use super::error::ApiError;
+use crate::core::definition::null_is_default;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,7 +17,8 @@ pub struct SandboxExec {
     pub cmd: Vec<String>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
+    /// `null` is none, as in a definition.
+    #[serde(default, deserialize_with = "null_is_default")]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub working_dir: Option<String>,
@@ -118,6 +120,9 @@ mod tests {
             let e = parse_sandbox_exec(body).unwrap_err();
             assert_eq!(e.code(), *code, "{}", String::from_utf8_lossy(body));
         }
+        // Found by the schema test: `null` for env, as the document allows.
+        let null_env = br#"{"cmd":["x"],"env":null,"working_dir":null,"user":null}"#;
+        assert!(parse_sandbox_exec(null_env).unwrap().env.is_empty());
         let e = parse_service_exec(br#"{"cmd":["x"],"timeout_secs":0}"#).unwrap_err();
         assert!(e.to_string().contains("timeout_secs"), "{e}");
         let s = parse_service_exec(br#"{"cmd":["x"],"timeout_secs":1.5}"#).unwrap();
