@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build setup run test ci lint unit vm vm-test bench man clean
+.PHONY: all build setup run test ci lint unit api-schema vm vm-test bench man clean
 
 all: build
 
@@ -31,8 +31,15 @@ lint:
 unit:
 	$(CARGO) test
 
-# Every test: unit and integration tests, then the microVM boot test.
-test: unit vm-test
+# Every test: unit and integration tests, the property-based API test, then
+# the microVM boot test.
+test: unit api-schema vm-test
+
+# Schemathesis generates requests from the OpenAPI document and checks a
+# running init's answers against it (scripts/api-schema-test.sh).
+api-schema:
+	$(CARGO) build --bin iris-init
+	bash scripts/api-schema-test.sh
 
 ci: lint test
 
