@@ -31,6 +31,9 @@ seed=${API_SCHEMA_SEED:-16}
 command -v socat >/dev/null || { echo "api-schema: socat missing (make setup)" >&2; exit 1; }
 command -v setpriv >/dev/null || { echo "api-schema: setpriv missing (make setup)" >&2; exit 1; }
 
+# The document's own examples and the example drop-ins first.
+"$(dirname "$st")/python" scripts/check-api-examples.py
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/iris-api-schema.XXXXXX")
 sock=$tmp/run/services.sock
 mkdir -p "$tmp/init.d" "$tmp/cwd" "$tmp/report"
