@@ -344,6 +344,20 @@ fn openapi_document_is_served() {
     for path in ["/v1/services/{name}", "/v1/exec", "/v1/openapi.json"] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+    // irisctl links it: its help names the route, `irisctl openapi` prints it.
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(CTL)
+            .arg("--socket")
+            .arg(&init.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let help = String::from_utf8(ctl(&["--help"]).stdout).unwrap();
+    assert!(help.contains("GET /v1/openapi.json"), "{help}");
+    let out = ctl(&["openapi"]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, body);
     // Every served operation answers as documented, not 404 or 405.
     for (path, ops) in doc["paths"].as_object().unwrap() {
         if ops.get("get").is_some() && !path.contains('{') && path != "/v1/events" {
