@@ -270,14 +270,17 @@ pub(crate) fn settled_reply(
 ) -> Option<Response> {
     let conflict = |m: String| Some(ApiError::Conflict(m).to_response(true));
     match (kind, outcome) {
-        (GoalKind::Start, Outcome::Running) => Some(service_reply(view, 200, name)),
+        // A oneshot's start succeeds once it exited 0.
+        (GoalKind::Start, Outcome::Running | Outcome::Completed) => {
+            Some(service_reply(view, 200, name))
+        }
         (GoalKind::Start, Outcome::Failed(msg)) => Some(
             ApiError::ServiceFailed(format!("service '{name}' failed: {msg}")).to_response(true),
         ),
         (GoalKind::Start, Outcome::Stopped) => conflict(format!(
             "service '{name}' was stopped before it was running"
         )),
-        (GoalKind::Stop, Outcome::Stopped | Outcome::Failed(_)) => {
+        (GoalKind::Stop, Outcome::Stopped | Outcome::Failed(_) | Outcome::Completed) => {
             Some(service_reply(view, 200, name))
         }
         (GoalKind::Stop, Outcome::Running) => {

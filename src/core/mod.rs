@@ -1,4 +1,5 @@
 //! The core: service definitions and the supervisor state machine. No I/O.
 
+pub mod checks;
 pub mod definition;
 pub mod supervisor;

@@ -3,6 +3,7 @@
 //! restore report).
 
 use super::exit::ExitStatus;
+use crate::core::checks::Check;
 use std::fmt;
 
 /// Why a spawn did not give a process.
@@ -32,6 +33,23 @@ pub enum Cause {
     ExitedBeforeReady { status: ExitStatus, port: u16 },
     /// Its health port did not accept within the deadline.
     HealthTimeout { port: u16, secs: f64 },
+    /// Its main process exited before its readiness check (not `tcp`)
+    /// passed.
+    ExitedBeforeCheck { status: ExitStatus, check: Check },
+    /// Its readiness check (not `tcp`) did not pass within the deadline;
+    /// `last` is the last attempt's result.
+    CheckTimeout {
+        check: Check,
+        secs: f64,
+        last: Option<String>,
+    },
+    /// Its liveness check failed `times` times in a row and its restart
+    /// policy is `never`.
+    Liveness {
+        check: Check,
+        times: u32,
+        last: String,
+    },
     /// It exited while running, and its restart policy keeps it down.
     Exited(ExitStatus),
     /// Its needs cannot be ordered (a cycle, or a need that is not defined).
@@ -51,7 +69,11 @@ impl Cause {
     pub fn shows_output(&self) -> bool {
         matches!(
             self,
-            Cause::ExitedBeforeReady { .. } | Cause::HealthTimeout { .. } | Cause::Exited(_)
+            Cause::ExitedBeforeReady { .. }
+                | Cause::HealthTimeout { .. }
+                | Cause::ExitedBeforeCheck { .. }
+                | Cause::CheckTimeout { .. }
+                | Cause::Exited(_)
         )
     }
 }
@@ -69,6 +91,23 @@ impl fmt::Display for Cause {
                 f,
                 "health port {port} did not accept a connection within {secs}s"
             ),
+            Cause::ExitedBeforeCheck { status, check } => write!(
+                f,
+                "{} before its health check passed ({check})",
+                status.describe()
+            ),
+            Cause::CheckTimeout { check, secs, last } => {
+                write!(f, "health check ({check}) did not pass within {secs}s")?;
+                match last {
+                    Some(l) => write!(f, "; last result: {l}"),
+                    None => Ok(()),
+                }
+            }
+            Cause::Liveness { check, times, last } => write!(
+                f,
+                "{}; not restarted (restart = never)",
+                liveness_words(check, *times, last)
+            ),
             Cause::Exited(status) => f.write_str(&status.describe()),
             Cause::Needs(m) => f.write_str(m),
             Cause::NeedMissing(need) => write!(f, "need '{need}' is not defined"),
@@ -77,6 +116,13 @@ impl fmt::Display for Cause {
             Cause::NeedBroken { need, error } => write!(f, "need '{need}' cannot start: {error}"),
         }
     }
+}
+
+/// Why liveness ended a run: "liveness check (...) failed 3 times in a row:
+/// answered 500".
+pub fn liveness_words(check: &Check, times: u32, last: &str) -> String {
+    let plural = if times == 1 { "" } else { "s" };
+    format!("liveness check ({check}) failed {times} time{plural} in a row: {last}")
 }
 
 /// A failure as reported: its cause, and the service's last lines of

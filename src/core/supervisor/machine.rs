@@ -7,16 +7,22 @@ use super::deps::{self, DepError, Graph};
 use super::exit::ExitStatus;
 use super::failure::{Cause, Failure, StartError};
 use super::service::{AfterStop, Phase, Pid, Service, Source, Wanted};
+use crate::core::checks::Check;
 use crate::core::definition::Definition;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
+
+#[path = "checks.rs"]
+mod checks;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
     HealthDeadline,
     StopKill,
     RestartAfter,
+    /// Time for the next liveness check of a running service.
+    Liveness,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,6 +39,8 @@ pub enum Outcome {
     Stopped,
     Failed(Failure),
     Deleted,
+    /// A oneshot exited 0: it is `stopped`, and its start succeeded.
+    Completed,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +55,23 @@ pub enum Action {
         name: String,
         gen: u64,
         port: u16,
+    },
+    /// Tell `on_ready(name, gen)` once this check passes (any kind but
+    /// `tcp`, which is `WatchPort`), trying `http` and `exec` every
+    /// `interval`; `note_readiness` takes each attempt's result.
+    WatchCheck {
+        name: String,
+        gen: u64,
+        check: Check,
+        interval: Duration,
+    },
+    /// Run one liveness check, at most `timeout` long; answer with
+    /// `on_liveness(name, gen, ..)`.
+    Probe {
+        name: String,
+        gen: u64,
+        check: Check,
+        timeout: Duration,
     },
     /// SIGTERM to the process group (and the service's cgroup).
     Terminate {
@@ -108,8 +133,22 @@ pub enum Input {
         gen: u64,
         result: Result<Pid, StartError>,
     },
-    /// The health port of `name` accepted a connection.
+    /// The readiness check of `name` passed (its health port accepted).
     Ready { name: String, gen: u64 },
+    /// One readiness attempt of `name` did not pass: its result in words.
+    CheckResult {
+        name: String,
+        gen: u64,
+        result: String,
+    },
+    /// A liveness check of `name` passed (`Ok`) or failed, in words.
+    Liveness {
+        name: String,
+        gen: u64,
+        result: Result<String, String>,
+    },
+    /// `name` sent `STATUS=...` over its notify socket.
+    StatusText { name: String, text: String },
     /// A service's main process exited.
     Exited { pid: Pid, status: ExitStatus },
     /// No process of the service's tree is left.
@@ -204,6 +243,9 @@ impl Supervisor {
             return Ok(true);
         };
         let changed = svc.def != def || svc.broken.is_some();
+        if changed {
+            svc.completed = false;
+        }
         svc.def = def;
         svc.source = source;
         svc.broken = None;
@@ -286,7 +328,11 @@ impl Supervisor {
             self.actions.push(Action::Persist);
         }
         for n in &order {
-            self.kick(n);
+            // A need that is a oneshot done in this boot is not run again.
+            let done = self.services.get(n).is_some_and(|s| s.completed);
+            if n == name || !done {
+                self.kick(n);
+            }
         }
         Ok(match self.services.get(name).map(|s| &s.phase) {
             Some(Phase::Running { .. }) => Progress::Done,
@@ -359,15 +405,12 @@ impl Supervisor {
                 Phase::Starting { pid } => {
                     svc.set_phase(Phase::Starting { pid });
                     let gen = svc.gen;
-                    let at = now + secs(svc.def.health_timeout_secs);
-                    if let Some(port) = svc.def.health_port() {
-                        self.actions.push(Action::WatchPort {
-                            name: name.clone(),
-                            gen,
-                            port,
-                        });
-                    }
-                    self.schedule(&name, gen, TimerKind::HealthDeadline, at);
+                    self.watch_readiness(&name, gen, now);
+                }
+                Phase::Running { pid, since } => {
+                    // A new generation ends the old chain of liveness checks.
+                    svc.set_phase(Phase::Running { pid, since });
+                    self.schedule_liveness(&name, now);
                 }
                 Phase::Stopping {
                     pid: Some(pid),
@@ -404,6 +447,9 @@ impl Supervisor {
         match input {
             Input::Spawned { name, gen, result } => self.on_spawned(&name, gen, result, now),
             Input::Ready { name, gen } => self.on_ready(&name, gen, now),
+            Input::CheckResult { name, gen, result } => self.note_readiness(&name, gen, result),
+            Input::Liveness { name, gen, result } => self.on_liveness(&name, gen, result, now),
+            Input::StatusText { name, text } => self.set_status_text(&name, text),
             Input::Exited { pid, status } => {
                 self.on_exit(pid, status, now);
             }
@@ -440,19 +486,13 @@ impl Supervisor {
                     });
                     return;
                 }
-                match svc.def.health_port() {
-                    Some(port) => {
-                        svc.set_phase(Phase::Starting { pid });
-                        let deadline = now + secs(svc.def.health_timeout_secs);
-                        let gen = svc.gen;
-                        self.actions.push(Action::WatchPort {
-                            name: name.to_string(),
-                            gen,
-                            port,
-                        });
-                        self.schedule(name, gen, TimerKind::HealthDeadline, deadline);
-                    }
-                    None => self.become_running(name, pid, now),
+                if svc.def.readiness().is_some() || svc.def.is_oneshot() {
+                    // A oneshot stays here until its process exits.
+                    svc.set_phase(Phase::Starting { pid });
+                    let gen = svc.gen;
+                    self.watch_readiness(name, gen, now);
+                } else {
+                    self.become_running(name, pid, now);
                 }
             }
             Err(e) => {
@@ -464,11 +504,14 @@ impl Supervisor {
     }
 
     pub fn on_ready(&mut self, name: &str, gen: u64, now: Instant) {
-        let Some(svc) = self.services.get(name) else {
+        let Some(svc) = self.services.get_mut(name) else {
             return;
         };
         if let (true, Phase::Starting { pid }) = (svc.gen == gen, &svc.phase) {
             let pid = *pid;
+            if let Some(Check::Tcp(port)) = svc.def.readiness() {
+                svc.health_result = Some(format!("port {port} accepted a connection"));
+            }
             self.become_running(name, pid, now);
         }
     }
@@ -488,10 +531,11 @@ impl Supervisor {
         }
         svc.exit_code = Some(status.code());
         let then = match svc.phase.clone() {
-            Phase::Starting { .. } => {
-                let port = svc.def.health_port().unwrap_or(0);
-                AfterStop::Fail(Cause::ExitedBeforeReady { status, port })
-            }
+            Phase::Starting { .. } if svc.def.is_oneshot() => match status.is_clean() {
+                true => AfterStop::Complete,
+                false => AfterStop::Fail(Cause::Exited(status)),
+            },
+            Phase::Starting { .. } => AfterStop::Fail(checks::exited_before_ready(svc, status)),
             Phase::Running { since, .. } => {
                 use crate::core::definition::RestartPolicy::*;
                 let restart = match svc.def.restart {
@@ -542,10 +586,7 @@ impl Supervisor {
         let name = timer.name.as_str();
         match (timer.kind, svc.phase.clone()) {
             (TimerKind::HealthDeadline, Phase::Starting { pid }) => {
-                let cause = Cause::HealthTimeout {
-                    port: svc.def.health_port().unwrap_or(0),
-                    secs: svc.def.health_timeout_secs,
-                };
+                let cause = checks::deadline_cause(svc);
                 crate::warn!("service '{name}': {cause}; killing it");
                 // Killed before it is marked failed: nothing keeps running.
                 svc.set_phase(Phase::Stopping {
@@ -570,6 +611,7 @@ impl Supervisor {
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
+            (TimerKind::Liveness, Phase::Running { .. }) => self.probe_liveness(name),
             _ => {}
         }
     }
@@ -595,6 +637,8 @@ impl Supervisor {
         match svc.phase.clone() {
             Phase::Stopped | Phase::Failed | Phase::BackingOff => {
                 svc.error = None;
+                svc.completed = false;
+                svc.restarted_by_liveness = false;
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
@@ -625,6 +669,7 @@ impl Supervisor {
                 None => Some(Cause::NeedMissing(need.clone())),
                 Some(n) => match &n.phase {
                     Phase::Running { .. } => None,
+                    Phase::Stopped if n.completed => None,
                     Phase::Failed => Some(Cause::NeedFailed {
                         need: need.clone(),
                         error: n.error.as_deref().unwrap_or("unknown error").to_string(),
@@ -651,8 +696,12 @@ impl Supervisor {
     fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
-            svc.error = None;
+            if !svc.restarted_by_liveness {
+                svc.error = None;
+            }
+            svc.liveness_in_row = 0;
             crate::debug!("service '{name}' is running (pid {pid})");
+            self.schedule_liveness(name, now);
             self.settled(name, Outcome::Running);
         }
     }
@@ -801,6 +850,12 @@ impl Supervisor {
                 self.settled(name, Outcome::Stopped);
             }
             AfterStop::Delete => self.remove(name),
+            AfterStop::Complete => {
+                svc.set_phase(Phase::Stopped);
+                svc.completed = true;
+                crate::info!("oneshot '{name}' completed");
+                self.settled(name, Outcome::Completed);
+            }
         }
         if self.shutting_down {
             self.advance_shutdown(now);
@@ -887,9 +942,16 @@ fn placeholder_def() -> Definition {
         stop_timeout_secs: 10.0,
         health_timeout_secs: 60.0,
         autostart: false,
+        health: None,
+        liveness: None,
+        service_type: Default::default(),
     }
 }
 
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod check_tests;
