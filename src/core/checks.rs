@@ -4,6 +4,7 @@
 //! Both fields are read through a generic JSON value, so the same code (and
 //! the same messages) serves a PUT body and a drop-in TOML file.
 
+use super::json_number;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -252,7 +253,7 @@ fn as_object<'a>(v: &'a Value, field: &str) -> Result<&'a Map<String, Value>, St
 }
 
 fn int_in(v: &Value, field: &str, lo: i64, hi: i64) -> Result<i64, String> {
-    match v.as_i64() {
+    match json_number::as_i64(v) {
         Some(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(format!(
             "`{field}` must be an integer in {lo}-{hi}, got {v}"
@@ -314,7 +315,7 @@ fn status_range(v: &Value, field: &str) -> Result<(u16, u16), String> {
     let [lo, hi] = v.as_array().map(Vec::as_slice).unwrap_or_default() else {
         return Err(bad());
     };
-    match (lo.as_u64(), hi.as_u64()) {
+    match (json_number::as_u64(lo), json_number::as_u64(hi)) {
         (Some(lo), Some(hi)) if 100 <= lo && lo <= hi && hi <= 599 => Ok((lo as u16, hi as u16)),
         _ => Err(bad()),
     }

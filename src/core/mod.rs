@@ -2,4 +2,5 @@
 
 pub mod checks;
 pub mod definition;
+pub mod json_number;
 pub mod supervisor;
