@@ -32,29 +32,48 @@ fn rewrite_refs(v: &mut Value, schemas: &Map<String, Value>, defs: &mut Map<Stri
     }
 }
 
-/// TOML has no null: a key is written or left out.
-fn toml_types(mut v: Value) -> Value {
-    if let Value::Object(m) = &mut v {
-        if let Some(Value::Array(types)) = m.get("type") {
-            let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
-            let t = match kept.as_slice() {
-                [one] => one.clone(),
-                _ => Value::Array(kept),
-            };
-            m.insert("type".into(), t);
+/// TOML has no null: a key is written or left out. A schema that only
+/// allows null becomes `false` (the key must be left out); null leaves
+/// type lists, enums and alternatives.
+fn toml_types(v: Value) -> Value {
+    match v {
+        Value::Object(mut m) => {
+            if m.get("type") == Some(&json!("null")) {
+                return Value::Bool(false);
+            }
+            if let Some(Value::Array(types)) = m.get("type") {
+                let kept: Vec<Value> = types.iter().filter(|t| *t != "null").cloned().collect();
+                let t = match kept.as_slice() {
+                    [one] => one.clone(),
+                    _ => Value::Array(kept),
+                };
+                m.insert("type".into(), t);
+            }
+            if let Some(Value::Array(e)) = m.get_mut("enum") {
+                e.retain(|x| !x.is_null());
+            }
+            for (_, child) in m.iter_mut() {
+                *child = toml_types(child.take());
+            }
+            for key in ["oneOf", "anyOf"] {
+                if let Some(Value::Array(alts)) = m.get_mut(key) {
+                    alts.retain(|a| *a != Value::Bool(false));
+                    if let [one] = alts.as_slice() {
+                        let one = one.clone();
+                        m.remove(key);
+                        if let Value::Object(inner) = one {
+                            for (k, x) in inner {
+                                m.entry(k).or_insert(x);
+                            }
+                        }
+                    }
+                }
+            }
+            Value::Object(m)
         }
-        if let Some(Value::Array(e)) = m.get_mut("enum") {
-            e.retain(|x| !x.is_null());
-        }
-        for (_, child) in m.iter_mut() {
-            *child = toml_types(child.take());
-        }
-    } else if let Value::Array(a) = &mut v {
-        for child in a.iter_mut() {
-            *child = toml_types(child.take());
-        }
+        Value::Array(a) => Value::Array(a.into_iter().map(toml_types).collect()),
+        other => other,
     }
-    v
 }
 
 /// The JSON schema of a drop-in file's keys.
