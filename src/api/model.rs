@@ -51,6 +51,9 @@ pub fn service_json(s: &Service, now: Instant, extra: &serde_json::Map<String, V
         "status_text": s.status_text,
     });
     if let Some(obj) = v.as_object_mut() {
+        if let Some(limits) = &d.limits {
+            obj.insert("limits".into(), json!(limits));
+        }
         for (k, val) in extra {
             obj.insert(k.clone(), val.clone());
         }

@@ -34,6 +34,8 @@ pub enum Route {
     Restore,
     LastRestore,
     System,
+    /// `GET /v1/metrics`: Prometheus text.
+    Metrics,
     Poweroff,
     Reboot,
     /// The API's own OpenAPI document.
@@ -94,6 +96,7 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
             _ => allow("GET, POST"),
         },
         ["v1", "system"] => only(method, "GET", Route::System),
+        ["v1", "metrics"] => only(method, "GET", Route::Metrics),
         ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
         ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
         ["v1", "openapi.json"] => only(method, "GET", Route::OpenApi),
@@ -218,6 +221,7 @@ mod tests {
             assert_eq!(r.unwrap_err().status(), 400, "tail={bad:?}");
         }
         assert_eq!(route("GET", "/v1/restore", &[]), Ok(Route::LastRestore));
+        assert_eq!(route("GET", "/v1/metrics", &[]), Ok(Route::Metrics));
         assert_eq!(
             route("POST", "/v1/system/poweroff", &[]),
             Ok(Route::Poweroff)
@@ -244,6 +248,7 @@ mod tests {
             Route::System => ("GET", "/v1/system"),
             Route::Poweroff => ("POST", "/v1/system/poweroff"),
             Route::Reboot => ("POST", "/v1/system/reboot"),
+            Route::Metrics => ("GET", "/v1/metrics"),
             Route::OpenApi => ("GET", "/v1/openapi.json"),
         }
     }
@@ -304,6 +309,7 @@ mod tests {
             Route::System,
             Route::Poweroff,
             Route::Reboot,
+            Route::Metrics,
             Route::OpenApi,
         ];
         let all: std::collections::BTreeSet<_> = every.iter().map(operation).collect();
@@ -338,6 +344,7 @@ mod tests {
             ("POST", "/v1/services", 405),
             ("GET", "/v1/services/web/start", 405),
             ("PATCH", "/v1/services/web", 405),
+            ("POST", "/v1/metrics", 405),
             ("GET", "/v1/services/.hidden", 400),
             ("GET", "/v1/services/a%2Fb", 400),
             ("GET", &format!("/v1/services/{}", "x".repeat(65)), 400),

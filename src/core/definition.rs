@@ -3,6 +3,7 @@
 
 use super::checks::{self, Check, Health, Liveness};
 use super::json_number;
+use crate::core::limits::Limits;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -73,6 +74,13 @@ pub struct Definition {
     pub liveness: Option<Box<Liveness>>,
     #[serde(default, rename = "type", deserialize_with = "service_type")]
     pub service_type: ServiceType,
+    /// Resource limits written to the service's cgroup before it runs.
+    #[serde(
+        default,
+        deserialize_with = "crate::core::limits::limits_or_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limits: Option<Limits>,
 }
 
 /// Which keys a body names, whatever their values: what serde's defaults
@@ -209,6 +217,9 @@ impl Definition {
         self.validate_checks()?;
         for n in &self.needs {
             validate_name(n).map_err(|e| InvalidDefinition(format!("`needs`: {e}")))?;
+        }
+        if let Some(l) = &self.limits {
+            l.validate().map_err(InvalidDefinition)?;
         }
         Ok(())
     }
@@ -416,6 +427,13 @@ mod tests {
             (br#"{"cmd":"x","restart":"sometimes"}"#, "sometimes"),
             (br#"{"cmd":"x","needs":["../etc"]}"#, "needs"),
             (br#"{"cmd":"x""#, "invalid definition"),
+            (
+                br#"{"cmd":"x","limits":{"memory_max":"1T"}}"#,
+                "limits.memory_max",
+            ),
+            (br#"{"cmd":"x","limits":{"pids_max":0}}"#, "limits.pids_max"),
+            (br#"{"cmd":"x","limits":{"cpus":1}}"#, "cpus"),
+            (br#"{"cmd":"x","limits":5}"#, "limits"),
         ];
         for (i, (body, word)) in cases.iter().enumerate() {
             let e = Definition::from_json(body).unwrap_err();
@@ -555,5 +573,23 @@ mod tests {
         assert!(!d.autostart);
         let e = Definition::from_toml("cmd = \"x\"\nhelth_port = 1\n").unwrap_err();
         assert!(e.0.contains("helth_port"), "{e}");
+    }
+
+    #[test]
+    fn limits_in_json_and_toml() {
+        let d =
+            Definition::from_json(br#"{"cmd":"x","limits":{"memory_max":"32M","cpu_max":0.5}}"#)
+                .unwrap();
+        let l = d.limits.unwrap();
+        assert_eq!((l.memory_max, l.cpu_max), (Some(32 << 20), Some(0.5)));
+        let d = Definition::from_toml("cmd = \"x\"\n[limits]\npids_max = 64\n").unwrap();
+        assert_eq!(d.limits.and_then(|l| l.pids_max), Some(64));
+        // `{}` and null are no limits at all (an identical PUT either way).
+        for body in [
+            &br#"{"cmd":"x","limits":{}}"#[..],
+            br#"{"cmd":"x","limits":null}"#,
+        ] {
+            assert_eq!(Definition::from_json(body).unwrap().limits, None);
+        }
     }
 }

@@ -3,4 +3,5 @@
 pub mod checks;
 pub mod definition;
 pub mod json_number;
+pub mod limits;
 pub mod supervisor;

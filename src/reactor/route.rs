@@ -136,6 +136,25 @@ impl Reactor {
         if let Some(n) = self.cgroups.as_ref().and_then(|cg| cg.oom_kills(name)) {
             self.stats.oom_base.insert(name.to_string(), n);
         }
+        // Limits are in the cgroup before any process of the service runs
+        // in it (a container's runtime too); one that cannot be applied
+        // fails the start.
+        let limited = match &self.cgroups {
+            Some(cg) => cg.limit(name, def.limits.as_ref()),
+            None => def
+                .limits
+                .as_ref()
+                .map_or(Ok(()), crate::proc::cgroup::limits_without_cgroups),
+        };
+        if let Err(e) = limited {
+            crate::warn!("unable to start '{name}': {e}");
+            self.feed(Input::Spawned {
+                name: name.to_string(),
+                gen,
+                result: Err(StartError::Prepare(e.to_string())),
+            });
+            return;
+        }
         let original_env = def.env.clone();
         if let Err(e) = self.prepare_checks(name, &mut def) {
             crate::warn!("unable to start '{name}': {e}");

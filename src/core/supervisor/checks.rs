@@ -137,7 +137,7 @@ impl Supervisor {
         } else {
             crate::warn!("service '{name}': {msg}; restarting it");
             svc.error = Some(format!("restarted: {msg}"));
-            svc.restarted_by_liveness = true;
+            svc.keep_error = true;
             AfterStop::Backoff
         };
         self.begin_stop(name, pid, then, now);

@@ -151,6 +151,9 @@ pub enum Input {
     StatusText { name: String, text: String },
     /// A service's main process exited.
     Exited { pid: Pid, status: ExitStatus },
+    /// A service's main process was killed by the OOM killer (its cgroup
+    /// counted the kill): an exit that is a crash, and its `error` says so.
+    OomKilled { pid: Pid, status: ExitStatus },
     /// No process of the service's tree is left.
     TreeEmpty { name: String, gen: u64 },
     /// One of the supervisor's own timers fired.
@@ -453,6 +456,9 @@ impl Supervisor {
             Input::Exited { pid, status } => {
                 self.on_exit(pid, status, now);
             }
+            Input::OomKilled { pid, status } => {
+                self.exited(pid, status, true, now);
+            }
             Input::TreeEmpty { name, gen } => self.on_tree_empty(&name, gen, now),
             Input::Timer(t) => self.on_timer(&t, now),
         }
@@ -519,6 +525,11 @@ impl Supervisor {
     /// A child exited. Returns false when it was no service's main process
     /// (an orphan, or a helper the loop tracks itself).
     pub fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> bool {
+        self.exited(pid, status, false, now)
+    }
+
+    /// A child exited, killed by the OOM killer when `oom`.
+    fn exited(&mut self, pid: Pid, status: ExitStatus, oom: bool, now: Instant) -> bool {
         let Some(name) = self.by_pid.remove(&pid) else {
             return false;
         };
@@ -530,12 +541,18 @@ impl Supervisor {
             return true;
         }
         svc.exit_code = Some(status.code());
+        let oom = oom.then(|| Cause::OomKilled {
+            status,
+            memory_max: svc.def.limits.as_ref().and_then(|l| l.memory_max),
+        });
         let then = match svc.phase.clone() {
             Phase::Starting { .. } if svc.def.is_oneshot() => match status.is_clean() {
                 true => AfterStop::Complete,
-                false => AfterStop::Fail(Cause::Exited(status)),
+                false => AfterStop::Fail(oom.unwrap_or(Cause::Exited(status))),
             },
-            Phase::Starting { .. } => AfterStop::Fail(checks::exited_before_ready(svc, status)),
+            Phase::Starting { .. } => {
+                AfterStop::Fail(oom.unwrap_or_else(|| checks::exited_before_ready(svc, status)))
+            }
             Phase::Running { since, .. } => {
                 use crate::core::definition::RestartPolicy::*;
                 let restart = match svc.def.restart {
@@ -549,11 +566,19 @@ impl Supervisor {
                 }
                 if restart {
                     crate::info!("service '{name}' {}; restarting", status.describe());
+                    if let Some(cause) = &oom {
+                        // Why it restarted stays visible once it runs again.
+                        svc.error = Some(format!("{cause}; restarted"));
+                        svc.keep_error = true;
+                    } else {
+                        // A plain crash: an earlier reason no longer holds.
+                        svc.keep_error = false;
+                    }
                     AfterStop::Backoff
-                } else if status.is_clean() {
+                } else if status.is_clean() && oom.is_none() {
                     AfterStop::Rest
                 } else {
-                    AfterStop::Fail(Cause::Exited(status))
+                    AfterStop::Fail(oom.unwrap_or(Cause::Exited(status)))
                 }
             }
             Phase::Stopping { then, .. } => then,
@@ -638,7 +663,7 @@ impl Supervisor {
             Phase::Stopped | Phase::Failed | Phase::BackingOff => {
                 svc.error = None;
                 svc.completed = false;
-                svc.restarted_by_liveness = false;
+                svc.keep_error = false;
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
@@ -696,7 +721,7 @@ impl Supervisor {
     fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
-            if !svc.restarted_by_liveness {
+            if !svc.keep_error {
                 svc.error = None;
             }
             svc.liveness_in_row = 0;
@@ -945,6 +970,7 @@ fn placeholder_def() -> Definition {
         health: None,
         liveness: None,
         service_type: Default::default(),
+        limits: None,
     }
 }
 

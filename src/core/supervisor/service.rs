@@ -122,8 +122,9 @@ pub struct Service {
     pub liveness_failures: u32,
     /// Failed liveness checks in a row since the last one that passed.
     pub liveness_in_row: u32,
-    /// `error` says why liveness restarted it, and stays once it runs again.
-    pub restarted_by_liveness: bool,
+    /// `error` says why liveness or an OOM kill restarted it: it stays once
+    /// the service runs again, until the next start request or failure.
+    pub keep_error: bool,
     /// The last `STATUS=` the service sent over `NOTIFY_SOCKET`.
     pub status_text: Option<String>,
 }
@@ -149,7 +150,7 @@ impl Service {
             liveness_result: None,
             liveness_failures: 0,
             liveness_in_row: 0,
-            restarted_by_liveness: false,
+            keep_error: false,
             status_text: None,
         }
     }

@@ -535,3 +535,81 @@ fn broken_dropin_is_failed_and_cannot_start() {
     assert!(matches!(s.start("bad"), Err(SupError::Failed(m)) if m.contains("expected")));
     assert!(matches!(s.start("app"), Err(SupError::Failed(m)) if m.contains("'bad'")));
 }
+
+#[test]
+fn an_oom_kill_is_a_crash_whose_error_says_so() {
+    let (mut s, now) = sup_with(&[
+        ("hog", r#"{"cmd":"h","limits":{"memory_max":"32M"}}"#),
+        ("keep", r#"{"cmd":"k","restart":"never"}"#),
+    ]);
+    // Under on-failure it restarts, and the error says why, also once it
+    // runs again.
+    run(&mut s, "hog", 5, now);
+    s.handle(
+        Input::OomKilled {
+            pid: 5,
+            status: ExitStatus::Signal(9),
+        },
+        now,
+    );
+    s.take_actions();
+    tree_empty(&mut s, "hog", now);
+    assert_eq!(spawns(&s.take_actions()), ["hog"]);
+    assert_eq!(s.get("hog").unwrap().restarts, 1);
+    spawned(&mut s, "hog", 6, now);
+    let hog = s.get("hog").unwrap();
+    assert_eq!(hog.status_word(), "running");
+    assert_eq!(
+        hog.error.as_deref(),
+        Some("killed by the OOM killer (killed by signal 9, memory_max 32M); restarted")
+    );
+    // A plain crash after that clears it once it runs again.
+    s.on_exit(6, ExitStatus::Code(1), now);
+    s.take_actions();
+    tree_empty(&mut s, "hog", now);
+    let timer = s.take_actions().into_iter().find_map(|a| match a {
+        Action::Schedule { timer, .. } if timer.kind == TimerKind::RestartAfter => Some(timer),
+        _ => None,
+    });
+    s.on_timer(&timer.unwrap(), now);
+    s.take_actions();
+    spawned(&mut s, "hog", 7, now);
+    assert_eq!(status(&s, "hog"), "running");
+    assert_eq!(s.get("hog").unwrap().error, None);
+
+    // Under never it fails with that cause.
+    run(&mut s, "keep", 8, now);
+    s.handle(
+        Input::OomKilled {
+            pid: 8,
+            status: ExitStatus::Signal(9),
+        },
+        now,
+    );
+    s.take_actions();
+    tree_empty(&mut s, "keep", now);
+    let a = s.take_actions();
+    let failure = a.iter().find_map(|a| match a {
+        Action::Settled {
+            outcome: Outcome::Failed(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    let cause = failure.map(|f| f.cause);
+    assert_eq!(
+        cause,
+        Some(Cause::OomKilled {
+            status: ExitStatus::Signal(9),
+            memory_max: None
+        })
+    );
+    assert_eq!(status(&s, "keep"), "failed");
+    assert!(s
+        .get("keep")
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("OOM killer"));
+}
