@@ -12,6 +12,11 @@ fn integral(f: f64) -> bool {
     f.is_finite() && f.fract() == 0.0
 }
 
+/// The unsigned integer an integral float in range is.
+pub fn integral_u64(f: f64) -> Option<u64> {
+    (integral(f) && (0.0..U64_END).contains(&f)).then_some(f as u64)
+}
+
 /// A signed integer, from an integer or an integral float in range.
 pub fn as_i64(v: &Value) -> Option<i64> {
     v.as_i64().or_else(|| {
@@ -22,10 +27,7 @@ pub fn as_i64(v: &Value) -> Option<i64> {
 
 /// An unsigned integer, from an integer or an integral float in range.
 pub fn as_u64(v: &Value) -> Option<u64> {
-    v.as_u64().or_else(|| {
-        let f = v.as_f64()?;
-        (integral(f) && (0.0..U64_END).contains(&f)).then_some(f as u64)
-    })
+    v.as_u64().or_else(|| integral_u64(v.as_f64()?))
 }
 
 /// serde: an optional integer field (null is none), `8080.0` read as
