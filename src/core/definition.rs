@@ -405,6 +405,26 @@ mod tests {
         }
     }
 
+    /// Found by the schema test: `limits` was read from a list.
+    #[test]
+    fn limits_must_be_an_object() {
+        for body in [
+            &br#"{"cmd":"x","limits":[null,null]}"#[..],
+            br#"{"cmd":"x","limits":5}"#,
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(e.0.contains("`limits` must be an object"), "{e}");
+        }
+        let d = Definition::from_json(br#"{"cmd":"x","limits":{"pids_max":8}}"#).unwrap();
+        assert_eq!(d.limits.map(|l| l.pids_max), Some(Some(8)));
+        let d = Definition::from_toml("cmd = \"x\"\nlimits = { memory_max = \"1M\" }\n").unwrap();
+        assert_eq!(d.limits.map(|l| l.memory_max), Some(Some(1 << 20)));
+        assert!(Definition::from_json(br#"{"cmd":"x","limits":null}"#)
+            .unwrap()
+            .limits
+            .is_none());
+    }
+
     #[test]
     fn numeric_user() {
         let d = Definition::from_json(br#"{"cmd":"x","user":65534}"#).unwrap();

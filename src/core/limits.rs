@@ -273,9 +273,19 @@ fn cpu_max<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     }
 }
 
-/// The definition's `limits`: `{}` and `null` mean none.
+/// The definition's `limits`: `{}` and `null` mean none. An object only:
+/// serde would read the struct from a list too (`[null, null]`).
 pub fn limits_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Limits>, D::Error> {
-    Ok(Option::<Limits>::deserialize(d)?.filter(|l| !l.is_empty()))
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => Limits::deserialize(v)
+            .map(|l| Some(l).filter(|l| !l.is_empty()))
+            .map_err(D::Error::custom),
+        Some(other) => Err(D::Error::custom(format!(
+            "`limits` must be an object (a table in TOML), got {other}"
+        ))),
+    }
 }
 
 #[cfg(test)]
