@@ -84,13 +84,17 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 
+# The events stream never ends: checked by hand below, not generated.
+exclude_events=''
+grep -q '"/v1/events"' src/api/openapi.json && exclude_events='--exclude-operation-id events'
+
 echo "api-schema: Schemathesis $("$st" --version | awk '{print $NF}'), $examples examples per operation, seed $seed"
 status=0
 # From the temp dir: Schemathesis and Hypothesis keep caches in the cwd.
 (cd "$tmp" && SCHEMATHESIS_HOOKS=$root/scripts/schemathesis_hooks.py "$st" run "$root/src/api/openapi.json" \
   --url "http://127.0.0.1:$port" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
-  --exclude-operation-id poweroff --exclude-operation-id reboot --exclude-operation-id events \
+  --exclude-operation-id poweroff --exclude-operation-id reboot $exclude_events \
   --max-examples "$examples" --seed "$seed" --request-timeout 20 --workers 1 \
   --generation-database none --no-color --continue-on-failure \
   --report ndjson --report-dir "$tmp/report" ${API_SCHEMA_ARGS:-}) || status=$?
