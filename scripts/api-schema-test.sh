@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The property-based API test: Schemathesis generates requests from
 # src/api/openapi.json and checks every answer of a running plain supervisor
-# against the document (no 5xx, declared status, content type and schema,
-# invalid input refused, valid input accepted); then the server must still
-# be up. Exits non-zero on any failure.
+# against the document (no 5xx, declared status, content type, headers and
+# schema, invalid input refused, valid input accepted, undocumented methods
+# 405 with a true Allow header, a created service there and a deleted one
+# gone); then the server must still be up. Exits non-zero on any failure.
 #
 # The init runs in a private temp dir (its working directory too: generated
 # commands run as root) without CAP_SYS_TIME, so a generated restore `time`
@@ -93,7 +94,7 @@ status=0
 # From the temp dir: Schemathesis and Hypothesis keep caches in the cwd.
 (cd "$tmp" && SCHEMATHESIS_HOOKS=$root/scripts/schemathesis_hooks.py "$st" run "$root/src/api/openapi.json" \
   --url "http://127.0.0.1:$port" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance,unsupported_method,allow_header_conformance,response_headers_conformance,missing_required_header,use_after_free,ensure_resource_availability \
   --exclude-operation-id poweroff --exclude-operation-id reboot $exclude_events \
   --max-examples "$examples" --seed "$seed" --request-timeout 20 --workers 1 \
   --generation-database none --no-color --continue-on-failure \
