@@ -51,8 +51,14 @@ cleanup() {
     wait "$init_pid" 2>/dev/null
   fi
   # Services live in their own process groups and cgroups: end what is left.
+  # A plain supervisor leaves its (empty) cgroup behind: remove it too.
   if [ -n "$cgroup" ] && [ -d "$cgroup" ]; then
     find "$cgroup" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null
+    for _ in $(seq 50); do
+      find "$cgroup" -depth -type d -exec rmdir {} + 2>/dev/null
+      [ -d "$cgroup" ] || break
+      sleep 0.1
+    done
   fi
   # What a failure needs for a look: the report and the init's log.
   mkdir -p "$root/build/api-schema"
