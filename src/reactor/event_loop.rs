@@ -18,6 +18,8 @@ use crate::pid1::HaltMode;
 use crate::proc::cgroup::Cgroups;
 use crate::proc::launcher::Launcher;
 use crate::proc::trees::TreeWatcher;
+use crate::resume::resumer::Resumer;
+use crate::resume::steps::Resumed;
 use crate::stats::Stats;
 use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
 use mio::{Events, Interest, Token};
@@ -51,6 +53,8 @@ pub struct Reactor {
     pub(super) cgroups: Option<Cgroups>,
     pub(super) stats: Stats,
     pub(super) restore: RestoreTracker,
+    /// The VM generation and what a restore does before the services.
+    pub(super) resumer: Resumer,
     /// Why the state file could not be used at start, if it could not.
     pub(super) state_error: Option<String>,
     /// The state file is behind the supervisor.
@@ -86,6 +90,8 @@ impl Reactor {
             become_subreaper();
         }
         raise_fd_limit();
+        let mut resumer = Resumer::new(pid1, &cfg.socket);
+        resumer.watch_vmgenid(&mut io);
         let cgroups = Cgroups::detect(instance_name(&cfg, pid1).as_deref());
         match &cgroups {
             Some(c) => crate::info!("service cgroups under {}", c.base().display()),
@@ -108,6 +114,7 @@ impl Reactor {
             cgroups,
             stats: Stats::new(pid1),
             restore: RestoreTracker::default(),
+            resumer,
             state_error: None,
             dirty: false,
             halt: None,
@@ -123,6 +130,10 @@ impl Reactor {
         let now = Instant::now();
         self.state_error =
             crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
+        self.restore.resumed(Resumed {
+            generation: self.resumer.generation(),
+            ..Resumed::default()
+        });
         self.route(now);
         self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
@@ -278,6 +289,11 @@ impl Reactor {
                     self.feed(input);
                 }
             }
+            Owner::Uevents => {
+                if self.resumer.on_uevents() {
+                    self.restore_after_vmgenid();
+                }
+            }
         }
     }
 
@@ -313,6 +329,7 @@ impl Reactor {
             state_error: self.state_error.as_deref(),
             connections: self.api.connections(),
             shutting_down: self.halt.is_some(),
+            generation: self.resumer.generation(),
         }
     }
 

@@ -120,13 +120,8 @@ impl Reactor {
                     .map_err(|e| ApiError::Internal(format!("cannot write the state file: {e}")))?;
                 Ok(Answer::Now(handlers::checkpoint_reply(&self.view())))
             }
-            Command::Restore => {
-                let error =
-                    crate::persist::boot::reload_wanted(&self.cfg.state_file, &mut self.sup, now);
-                // After a memory snapshot: dead processes are noticed first.
-                self.reap();
-                self.route(now);
-                crate::persist::boot::apply(&mut self.sup, &mut self.restore, "api", error, now);
+            Command::Restore(body) => {
+                self.restore_now("api", &body);
                 Ok(Answer::Wait(Await::Restore))
             }
             Command::Halt(mode) => {

@@ -971,6 +971,7 @@ fn placeholder_def() -> Definition {
         liveness: None,
         service_type: Default::default(),
         limits: None,
+        on_restore: Default::default(),
     }
 }
 
