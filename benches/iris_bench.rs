@@ -19,6 +19,9 @@
 //! marker in its command line and killed; the registry is stopped when its
 //! section ends.
 
+#[path = "iris_bench/events.rs"]
+mod events;
+
 use iris_init::client::{Conn, Request};
 use iris_init::containers::settings::{choose_runtime, RUNTIME_ENV};
 use iris_init::proc::spawn::find_on_init_path;
@@ -743,7 +746,7 @@ fn run_bench() -> Vec<String> {
     };
     let mut failed = Vec::new();
     type Section = fn(&mut Bench) -> R<()>;
-    let sections: [(&str, Section); 15] = [
+    let sections: [(&str, Section); 17] = [
         ("init_rss_empty", rss_empty),
         ("service_alone", service_alone),
         ("start_to_running", start_100),
@@ -754,6 +757,8 @@ fn run_bench() -> Vec<String> {
         ("health_wait", health_wait),
         ("http_wait", http_wait),
         ("sigkill_restart", sigkill_restart),
+        ("event_latency", events::exit_to_event),
+        ("event_crash_loop", events::crash_loop_cpu),
         ("orphan_storm", orphan_storm),
         ("exec", exec_round_trip),
         // Before the log flood, whose disk writes linger for a while.

@@ -53,6 +53,8 @@ pub(crate) enum TimerKey {
     Exec(u64),
     /// A check's timeout or next attempt (`CheckRunner`).
     Check(u64),
+    /// A comment line for quiet events streams.
+    Heartbeat,
 }
 
 pub(crate) struct Io {

@@ -1,7 +1,8 @@
 //! irisctl as a user meets it: help and usage errors, shell completion in
 //! bash (interactive, in a pseudo-terminal) and fish, `logs -f` of several
-//! services, and `watch`/`events`/`metrics`/`restore` against a server that
-//! plays canned answers.
+//! services, `watch` and `events` against the real init, and their exact
+//! rendering (and `metrics`/`restore`) against a server that plays canned
+//! answers.
 
 mod common;
 
@@ -469,7 +470,7 @@ const WEB_STARTED: &str = "id: 2\nevent: service\ndata: {\"name\":\"web\",\"stat
 const WEB_FAILED: &str = "id: 3\nevent: service\ndata: {\"name\":\"web\",\"status\":\"failed\",\
     \"pid\":null,\"exit_code\":1,\"restarts\":1,\"error\":\"exited with status 1\",\"reason\":\"failed\"}\n\n";
 
-// The canned stream stands in for the init's `GET /v1/events` until it lands.
+// A canned stream pins down the rendering of each kind of event.
 #[test]
 fn watch_redraws_a_live_table_in_a_terminal() {
     let t = TempDir::new("ctlwatch");
@@ -657,4 +658,89 @@ fn man_pages_come_from_the_same_definition() {
     let watch = std::fs::read_to_string(dir.join("irisctl-watch.1")).unwrap();
     assert!(watch.contains("irisctl watch web db"), "{watch}");
     assert!(dir.join("irisctl.1").exists() && !dir.join("irisctl-man.1").exists());
+}
+
+#[test]
+fn events_follow_the_real_init_one_line_each() {
+    let t = TempDir::new("ctlevreal");
+    let mut init = Init::start(t.path());
+    let sock = init.socket.to_str().unwrap().to_string();
+    let mut human = Command::new(CTL)
+        .args(["--socket", &sock, "events"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Collected::reading(human.stdout.take().unwrap());
+    out.wait_contains("snapshot: 0 services\n");
+    init.put("web", r#"{"cmd":"sleep","args":["1000"]}"#);
+    assert_eq!(init.req("POST", "/v1/services/web/start", None).0, 200);
+    let pid = init.service("web")["pid"].as_i64().unwrap();
+    let lines = out.wait_contains(&format!("web running pid {pid} (started)\n"));
+    assert!(lines.contains(" web stopped (defined)\n"), "{lines}");
+
+    // From the start, only `web`, as raw JSON: one object per line.
+    let mut json = Command::new(CTL)
+        .args(["--socket", &sock, "events", "--since", "0", "--json", "web"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let raw = Collected::reading(json.stdout.take().unwrap());
+    let text = raw.wait_for("web's started event", |t| t.contains("\"started\""));
+    let reasons: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter_map(|v| v["reason"].as_str().map(String::from))
+        .collect();
+    assert_eq!(reasons, ["defined", "started"], "{text}");
+
+    // The init shutting down ends the stream: irisctl exits 0.
+    assert!(init.terminate().success());
+    let status = wait_child(&mut human, Duration::from_secs(20)).unwrap();
+    assert!(status.success());
+    let all = out.text();
+    assert!(all.contains("system: shutting_down ("), "{all}");
+    assert!(all.contains("web stopped exit 143 (stopped)"), "{all}");
+    assert!(
+        all.trim_end().ends_with("system: halting (mode=poweroff)"),
+        "{all}"
+    );
+    assert!(wait_child(&mut json, Duration::from_secs(20))
+        .unwrap()
+        .success());
+}
+
+#[test]
+fn watch_draws_the_real_init_in_a_terminal() {
+    let t = TempDir::new("ctlwatchreal");
+    std::fs::write(
+        t.path().join("init.d/db.toml"),
+        "cmd = \"sleep\"\nargs = [\"1000\"]\n",
+    )
+    .unwrap();
+    let mut init = Init::start(t.path());
+    init.wait_status("db", "running");
+    let sock = init.socket.to_str().unwrap().to_string();
+    let mut watch = Pty::spawn(
+        Command::new(CTL)
+            .args(["--socket", &sock, "watch"])
+            .env_remove("NO_COLOR"),
+    );
+    watch.out.wait_contains("1 service: 1 running");
+    init.put(
+        "web",
+        r#"{"cmd":"sh","args":["-c","sleep 0.2; exit 4"],"restart":"never"}"#,
+    );
+    watch.out.wait_contains("2 services: 1 running, 1 stopped");
+    init.req("POST", "/v1/services/web/start?wait=false", None);
+    let screen = watch.out.wait_contains("\x1b[31mfailed");
+    assert!(screen.contains("exited with code 4"), "{screen:?}");
+    init.wait_status("web", "failed");
+    assert_eq!(init.req("DELETE", "/v1/services/web", None).0, 200);
+    watch.out.wait_contains("1 service: 1 running  (event #");
+    assert!(init.terminate().success());
+    watch
+        .out
+        .wait_contains("iris-init closed the events stream");
+    let status = wait_child(&mut watch.child, Duration::from_secs(20)).unwrap();
+    assert!(status.success());
 }

@@ -6,11 +6,16 @@
 //! ring are replayed; when some of them were already dropped, the client
 //! is told with a `gap` event, then sees the snapshot.
 
+use crate::core::supervisor::Change;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 
 /// Events kept for replay (the contract asks for at least 1024).
 pub const RING_CAPACITY: usize = 4096;
+/// And at most this many bytes of them: a few huge events (a service
+/// error quoting a long command) never make PID 1 hold gigabytes. Events
+/// of usual sizes (under 4 KiB) always fit 4096 times.
+pub const RING_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -80,6 +85,8 @@ pub enum Resume<'a> {
 pub struct EventLog {
     ring: VecDeque<Event>,
     capacity: usize,
+    /// Bytes of the frames in the ring.
+    bytes: usize,
     /// The id the next event gets; ids start at 1.
     next_id: u64,
 }
@@ -95,6 +102,7 @@ impl EventLog {
         EventLog {
             ring: VecDeque::with_capacity(capacity.min(1024)),
             capacity: capacity.max(1),
+            bytes: 0,
             next_id: 1,
         }
     }
@@ -108,15 +116,22 @@ impl EventLog {
     pub fn push(&mut self, kind: Kind, service: Option<&str>, data: &Value) -> Event {
         let id = self.next_id;
         self.next_id += 1;
-        if self.ring.len() == self.capacity {
-            self.ring.pop_front();
-        }
         let event = Event {
             id,
             kind,
             service: service.map(str::to_string),
             frame: frame(id, kind, data),
         };
+        let size = event.frame.len();
+        while self.ring.len() >= self.capacity
+            || (!self.ring.is_empty() && self.bytes + size > RING_BYTES)
+        {
+            match self.ring.pop_front() {
+                Some(old) => self.bytes -= old.frame.len(),
+                None => break,
+            }
+        }
+        self.bytes += size;
         self.ring.push_back(event.clone());
         event
     }
@@ -164,6 +179,48 @@ pub fn parse_id(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
+}
+
+/// A `service` event's data: the service's fields at its change.
+pub fn service_data(c: &Change) -> Value {
+    json!({
+        "name": c.name,
+        "status": c.status,
+        "pid": c.pid,
+        "exit_code": c.exit_code,
+        "restarts": c.restarts,
+        "error": c.error,
+        "reason": c.reason.word(),
+    })
+}
+
+/// Where a client resumes: `?since=N` wins over the `Last-Event-ID`
+/// header (what a browser's EventSource sends when it reconnects).
+pub fn parse_since(query: Option<&str>, header: Option<&str>) -> Result<Option<u64>, String> {
+    if let Some(q) = query {
+        return parse_id(q).map(Some).ok_or_else(|| {
+            format!("query parameter `since` must be an event id (a decimal number), got {q:?}")
+        });
+    }
+    match header.filter(|h| !h.trim().is_empty()) {
+        None => Ok(None),
+        Some(h) => parse_id(h).map(Some).ok_or_else(|| {
+            format!("header `Last-Event-ID` must be an event id (a decimal number), got {h:?}")
+        }),
+    }
+}
+
+/// `?services=a,b`: service names, each valid; empty pieces are ignored.
+pub fn parse_services(list: &str) -> Result<Filter, String> {
+    let mut services: Vec<String> = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        crate::core::definition::validate_name(name)
+            .map_err(|e| format!("query parameter `services`: {}", e.0))?;
+        if !services.iter().any(|s| s == name) {
+            services.push(name.to_string());
+        }
+    }
+    Ok(Filter { services })
 }
 
 #[cfg(test)]
@@ -223,6 +280,24 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_holds_a_bounded_number_of_bytes_too() {
+        let mut log = EventLog::with_capacity(4096);
+        let big = "x".repeat(RING_BYTES / 4);
+        for _ in 0..5 {
+            log.push(Kind::Service, Some("a"), &json!({ "error": big }));
+        }
+        // Only three such events fit; the ids still count every one.
+        assert_eq!(log.last_id(), 5);
+        assert_eq!(log.resume(0), Resume::Gap { oldest: 3 });
+        assert!(log.bytes <= RING_BYTES);
+        // Small events afterwards push the big ones out as usual.
+        for _ in 0..4096 {
+            log.push(Kind::Service, Some("a"), &json!({}));
+        }
+        assert_eq!(log.ring.len(), 4096);
+    }
+
+    #[test]
     fn an_id_from_the_future_is_a_gap() {
         let log = log_with(3, 8);
         assert_eq!(log.resume(99), Resume::Gap { oldest: 1 });
@@ -249,5 +324,32 @@ mod tests {
         for bad in ["", "-1", "4x", "1e3", "99999999999999999999999"] {
             assert_eq!(parse_id(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn since_comes_from_the_query_else_the_header() {
+        assert_eq!(parse_since(None, None), Ok(None));
+        assert_eq!(parse_since(Some("7"), Some("3")), Ok(Some(7)));
+        assert_eq!(parse_since(None, Some("3")), Ok(Some(3)));
+        assert_eq!(
+            parse_since(None, Some(" ")),
+            Ok(None),
+            "an empty id is none"
+        );
+        let e = parse_since(Some("x"), None).unwrap_err();
+        assert!(e.contains("`since`"), "{e}");
+        let e = parse_since(None, Some("-2")).unwrap_err();
+        assert!(e.contains("Last-Event-ID"), "{e}");
+    }
+
+    #[test]
+    fn services_are_valid_names_once_each() {
+        assert_eq!(
+            parse_services("a, b,,a").unwrap().services,
+            vec!["a".to_string(), "b".to_string()]
+        );
+        assert!(parse_services("").unwrap().services.is_empty());
+        let e = parse_services("ok,../etc").unwrap_err();
+        assert!(e.contains("`services`") && e.contains("../etc"), "{e}");
     }
 }

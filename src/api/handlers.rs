@@ -4,6 +4,7 @@
 //! functions.
 
 use super::error::ApiError;
+use super::events::{self, Filter};
 use super::exec_request::{self, SandboxExec, ServiceExec};
 use super::http::{Request, Response};
 use super::metrics;
@@ -42,6 +43,9 @@ pub(crate) struct View<'a> {
     pub shutting_down: bool,
     /// The VM generation (see `resume`).
     pub generation: u64,
+    /// Clients of `GET /v1/events`, and the newest event's id.
+    pub event_clients: usize,
+    pub last_event_id: u64,
 }
 
 /// A request that changes something: the reactor carries it out.
@@ -79,6 +83,11 @@ pub(crate) enum Command {
     Checkpoint,
     Restore(RestoreRequest),
     Halt(HaltMode),
+    /// Subscribe to the events stream from `since` (or now).
+    Events {
+        since: Option<u64>,
+        filter: Filter,
+    },
 }
 
 #[derive(Debug)]
@@ -123,6 +132,14 @@ pub(crate) fn service_value(view: &View, name: &str) -> Option<Value> {
     Some(model::service_json(s, Instant::now(), &extra))
 }
 
+/// Every service object, sorted by name.
+pub(crate) fn service_list(view: &View) -> Vec<Value> {
+    view.sup
+        .services()
+        .filter_map(|s| service_value(view, &s.name))
+        .collect()
+}
+
 /// 200/201/202 with the service object (404 once it is gone).
 pub(crate) fn service_reply(view: &View, status: u16, name: &str) -> Response {
     match service_value(view, name) {
@@ -139,14 +156,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
     let route = routes::route(&req.method, &req.path, &req.query)?;
     let cmd = match route {
-        Route::ListServices => {
-            let list: Vec<Value> = view
-                .sup
-                .services()
-                .filter_map(|s| service_value(view, &s.name))
-                .collect();
-            return now_answer(200, &Value::Array(list));
-        }
+        Route::ListServices => return now_answer(200, &Value::Array(service_list(view))),
         Route::GetService(name) => {
             let v = service_value(view, &name).ok_or(ApiError::NotFound(name))?;
             return now_answer(200, &v);
@@ -205,6 +215,14 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
         Route::Metrics => return Ok(Handled::Answer(Answer::Now(metrics(view)))),
         Route::Poweroff => Command::Halt(HaltMode::PowerOff),
         Route::Reboot => Command::Halt(HaltMode::Reboot),
+        Route::Events { since, filter } => {
+            let since = match since {
+                Some(n) => Some(n),
+                None => events::parse_since(None, req.last_event_id.as_deref())
+                    .map_err(ApiError::Malformed)?,
+            };
+            Command::Events { since, filter }
+        }
         Route::OpenApi => {
             let doc = OPENAPI.as_bytes().to_vec();
             return Ok(Handled::Answer(Answer::Now(Response::json(200, doc))));
@@ -240,6 +258,8 @@ fn system(view: &View) -> Value {
         "state_file_last_write_us": view.stats.last_state_write_us,
         "shutting_down": view.shutting_down,
         "generation": view.generation,
+        "event_clients": view.event_clients,
+        "last_event_id": view.last_event_id,
     })
 }
 
@@ -430,6 +450,8 @@ mod tests {
                 connections: 3,
                 shutting_down: false,
                 generation: 0,
+                event_clients: 0,
+                last_event_id: 0,
             }
         }
     }
@@ -444,6 +466,7 @@ mod tests {
                 .collect(),
             body: body.as_bytes().to_vec(),
             keep_alive: true,
+            last_event_id: None,
         }
     }
 
@@ -511,6 +534,25 @@ mod tests {
         w.sup.shutdown(Instant::now());
         let e = handle(&req("POST", "/v1/restore", &[], ""), &w.view()).unwrap_err();
         assert_eq!(e.status(), 409);
+    }
+
+    #[test]
+    fn an_events_request_resumes_from_the_query_else_last_event_id() {
+        let w = World::new("events");
+        let since = |r: &Request| match handle(r, &w.view()) {
+            Ok(Handled::Command(Command::Events { since, .. })) => Ok(since),
+            Ok(other) => panic!("{other:?}"),
+            Err(e) => Err(e.status()),
+        };
+        let mut r = req("GET", "/v1/events", &[], "");
+        assert_eq!(since(&r), Ok(None));
+        r.last_event_id = Some("41".into());
+        assert_eq!(since(&r), Ok(Some(41)));
+        let mut q = req("GET", "/v1/events", &[("since", "7")], "");
+        q.last_event_id = Some("41".into());
+        assert_eq!(since(&q), Ok(Some(7)), "the query wins");
+        r.last_event_id = Some("yesterday".into());
+        assert_eq!(since(&r), Err(400));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Request {
     pub body: Vec<u8>,
     /// Whether the connection stays open after the answer.
     pub keep_alive: bool,
+    /// `Last-Event-ID`: where an events client resumes (EventSource sends
+    /// it on reconnecting).
+    pub last_event_id: Option<String>,
 }
 
 impl Request {
@@ -109,6 +112,7 @@ struct Head {
     content_length: usize,
     keep_alive: bool,
     expect_continue: bool,
+    last_event_id: Option<String>,
 }
 
 /// Parses one request from the start of `buf`.
@@ -136,6 +140,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError>
         query,
         body: body.to_vec(),
         keep_alive: head.keep_alive,
+        last_event_id: head.last_event_id,
     };
     Ok(Some((request, consumed)))
 }
@@ -202,6 +207,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
         content_length,
         keep_alive,
         expect_continue: facts.expect_continue,
+        last_event_id: facts.last_event_id,
     }))
 }
 
@@ -214,6 +220,7 @@ struct HeaderFacts {
     /// `Connection: keep-alive`.
     keep_alive: bool,
     expect_continue: bool,
+    last_event_id: Option<String>,
 }
 
 fn read_headers(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, ParseError> {
@@ -243,6 +250,8 @@ fn read_headers(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, ParseEr
                     facts.keep_alive = true;
                 }
             }
+        } else if name.eq_ignore_ascii_case("last-event-id") {
+            facts.last_event_id = Some(String::from_utf8_lossy(h.value).trim().to_string());
         } else if name.eq_ignore_ascii_case("expect") {
             facts.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
@@ -486,6 +495,19 @@ pub fn chunked_head(status: u16, content_type: &str) -> Vec<u8> {
     out
 }
 
+/// The head of a Server-Sent Events stream: chunked (no length: it ends
+/// when the client or the init goes away), never cached or buffered.
+pub fn event_stream_head() -> Vec<u8> {
+    let mut out = Vec::with_capacity(160);
+    push_status_line(&mut out, 200);
+    push_header(&mut out, "Content-Type", "text/event-stream");
+    push_header(&mut out, "Cache-Control", "no-cache");
+    push_header(&mut out, "X-Accel-Buffering", "no");
+    push_header(&mut out, "Transfer-Encoding", "chunked");
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
 /// One chunk holding `data`. Empty `data` gives no bytes at all, because an
 /// empty chunk would be the terminator and end the stream.
 pub fn chunk(data: &[u8]) -> Vec<u8> {
@@ -524,6 +546,7 @@ mod tests {
                 .collect(),
             body: body.to_vec(),
             keep_alive: ka,
+            last_event_id: None,
         }
     }
 

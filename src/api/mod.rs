@@ -5,6 +5,7 @@
 
 pub(crate) mod conn;
 pub mod error;
+pub mod event_hub;
 pub mod events;
 pub mod exec_request;
 pub(crate) mod handlers;

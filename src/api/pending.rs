@@ -18,6 +18,11 @@ pub(crate) enum Answer {
         name: String,
         body: Vec<u8>,
     },
+    /// The events stream: its first events (snapshot, replay), then each
+    /// event as it happens, until the client or the init goes away.
+    Events {
+        body: Vec<u8>,
+    },
     /// Already written (the 202 before a shutdown).
     Sent,
 }
@@ -41,6 +46,8 @@ pub(crate) enum Await {
     Exec(u64),
     /// A `follow=true` log stream of service `name` (answered as it goes).
     Follow(String),
+    /// An events stream (answered as it goes).
+    Events,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

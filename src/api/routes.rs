@@ -1,6 +1,7 @@
 //! Routing: (method, path, query) -> a typed request. Pure.
 
 use super::error::ApiError;
+use super::events::{self, Filter};
 use crate::core::definition::validate_name;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +39,11 @@ pub enum Route {
     Metrics,
     Poweroff,
     Reboot,
+    /// `?since=N` (the `Last-Event-ID` header is the handler's to read).
+    Events {
+        since: Option<u64>,
+        filter: Filter,
+    },
     /// The API's own OpenAPI document.
     OpenApi,
 }
@@ -97,11 +103,27 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
         },
         ["v1", "system"] => only(method, "GET", Route::System),
         ["v1", "metrics"] => only(method, "GET", Route::Metrics),
+        ["v1", "events"] => only(method, "GET", events_route(query)?),
         ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
         ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
         ["v1", "openapi.json"] => only(method, "GET", Route::OpenApi),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
+}
+
+/// `GET /v1/events?since=N&services=a,b`.
+fn events_route(query: &[(String, String)]) -> Result<Route, ApiError> {
+    let last = |key: &str| {
+        query
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let since = events::parse_since(last("since"), None).map_err(ApiError::Malformed)?;
+    let filter =
+        events::parse_services(last("services").unwrap_or("")).map_err(ApiError::Malformed)?;
+    Ok(Route::Events { since, filter })
 }
 
 /// `/v1/services/{n}/{action}`.
@@ -226,6 +248,19 @@ mod tests {
             route("POST", "/v1/system/poweroff", &[]),
             Ok(Route::Poweroff)
         );
+        assert_eq!(
+            route(
+                "GET",
+                "/v1/events",
+                &q(&[("since", "12"), ("services", "a,b")])
+            ),
+            Ok(Route::Events {
+                since: Some(12),
+                filter: Filter {
+                    services: vec!["a".into(), "b".into()]
+                }
+            })
+        );
     }
 
     /// The operation a route serves, as the OpenAPI document names it.
@@ -249,6 +284,7 @@ mod tests {
             Route::Poweroff => ("POST", "/v1/system/poweroff"),
             Route::Reboot => ("POST", "/v1/system/reboot"),
             Route::Metrics => ("GET", "/v1/metrics"),
+            Route::Events { .. } => ("GET", "/v1/events"),
             Route::OpenApi => ("GET", "/v1/openapi.json"),
         }
     }
@@ -310,6 +346,10 @@ mod tests {
             Route::Poweroff,
             Route::Reboot,
             Route::Metrics,
+            Route::Events {
+                since: None,
+                filter: Filter::default(),
+            },
             Route::OpenApi,
         ];
         let all: std::collections::BTreeSet<_> = every.iter().map(operation).collect();
@@ -348,6 +388,7 @@ mod tests {
             ("GET", "/v1/services/.hidden", 400),
             ("GET", "/v1/services/a%2Fb", 400),
             ("GET", &format!("/v1/services/{}", "x".repeat(65)), 400),
+            ("POST", "/v1/events", 405),
         ];
         for (i, (m, p, status)) in cases.iter().enumerate() {
             let e = route(m, p, &[]).unwrap_err();
@@ -359,5 +400,10 @@ mod tests {
                 .status(),
             400
         );
+        for bad in [("since", "-1"), ("services", "a,.b")] {
+            let e = route("GET", "/v1/events", &q(&[bad])).unwrap_err();
+            assert_eq!(e.status(), 400, "{bad:?}");
+            assert!(e.to_string().contains(bad.0), "{e}");
+        }
     }
 }

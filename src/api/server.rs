@@ -189,23 +189,42 @@ impl ApiServer {
                 wait,
             }),
             Answer::Follow { name, body } => {
-                let Some(conn) = self.conns.get_mut(&token) else {
-                    return;
-                };
-                conn.wbuf
-                    .extend_from_slice(&http::chunked_head(200, "text/plain"));
-                conn.wbuf.extend_from_slice(&http::chunk(&body));
-                conn.state = ConnState::Streaming;
-                conn.deadline = None;
-                self.pending.add(Pending {
-                    conn: token,
-                    keep_alive,
-                    wait: Await::Follow(name),
-                });
+                let head = http::chunked_head(200, "text/plain");
+                self.begin_stream(token, keep_alive, head, &body, Await::Follow(name));
                 self.flush(io, token);
+            }
+            Answer::Events { body } => {
+                let head = http::event_stream_head();
+                self.begin_stream(token, keep_alive, head, &body, Await::Events);
+                // With the other answers, after the state file.
+                self.flush_later(token);
             }
             Answer::Sent => {}
         }
+    }
+
+    /// A streamed answer's head and first bytes; the connection then waits
+    /// as `wait` until the stream ends.
+    fn begin_stream(
+        &mut self,
+        token: Token,
+        keep_alive: bool,
+        head: Vec<u8>,
+        body: &[u8],
+        wait: Await,
+    ) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        conn.wbuf.extend_from_slice(&head);
+        conn.wbuf.extend_from_slice(&http::chunk(body));
+        conn.state = ConnState::Streaming;
+        conn.deadline = None;
+        self.pending.add(Pending {
+            conn: token,
+            keep_alive,
+            wait,
+        });
     }
 
     /// Queues an answer on the connection and moves it back to reading.
@@ -272,6 +291,26 @@ impl ApiServer {
         }
         conn.wbuf.extend_from_slice(&bytes);
         self.flush(io, token);
+    }
+
+    /// More of an events stream, written with the answers at the end of the
+    /// loop iteration. A client already owed more than the bound is cut off
+    /// instead: a reader that does not keep up never holds the init back
+    /// or makes it buffer without end.
+    pub(crate) fn stream_later(&mut self, io: &mut Io, token: Token, data: &[u8]) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.wbuf.len() > MAX_PENDING_OUTPUT {
+            crate::warn!(
+                "an events client fell {} bytes behind: cut off",
+                conn.wbuf.len()
+            );
+            self.close(io, token);
+            return;
+        }
+        conn.wbuf.extend_from_slice(&http::chunk(data));
+        self.flush_later(token);
     }
 
     /// Ends a log stream (its service was deleted) and the connection.
@@ -438,6 +477,7 @@ mod tests {
             Await::Restore,
             Await::Exec(7),
             Await::Follow("web".into()),
+            Await::Events,
         ];
         for wait in waits {
             let (mut io, mut api, token, mut client) = server_with_client();
@@ -453,6 +493,9 @@ mod tests {
                 Await::Follow(name) => Answer::Follow {
                     name: name.clone(),
                     body: b"old line\n".to_vec(),
+                },
+                Await::Events => Answer::Events {
+                    body: b"id: 0\nevent: snapshot\ndata: {}\n\n".to_vec(),
                 },
                 w => Answer::Wait(w.clone()),
             };
@@ -496,6 +539,53 @@ mod tests {
         let mut got = vec![0u8; 4096];
         let n = client.read(&mut got).unwrap();
         assert!(String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200 OK"));
+    }
+
+    #[test]
+    fn an_events_stream_has_an_sse_head_and_a_client_that_never_reads_is_cut_off() {
+        let (mut io, mut api, token, mut client) = server_with_client();
+        request(
+            &mut api,
+            &mut io,
+            token,
+            &mut client,
+            "GET /v1/events HTTP/1.1\r\n\r\n",
+        );
+        let req = api.next_request(&mut io, token).unwrap();
+        let first = b"id: 3\nevent: snapshot\ndata: {}\n\n".to_vec();
+        api.reply(
+            &mut io,
+            token,
+            req.keep_alive,
+            Answer::Events { body: first },
+        );
+        api.flush_deferred(&mut io);
+        let mut got = vec![0u8; 4096];
+        let n = client.read(&mut got).unwrap();
+        let text = String::from_utf8_lossy(&got[..n]).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        for h in [
+            "Content-Type: text/event-stream",
+            "Cache-Control: no-cache",
+            "Transfer-Encoding: chunked",
+        ] {
+            assert!(head.contains(h), "{h}: {head}");
+        }
+        assert!(!head.contains("Content-Length"), "{head}");
+        assert_eq!(body, "20\r\nid: 3\nevent: snapshot\ndata: {}\n\n\r\n");
+        // Now it stops reading: once it is owed more than the bound, it goes.
+        let frame = vec![b'x'; 64 * 1024];
+        let mut sent = 0;
+        while api.connections() == 1 {
+            api.stream_later(&mut io, token, &frame);
+            api.flush_deferred(&mut io);
+            sent += 1;
+            assert!(sent < 2 * MAX_PENDING_OUTPUT / frame.len(), "never cut off");
+        }
+        let gone = api.take_abandoned();
+        assert_eq!(gone.len(), 1);
+        assert_eq!(gone[0].wait, Await::Events);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! the poll loop with its pause detection and panic guard, events routed
 //! by token owner, timers, and the state file written before answers.
 
+use crate::api::event_hub::{EventHub, Settings};
 use crate::api::handlers::View;
 use crate::api::server::{ensure_parent, ApiServer};
 use crate::config::Config;
@@ -55,6 +56,8 @@ pub struct Reactor {
     pub(super) restore: RestoreTracker,
     /// The VM generation and what a restore does before the services.
     pub(super) resumer: Resumer,
+    /// The events stream: its ring and its clients.
+    pub(super) events: EventHub,
     /// Why the state file could not be used at start, if it could not.
     pub(super) state_error: Option<String>,
     /// The state file is behind the supervisor.
@@ -115,6 +118,7 @@ impl Reactor {
             stats: Stats::new(pid1),
             restore: RestoreTracker::default(),
             resumer,
+            events: EventHub::new(Settings::from_env(&|k| std::env::var(k).ok())),
             state_error: None,
             dirty: false,
             halt: None,
@@ -128,6 +132,9 @@ impl Reactor {
     /// serves until an orderly shutdown has stopped every service.
     pub fn run(mut self) -> HaltMode {
         let now = Instant::now();
+        let me =
+            serde_json::json!({"pid": std::process::id(), "version": env!("CARGO_PKG_VERSION")});
+        self.publish_system("ready", me);
         self.state_error =
             crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
         self.restore.resumed(Resumed {
@@ -219,6 +226,7 @@ impl Reactor {
                 lost.as_secs_f64()
             );
             self.io.timers().shift(lost);
+            self.publish_resumed(lost);
         }
     }
 
@@ -234,6 +242,7 @@ impl Reactor {
                 TimerKey::ConnSweep => self.api.sweep_is_stale(),
                 TimerKey::Exec(id) => !self.execs.has(*id),
                 TimerKey::Check(id) => !self.checks.has_timer(*id),
+                TimerKey::Heartbeat => self.events.is_idle(),
             };
             if !stale {
                 return;
@@ -241,6 +250,7 @@ impl Reactor {
             match key {
                 TimerKey::PortScan => self.health.timer_gone(),
                 TimerKey::TreeCheck => self.trees.timer_gone(),
+                TimerKey::Heartbeat => self.events.timer_gone(),
                 _ => {}
             }
             self.io.timers().discard_first();
@@ -313,6 +323,7 @@ impl Reactor {
             TimerKey::ConnSweep => self.api.sweep(&mut self.io, now),
             TimerKey::Exec(id) => self.execs.on_timeout(id),
             TimerKey::Check(id) => self.checks.on_timer(&mut self.io, id, now),
+            TimerKey::Heartbeat => self.heartbeat(now),
         }
     }
 
@@ -330,6 +341,8 @@ impl Reactor {
             connections: self.api.connections(),
             shutting_down: self.halt.is_some(),
             generation: self.resumer.generation(),
+            event_clients: self.events.listeners(),
+            last_event_id: self.events.last_id(),
         }
     }
 

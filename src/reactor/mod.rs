@@ -5,6 +5,7 @@
 
 mod checks;
 mod event_loop;
+mod events;
 mod reap;
 mod requests;
 mod restore;

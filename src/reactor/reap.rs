@@ -141,6 +141,7 @@ impl Reactor {
         }
         crate::info!("shutdown ({mode:?}) requested by {why}: stopping services");
         self.halt = Some(mode);
+        self.publish_shutdown(mode, why);
         self.sup.shutdown(Instant::now());
     }
 }

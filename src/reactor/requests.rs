@@ -124,6 +124,7 @@ impl Reactor {
                 self.restore_now("api", &body);
                 Ok(Answer::Wait(Await::Restore))
             }
+            Command::Events { since, filter } => Ok(self.subscribe(token, since, filter)),
             Command::Halt(mode) => {
                 // The 202 goes out before the shutdown begins.
                 self.api

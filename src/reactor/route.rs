@@ -107,8 +107,10 @@ impl Reactor {
             }
             Action::ShutdownComplete => {
                 crate::info!("all services stopped");
+                self.end_event_streams();
                 self.finished = true;
             }
+            Action::Changed(change) => self.service_changed(change),
         }
     }
 
@@ -292,6 +294,7 @@ impl Reactor {
         if report["trigger"] == "boot" {
             crate::persist::boot::log_ready(self.stats.started, report);
         }
+        self.publish(crate::api::events::Kind::Restore, None, report);
         for p in self.api.take_waits(|w| *w == Await::Restore) {
             self.api
                 .answer(&mut self.io, p, handlers::restore_reply(report));
@@ -316,6 +319,7 @@ impl Reactor {
         match p.wait {
             Await::Exec(id) => self.execs.abandon(id),
             Await::Follow(_) => self.logs.forget_follower(p.conn),
+            Await::Events => self.events.forget(p.conn),
             Await::Goal { .. } | Await::Restore => {}
         }
     }

@@ -119,3 +119,40 @@ fn a_follower_that_goes_away_is_forgotten_by_the_logs() {
     );
     finish(r, dir);
 }
+
+#[test]
+fn a_restore_with_nothing_to_do_is_answered_at_once() {
+    let (mut r, dir) = reactor("restore");
+    let mut client = UnixStream::connect(dir.join("s.sock")).unwrap();
+    request(&mut client, "POST", "/v1/restore", "");
+    let answer = answer_of(&mut r, &mut client);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("\"trigger\":\"api\""), "{answer}");
+    finish(r, dir);
+}
+
+#[test]
+fn an_events_client_hears_changes_and_is_forgotten_when_it_goes() {
+    let (mut r, dir) = reactor("events");
+    let mut client = UnixStream::connect(dir.join("s.sock")).unwrap();
+    request(&mut client, "GET", "/v1/events", "");
+    let head = answer_of(&mut r, &mut client);
+    assert!(head.contains("Content-Type: text/event-stream"), "{head}");
+    assert!(head.contains("event: snapshot"), "{head}");
+    assert_eq!(r.events.listeners(), 1);
+    let mut other = UnixStream::connect(dir.join("s.sock")).unwrap();
+    request(&mut other, "PUT", "/v1/services/quiet", r#"{"cmd":"true"}"#);
+    assert!(answer_of(&mut r, &mut other).starts_with("HTTP/1.1 201"));
+    // Written in the same iteration as the PUT's answer.
+    let mut got = vec![0u8; 4096];
+    let n = client.read(&mut got).unwrap();
+    let event = String::from_utf8_lossy(&got[..n]).into_owned();
+    assert!(event.contains("event: service"), "{event}");
+    assert!(event.contains("\"reason\":\"defined\""), "{event}");
+    drop(client);
+    let mut events = Events::with_capacity(16);
+    r.turn(&mut events);
+    assert_eq!(r.events.listeners(), 0, "forgotten");
+    assert!(r.events.is_idle(), "so its heartbeat timer is stale");
+    finish(r, dir);
+}

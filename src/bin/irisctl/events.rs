@@ -50,11 +50,19 @@ pub fn event_line(event: &SseEvent) -> String {
             let report = render_report(&data);
             format!("restore: {}", report.trim_end().replace('\n', "; "))
         }
-        ("system", Value::Object(o)) if o.len() == 1 && o.contains_key("state") => {
-            format!(
-                "system: {}",
-                scalar_text(o.get("state").unwrap_or(&Value::Null))
-            )
+        ("system", Value::Object(o)) if o.contains_key("state") => {
+            // `system: shutting_down (by=signal mode=poweroff)`.
+            let state = scalar_text(o.get("state").unwrap_or(&Value::Null));
+            let rest: Vec<String> = o
+                .iter()
+                .filter(|(k, _)| *k != "state")
+                .map(|(k, v)| format!("{k}={}", scalar_text(v)))
+                .collect();
+            if rest.is_empty() {
+                format!("system: {state}")
+            } else {
+                format!("system: {state} ({})", rest.join(" "))
+            }
         }
         (kind, Value::Object(o)) => {
             let fields: Vec<String> = o
@@ -140,6 +148,7 @@ mod tests {
         id: 4\nevent: restore\n\
         data: {\"started_services\":[\"db\"],\"stopped_services\":[],\"failed_services\":[]}\n\n\
         id: 5\nevent: system\ndata: {\"state\":\"shutting_down\"}\n\n\
+        id: 6\nevent: system\ndata: {\"state\":\"shutting_down\",\"mode\":\"reboot\",\"by\":\"the API\"}\n\n\
         event: gap\ndata: {\"missed\":10}\n\n";
 
     #[test]
@@ -157,6 +166,7 @@ mod tests {
                 "#3 web failed exit 1 restarts 2 (failed): exited with status 1",
                 "#4 restore: started_services: db; stopped_services: -; failed_services: -",
                 "#5 system: shutting_down",
+                "#6 system: shutting_down (by=the API mode=reboot)",
                 "gap: missed=10",
             ]
         );

@@ -413,3 +413,43 @@ fn status_text_is_kept() {
         Some("Processing requests")
     );
 }
+
+/// The reasons of the changes announced in `actions`, in order.
+fn reasons(actions: &[Action]) -> Vec<&'static str> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Changed(c) => Some(c.reason.word()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_liveness_restart_and_a_completed_oneshot_are_announced() {
+    let json = LIVE.replace(r#""failures":3"#, r#""failures":1"#);
+    let (mut s, now, t) = live(&json);
+    let a = tick(&mut s, &t, Err("connection refused"), now);
+    let Some(Action::Changed(c)) = a.iter().find(|a| matches!(a, Action::Changed(_))) else {
+        panic!("no change in {a:?}");
+    };
+    assert_eq!(
+        (c.reason, c.status, c.pid),
+        (Reason::Liveness, "unknown", Some(5))
+    );
+    assert!(
+        c.error.as_deref().unwrap_or("").contains("liveness"),
+        "{c:?}"
+    );
+    let mut a = exits(&mut s, "w", 5, 143, now);
+    spawned(&mut s, "w", 6, now);
+    a.extend(s.take_actions());
+    assert_eq!(reasons(&a), ["exited", "restarting", "started"]);
+
+    let (mut s, now) = sup_with(&[("m", r#"{"cmd":"migrate","type":"oneshot"}"#)]);
+    s.start("m").unwrap();
+    spawned(&mut s, "m", 4, now);
+    let mut a = s.take_actions();
+    a.extend(exits(&mut s, "m", 4, 0, now));
+    assert_eq!(reasons(&a), ["started", "exited", "stopped"]);
+}

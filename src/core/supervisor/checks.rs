@@ -3,7 +3,9 @@
 //! that say why.
 
 use super::TimerKind;
-use super::{backoff, secs, Action, AfterStop, Cause, ExitStatus, Phase, Service, Supervisor};
+use super::{
+    backoff, secs, Action, AfterStop, Cause, ExitStatus, Phase, Reason, Service, Supervisor,
+};
 use crate::core::checks::Check;
 use crate::core::definition::RestartPolicy;
 use crate::core::supervisor::failure::liveness_words;
@@ -141,6 +143,7 @@ impl Supervisor {
             AfterStop::Backoff
         };
         self.begin_stop(name, pid, then, now);
+        self.changed(name, Reason::Liveness);
     }
 }
 

@@ -3,6 +3,7 @@
 //! order. No syscalls: tested without processes.
 
 use super::backoff;
+use super::change::{Change, Reason};
 use super::deps::{self, DepError, Graph};
 use super::exit::ExitStatus;
 use super::failure::{Cause, Failure, StartError};
@@ -103,6 +104,9 @@ pub enum Action {
         name: String,
     },
     ShutdownComplete,
+    /// A service's status or pid changed (or its definition did): for the
+    /// events stream, in the order the changes happened.
+    Changed(Change),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -243,6 +247,7 @@ impl Supervisor {
         let Some(svc) = self.services.get_mut(name) else {
             self.services
                 .insert(name.to_string(), Service::new(name, def, source));
+            self.changed(name, Reason::Defined);
             return Ok(true);
         };
         let changed = svc.def != def || svc.broken.is_some();
@@ -252,8 +257,10 @@ impl Supervisor {
         svc.def = def;
         svc.source = source;
         svc.broken = None;
+        let running = svc.phase.clone();
+        self.changed(name, Reason::Defined);
         if changed {
-            if let Phase::Starting { pid } | Phase::Running { pid, .. } = svc.phase {
+            if let Phase::Starting { pid } | Phase::Running { pid, .. } = running {
                 self.begin_stop(name, pid, AfterStop::Restart, now);
             }
         }
@@ -267,6 +274,7 @@ impl Supervisor {
         svc.error = Some(error.clone());
         svc.broken = Some(error);
         self.services.insert(name.to_string(), svc);
+        self.changed(name, Reason::Failed);
     }
 
     /// Sets the wanted state without acting (state-file restore at boot).
@@ -486,6 +494,7 @@ impl Supervisor {
                         pid: Some(pid),
                         then: AfterStop::Rest,
                     });
+                    self.changed(name, Reason::Started);
                     self.actions.push(Action::KillTree {
                         name: name.to_string(),
                         pgid: pid,
@@ -497,8 +506,9 @@ impl Supervisor {
                     svc.set_phase(Phase::Starting { pid });
                     let gen = svc.gen;
                     self.watch_readiness(name, gen, now);
+                    self.changed(name, Reason::Started);
                 } else {
-                    self.become_running(name, pid, now);
+                    self.become_running(name, pid, now, Reason::Started);
                 }
             }
             Err(e) => {
@@ -518,7 +528,7 @@ impl Supervisor {
             if let Some(Check::Tcp(port)) = svc.def.readiness() {
                 svc.health_result = Some(format!("port {port} accepted a connection"));
             }
-            self.become_running(name, pid, now);
+            self.become_running(name, pid, now, Reason::Ready);
         }
     }
 
@@ -541,6 +551,7 @@ impl Supervisor {
             return true;
         }
         svc.exit_code = Some(status.code());
+        let why = if oom { Reason::Oom } else { Reason::Exited };
         let oom = oom.then(|| Cause::OomKilled {
             status,
             memory_max: svc.def.limits.as_ref().and_then(|l| l.memory_max),
@@ -585,6 +596,7 @@ impl Supervisor {
             _ => return true,
         };
         self.drain(&name, then);
+        self.changed(&name, why);
         true
     }
 
@@ -643,6 +655,13 @@ impl Supervisor {
 
     // ----- internals ---------------------------------------------------
 
+    /// Announces `name`'s change with its fields as they are now.
+    pub(super) fn changed(&mut self, name: &str, why: Reason) {
+        if let Some(svc) = self.services.get(name) {
+            self.actions.push(Action::Changed(Change::of(svc, why)));
+        }
+    }
+
     fn schedule(&mut self, name: &str, gen: u64, kind: TimerKind, at: Instant) {
         self.actions.push(Action::Schedule {
             at,
@@ -660,13 +679,7 @@ impl Supervisor {
             return;
         };
         match svc.phase.clone() {
-            Phase::Stopped | Phase::Failed | Phase::BackingOff => {
-                svc.error = None;
-                svc.completed = false;
-                svc.keep_error = false;
-                svc.set_phase(Phase::WaitingNeeds);
-                self.try_advance(name);
-            }
+            Phase::Stopped | Phase::Failed | Phase::BackingOff => self.rouse(name, None),
             Phase::Stopping {
                 pid,
                 then: AfterStop::Rest | AfterStop::Fail(_),
@@ -678,6 +691,22 @@ impl Supervisor {
             }
             _ => {}
         }
+    }
+
+    /// From stopped, failed or backing off to waiting for its needs (and on
+    /// to its spawn), announced as `why` first when that is news.
+    fn rouse(&mut self, name: &str, why: Option<Reason>) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        svc.error = None;
+        svc.completed = false;
+        svc.keep_error = false;
+        svc.set_phase(Phase::WaitingNeeds);
+        if let Some(why) = why {
+            self.changed(name, why);
+        }
+        self.try_advance(name);
     }
 
     /// Spawns a waiting service once every need runs; fails it when a need
@@ -718,7 +747,7 @@ impl Supervisor {
         }
     }
 
-    fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
+    fn become_running(&mut self, name: &str, pid: Pid, now: Instant, why: Reason) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
             if !svc.keep_error {
@@ -727,7 +756,7 @@ impl Supervisor {
             svc.liveness_in_row = 0;
             crate::debug!("service '{name}' is running (pid {pid})");
             self.schedule_liveness(name, now);
-            self.settled(name, Outcome::Running);
+            self.settled(name, Outcome::Running, Some(why));
         }
     }
 
@@ -736,7 +765,7 @@ impl Supervisor {
             crate::warn!("service '{name}' failed: {cause}");
             svc.set_phase(Phase::Failed);
             svc.error = Some(cause.to_string());
-            self.settled(name, Outcome::Failed(cause.into()));
+            self.settled(name, Outcome::Failed(cause.into()), Some(Reason::Failed));
         }
     }
 
@@ -748,12 +777,17 @@ impl Supervisor {
         }
     }
 
-    /// Announces a settled service and lets whatever waits on it move.
-    fn settled(&mut self, name: &str, outcome: Outcome) {
+    /// Announces a settled service (and its change, when its status
+    /// changed) and lets whatever waits on it move: its own change comes
+    /// before those of the dependents it moves.
+    fn settled(&mut self, name: &str, outcome: Outcome, why: Option<Reason>) {
         self.actions.push(Action::Settled {
             name: name.to_string(),
             outcome,
         });
+        if let Some(why) = why {
+            self.changed(name, why);
+        }
         let waiting: Vec<String> = self
             .services
             .values()
@@ -788,10 +822,14 @@ impl Supervisor {
                 if then == AfterStop::Delete {
                     self.remove(name);
                 } else {
-                    if svc.phase != Phase::Failed || !self.shutting_down {
+                    // A failed service keeps its word through a shutdown.
+                    let moves = svc.phase != Phase::Failed || !self.shutting_down;
+                    let was_stopped = svc.phase == Phase::Stopped;
+                    if moves {
                         svc.set_phase(Phase::Stopped);
                     }
-                    self.settled(name, Outcome::Stopped);
+                    let why = (moves && !was_stopped).then_some(Reason::Stopped);
+                    self.settled(name, Outcome::Stopped, why);
                 }
                 Progress::Done
             }
@@ -850,36 +888,35 @@ impl Supervisor {
         match then {
             AfterStop::Rest => {
                 svc.set_phase(Phase::Stopped);
-                self.settled(name, Outcome::Stopped);
+                self.settled(name, Outcome::Stopped, Some(Reason::Stopped));
             }
             AfterStop::Fail(msg) => self.fail(name, msg),
-            AfterStop::Restart if !shutting_down => {
-                svc.set_phase(Phase::Stopped);
-                self.kick(name);
-            }
+            AfterStop::Restart if !shutting_down => self.rouse(name, Some(Reason::Restarting)),
             AfterStop::Backoff if !shutting_down => {
                 svc.restarts = svc.restarts.saturating_add(1);
                 let delay = backoff::restart_delay(svc.backoff_level);
                 svc.backoff_level = svc.backoff_level.saturating_add(1);
                 if delay.is_zero() {
                     svc.set_phase(Phase::WaitingNeeds);
+                    self.changed(name, Reason::Restarting);
                     self.try_advance(name);
                 } else {
                     svc.set_phase(Phase::BackingOff);
                     let gen = svc.gen;
+                    self.changed(name, Reason::Restarting);
                     self.schedule(name, gen, TimerKind::RestartAfter, now + delay);
                 }
             }
             AfterStop::Restart | AfterStop::Backoff => {
                 svc.set_phase(Phase::Stopped);
-                self.settled(name, Outcome::Stopped);
+                self.settled(name, Outcome::Stopped, Some(Reason::Stopped));
             }
             AfterStop::Delete => self.remove(name),
             AfterStop::Complete => {
                 svc.set_phase(Phase::Stopped);
                 svc.completed = true;
                 crate::info!("oneshot '{name}' completed");
-                self.settled(name, Outcome::Completed);
+                self.settled(name, Outcome::Completed, Some(Reason::Stopped));
             }
         }
         if self.shutting_down {
@@ -888,13 +925,14 @@ impl Supervisor {
     }
 
     fn remove(&mut self, name: &str) {
-        if self.services.remove(name).is_some() {
+        if let Some(svc) = self.services.remove(name) {
             self.by_pid.retain(|_, n| n != name);
             self.actions.push(Action::Persist);
             self.actions.push(Action::Settled {
                 name: name.to_string(),
                 outcome: Outcome::Deleted,
             });
+            self.actions.push(Action::Changed(Change::deleted(&svc)));
             self.actions.push(Action::Removed {
                 name: name.to_string(),
             });

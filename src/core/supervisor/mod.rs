@@ -4,12 +4,14 @@
 //! tested without processes.
 
 pub mod backoff;
+pub mod change;
 pub mod deps;
 pub mod exit;
 pub mod failure;
 mod machine;
 pub mod service;
 
+pub use change::{Change, Reason};
 pub use exit::ExitStatus;
 pub use failure::{Cause, Failure, StartError};
 pub use machine::{Action, Input, Outcome, Progress, SupError, Supervisor, Timer, TimerKind};

@@ -536,6 +536,172 @@ fn broken_dropin_is_failed_and_cannot_start() {
     assert!(matches!(s.start("app"), Err(SupError::Failed(m)) if m.contains("'bad'")));
 }
 
+/// (name, reason, status) of each announced change, in order.
+fn changes(actions: &[Action]) -> Vec<(String, &'static str, &'static str)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Changed(c) => Some((c.name.clone(), c.reason.word(), c.status)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn ch(
+    name: &str,
+    reason: &'static str,
+    status: &'static str,
+) -> (String, &'static str, &'static str) {
+    (name.to_string(), reason, status)
+}
+
+#[test]
+fn each_change_is_announced_once_in_order_with_its_fields_then() {
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    let mut all = Vec::new();
+    s.upsert("web", def(r#"{"cmd":"sleep"}"#), Source::Api, now)
+        .unwrap();
+    s.start("web").unwrap();
+    spawned(&mut s, "web", 5, now);
+    all.extend(s.take_actions());
+    // A crash under on-failure: exited, restarting, started again.
+    s.on_exit(5, ExitStatus::Signal(9), now);
+    let exited = s.take_actions();
+    let Some(Action::Changed(c)) = exited.iter().find(|a| matches!(a, Action::Changed(_))) else {
+        panic!("no change announced: {exited:?}");
+    };
+    assert_eq!((c.pid, c.exit_code, c.restarts), (None, Some(137), 0));
+    all.extend(exited);
+    tree_empty(&mut s, "web", now);
+    let restarting = s.take_actions();
+    let Some(Action::Changed(c)) = restarting.iter().find(|a| matches!(a, Action::Changed(_)))
+    else {
+        panic!("no change announced: {restarting:?}");
+    };
+    assert_eq!(c.restarts, 1);
+    all.extend(restarting);
+    spawned(&mut s, "web", 6, now);
+    s.stop("web", now).unwrap();
+    all.extend(s.take_actions());
+    s.on_exit(6, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "web", now);
+    // A stop of a stopped service changes nothing: no announcement.
+    s.stop("web", now).unwrap();
+    s.delete("web", now).unwrap();
+    all.extend(s.take_actions());
+    assert_eq!(
+        changes(&all),
+        [
+            ch("web", "defined", "stopped"),
+            ch("web", "started", "running"),
+            ch("web", "exited", "unknown"),
+            ch("web", "restarting", "unknown"),
+            ch("web", "started", "running"),
+            ch("web", "exited", "unknown"),
+            ch("web", "stopped", "stopped"),
+            ch("web", "deleted", "stopped"),
+        ]
+    );
+}
+
+#[test]
+fn health_checked_start_is_started_then_ready_and_a_restart_says_so() {
+    let (mut s, now) = sup_with(&[("db", r#"{"cmd":"db","health_port":5432}"#)]);
+    s.start("db").unwrap();
+    spawned(&mut s, "db", 7, now);
+    let g = gen_of(&s, "db");
+    s.on_ready("db", g, now);
+    s.restart("db", now).unwrap();
+    s.on_exit(7, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "db", now);
+    let a = s.take_actions();
+    assert_eq!(
+        changes(&a),
+        [
+            ch("db", "started", "unknown"),
+            ch("db", "ready", "running"),
+            ch("db", "exited", "unknown"),
+            ch("db", "restarting", "unknown"),
+        ]
+    );
+    let started = a.iter().find_map(|a| match a {
+        Action::Changed(c) if c.reason == Reason::Started => Some(c.pid),
+        _ => None,
+    });
+    assert_eq!(started, Some(Some(7)), "started carries the pid");
+    // The restart announcement comes before the spawn it leads to.
+    let restarting = a
+        .iter()
+        .position(|a| matches!(a, Action::Changed(c) if c.reason == Reason::Restarting));
+    let respawn = a.iter().rposition(|a| matches!(a, Action::Spawn { .. }));
+    assert!(restarting < respawn, "{a:?}");
+}
+
+#[test]
+fn a_failure_is_announced_before_the_failures_it_causes() {
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db"}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+    ]);
+    s.start("app").unwrap();
+    let g = gen_of(&s, "db");
+    s.on_spawned("db", g, Err(StartError::Spawn("not found".into())), now);
+    let a = s.take_actions();
+    assert_eq!(
+        changes(&a),
+        [ch("db", "failed", "failed"), ch("app", "failed", "failed")]
+    );
+    // The failure's settled answer comes first, so the reactor can add the
+    // last lines of output to the error before the event is made.
+    let settled = a
+        .iter()
+        .position(|a| matches!(a, Action::Settled { name, .. } if name == "db"));
+    let changed = a
+        .iter()
+        .position(|a| matches!(a, Action::Changed(c) if c.name == "db"));
+    assert!(settled < changed, "{a:?}");
+    assert_eq!(
+        a.iter().find_map(|a| match a {
+            Action::Changed(c) if c.name == "db" => c.error.clone(),
+            _ => None,
+        }),
+        Some("not found".to_string())
+    );
+}
+
+#[test]
+fn a_broken_dropin_and_a_replaced_definition_are_announced() {
+    let (mut s, now) = sup_with(&[("web", r#"{"cmd":"sleep"}"#)]);
+    s.add_broken("bad", "bad.toml: expected `=`".into());
+    s.start("web").unwrap();
+    spawned(&mut s, "web", 3, now);
+    s.take_actions();
+    s.upsert(
+        "web",
+        def(r#"{"cmd":"sleep","args":["2"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    s.on_exit(3, ExitStatus::Signal(15), now);
+    tree_empty(&mut s, "web", now);
+    spawned(&mut s, "web", 4, now);
+    let a = s.take_actions();
+    assert_eq!(
+        changes(&a),
+        [
+            ch("web", "defined", "running"),
+            ch("web", "exited", "unknown"),
+            ch("web", "restarting", "unknown"),
+            ch("web", "started", "running"),
+        ]
+    );
+    let (mut s, _) = sup_with(&[]);
+    s.add_broken("bad", "bad.toml: expected `=`".into());
+    assert_eq!(changes(&s.take_actions()), [ch("bad", "failed", "failed")]);
+}
+
 #[test]
 fn an_oom_kill_is_a_crash_whose_error_says_so() {
     let (mut s, now) = sup_with(&[
@@ -612,4 +778,18 @@ fn an_oom_kill_is_a_crash_whose_error_says_so() {
         .as_deref()
         .unwrap()
         .contains("OOM killer"));
+}
+
+#[test]
+fn an_exit_by_the_oom_killer_is_announced_as_oom() {
+    let (mut s, now) = sup_with(&[("web", r#"{"cmd":"sleep"}"#)]);
+    run(&mut s, "web", 5, now);
+    let status = ExitStatus::Signal(9);
+    s.handle(Input::OomKilled { pid: 5, status }, now);
+    assert_eq!(changes(&s.take_actions()), [ch("web", "oom", "unknown")]);
+    tree_empty(&mut s, "web", now);
+    assert_eq!(
+        changes(&s.take_actions()),
+        [ch("web", "restarting", "unknown")]
+    );
 }

@@ -414,6 +414,12 @@ if irisctl start t-oom >/dev/null; then
     *'"exit_code":137'*) ok "t-oom's exit_code is 137 (SIGKILL)" ;;
     *) fail "t-oom's exit_code is $(get "$js" exit_code), not 137" ;;
     esac
+    # The events stream tells the same: its exit event says `oom`.
+    ev=$(timeout 3 irisctl events --since 0 --json t-oom 2>&1)
+    case "$ev" in
+    *'"reason":"oom"'*) ok "the events stream says oom for t-oom's exit" ;;
+    *) fail "no oom event for t-oom: $(printf '%s' "$ev" | grep -v services | tr '\n' ' ')" ;;
+    esac
     js=$(irisctl status cache --json)
     case "$js" in
     *'"oom_killed":false'*) ok "cache reports oom_killed false" ;;
