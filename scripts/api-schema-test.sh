@@ -128,9 +128,15 @@ done
 # The events stream never ends: read for a bounded time, it must be
 # text/event-stream and start with a snapshot, as the document says.
 if grep -q '"/v1/events"' src/api/openapi.json; then
-  ev=$(curl -sS --max-time 2 --unix-socket "$sock" -D "$tmp/ev.head" http://localhost/v1/events || true)
+  ev=$(curl -s --max-time 2 --unix-socket "$sock" -D "$tmp/ev.head" http://localhost/v1/events || true)
   grep -qi '^content-type: text/event-stream' "$tmp/ev.head" || fail "GET /v1/events is not text/event-stream"
   grep -q '^event: snapshot' <<<"$ev" || fail "GET /v1/events did not start with a snapshot"
+  # Its documented errors answer at once, as JSON.
+  for probe in "400 GET /v1/events?since=abc" "400 GET /v1/events?services=..%2Fx" "405 POST /v1/events"; do
+    read -r want method path <<<"$probe"
+    got=$(api -o /dev/null -w '%{http_code} %{content_type}' -X "$method" "http://localhost$path")
+    [ "$got" = "$want application/json" ] || fail "$method $path answered $got, not $want JSON"
+  done
 fi
 
 # Poweroff by hand: 202 as the document says, then a plain supervisor exits 0.
