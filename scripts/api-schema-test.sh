@@ -100,7 +100,7 @@ status=0
 # From the temp dir: Schemathesis and Hypothesis keep caches in the cwd.
 (cd "$tmp" && SCHEMATHESIS_HOOKS=$root/scripts/schemathesis_hooks.py "$st" run "$root/src/api/openapi.json" \
   --url "http://127.0.0.1:$port" \
-  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance,unsupported_method,allow_header_conformance,response_headers_conformance,missing_required_header,use_after_free,ensure_resource_availability \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,negative_data_rejection,positive_data_acceptance,unsupported_method,allow_header_conformance,response_headers_conformance,missing_required_header,use_after_free,ensure_resource_availability,exec_prints_its_arguments \
   --exclude-operation-id poweroff --exclude-operation-id reboot $exclude_events \
   --max-examples "$examples" --seed "$seed" --request-timeout 20 --workers 1 \
   --generation-database none --no-color --continue-on-failure \

@@ -6,9 +6,12 @@ a request the document allows cannot be sent as generated.
    "") is sent as "false". The stream itself is tested in tests/exec_logs.rs.
 2. A valid exec body names a program, a user and a directory that must
    exist on this machine, which no schema can say: in a body generated as
-   valid, the program becomes `echo` (the generated arguments, env and
-   stdin stay), a named user `root` and a named directory `/`. Invalid
-   bodies are sent as generated (the server must refuse them with 400).
+   valid, the program becomes `/usr/bin/printf '%s\n'` (the generated
+   arguments, env and stdin stay), a named user `root` and a named
+   directory `/`. Invalid bodies are sent as generated (the server must
+   refuse them with 400). The check `exec_prints_its_arguments` then asks
+   that such a command's answer is what it printed: each argument on a
+   line, exit 0, not timed out.
 
 Every phase sends through `before_call`, so every phase is covered.
 """
@@ -18,6 +21,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 
 FOLLOWS = {"true", "1", "yes", ""}
+PRINTF = ["/usr/bin/printf", "%s\\n"]
 
 
 def _follows(value):
@@ -44,8 +48,29 @@ def before_call(context, case, kwargs):
             return
         cmd = body.get("cmd")
         if isinstance(cmd, list) and cmd:
-            cmd[0] = "echo"
+            body["cmd"] = PRINTF + cmd[1:]
         if body.get("user"):
             body["user"] = "root"
         if body.get("working_dir"):
             body["working_dir"] = "/"
+
+
+@schemathesis.check
+def exec_prints_its_arguments(ctx, response, case):
+    """A command sent as `printf '%s\\n' ARGS...` answers what it printed."""
+    body = case.body
+    if not (case.method.upper() == "POST" and case.path.endswith("/exec")):
+        return None
+    if not isinstance(body, dict) or not isinstance(body.get("cmd"), list):
+        return None
+    if body["cmd"][:2] != PRINTF:
+        return None
+    if response.status_code != 200:
+        return None
+    answer = response.json()
+    want = "".join(arg + "\n" for arg in body["cmd"][2:]) or "\n"
+    if answer.get("stdout") != want or answer.get("exit_code") != 0 or answer.get("timed_out"):
+        raise AssertionError(
+            f"printf printed {want!r} but the answer says {answer!r}"
+        )
+    return None
