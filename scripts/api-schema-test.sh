@@ -25,7 +25,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 bin=${IRIS_INIT:-$root/target/debug/iris-init}
 st=${SCHEMATHESIS:-$root/build/schemathesis/bin/schemathesis}
-examples=${API_SCHEMA_EXAMPLES:-25}
+examples=${API_SCHEMA_EXAMPLES:-300}
 seed=${API_SCHEMA_SEED:-16}
 [ -x "$bin" ] || { echo "api-schema: no $bin (cargo build first)" >&2; exit 1; }
 [ -x "$st" ] || { echo "api-schema: no $st (make setup installs it)" >&2; exit 1; }
