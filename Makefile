@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build static setup run test ci lint unit vm vm-test bench bench-peers mutants man clean
+.PHONY: all build static setup run test ci lint unit api-schema dropin-schema vm vm-test bench bench-peers mutants man clean
 
 all: build
 
@@ -39,8 +39,20 @@ lint:
 unit:
 	$(CARGO) test
 
-# Every test: unit and integration tests, then the microVM boot test.
-test: unit vm-test
+# Every test: unit and integration tests, the property-based API test, then
+# the microVM boot test.
+test: unit api-schema vm-test
+
+# docs/dropin.schema.json, the drop-in keys' JSON schema, derived from the
+# OpenAPI document's Definition (tests/dropin_schema.rs checks it is).
+dropin-schema:
+	IRIS_WRITE_DROPIN_SCHEMA=1 $(CARGO) test --test dropin_schema
+
+# Schemathesis generates requests from the OpenAPI document and checks a
+# running init's answers against it (scripts/api-schema-test.sh).
+api-schema:
+	$(CARGO) build --bin iris-init
+	bash scripts/api-schema-test.sh
 
 ci: lint test
 

@@ -5,6 +5,7 @@ use super::http::{ParseError, Response};
 use crate::containers::driver::ContainerExecError;
 use crate::core::supervisor::SupError;
 use crate::output::exec::ExecError;
+use crate::proc::spawn::SpawnError;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +129,24 @@ impl From<ExecError> for ApiError {
         match e {
             // A command that cannot be executed is the request's fault.
             ExecError::Spawn(_) => ApiError::InvalidDefinition(e.to_string()),
+            ExecError::Pipes(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A command in service `name`'s context could not start: the command
+    /// itself (not found, not executable) is the request's fault (400);
+    /// the service's user, working directory or setup is a conflict with
+    /// the service as it is defined (409), as a start of it would fail.
+    pub(crate) fn service_exec(name: &str, e: ExecError) -> ApiError {
+        match e {
+            ExecError::Spawn(SpawnError::NotFound { .. } | SpawnError::PermissionDenied { .. }) => {
+                ApiError::InvalidDefinition(e.to_string())
+            }
+            ExecError::Spawn(_) => {
+                ApiError::Conflict(format!("service '{name}' cannot run a command: {e}"))
+            }
             ExecError::Pipes(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -2,6 +2,7 @@
 //! and checked here, so the exec subsystem only ever sees a valid request.
 
 use super::error::ApiError;
+use crate::core::definition::null_is_default;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,9 +15,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 #[serde(deny_unknown_fields)]
 pub struct SandboxExec {
     pub cmd: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "timeout_ms")]
     pub timeout_ms: Option<u64>,
-    #[serde(default)]
+    /// `null` is none, as in a definition.
+    #[serde(default, deserialize_with = "null_is_default")]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub working_dir: Option<String>,
@@ -24,6 +26,10 @@ pub struct SandboxExec {
     pub user: Option<String>,
     #[serde(default)]
     pub stdin: Option<String>,
+}
+
+fn timeout_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    crate::core::json_number::opt_u64(d, "timeout_ms")
 }
 
 impl SandboxExec {
@@ -118,6 +124,14 @@ mod tests {
             let e = parse_sandbox_exec(body).unwrap_err();
             assert_eq!(e.code(), *code, "{}", String::from_utf8_lossy(body));
         }
+        // Found by the schema test: an integral float is an integer.
+        let b = parse_sandbox_exec(br#"{"cmd":["x"],"timeout_ms":1500.0}"#).unwrap();
+        assert_eq!(b.timeout(), Duration::from_millis(1500));
+        let e = parse_sandbox_exec(br#"{"cmd":["x"],"timeout_ms":1.5}"#).unwrap_err();
+        assert!(e.to_string().contains("`timeout_ms`"), "{e}");
+        // Found by the schema test: `null` for env, as the document allows.
+        let null_env = br#"{"cmd":["x"],"env":null,"working_dir":null,"user":null}"#;
+        assert!(parse_sandbox_exec(null_env).unwrap().env.is_empty());
         let e = parse_service_exec(br#"{"cmd":["x"],"timeout_secs":0}"#).unwrap_err();
         assert!(e.to_string().contains("timeout_secs"), "{e}");
         let s = parse_service_exec(br#"{"cmd":["x"],"timeout_secs":1.5}"#).unwrap();

@@ -24,6 +24,10 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
 
+/// The API's description, kept in the repository next to the code it
+/// describes and checked against real answers (tests/openapi.rs).
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
 /// What the handlers may read of the init.
 pub(crate) struct View<'a> {
     pub sup: &'a Supervisor,
@@ -218,6 +222,10 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
                     .map_err(ApiError::Malformed)?,
             };
             Command::Events { since, filter }
+        }
+        Route::OpenApi => {
+            let doc = OPENAPI.as_bytes().to_vec();
+            return Ok(Handled::Answer(Answer::Now(Response::json(200, doc))));
         }
     };
     Ok(Handled::Command(cmd))

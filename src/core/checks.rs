@@ -4,6 +4,7 @@
 //! Both fields are read through a generic JSON value, so the same code (and
 //! the same messages) serves a PUT body and a drop-in TOML file.
 
+use super::json_number;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -252,7 +253,7 @@ fn as_object<'a>(v: &'a Value, field: &str) -> Result<&'a Map<String, Value>, St
 }
 
 fn int_in(v: &Value, field: &str, lo: i64, hi: i64) -> Result<i64, String> {
-    match v.as_i64() {
+    match json_number::as_i64(v) {
         Some(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(format!(
             "`{field}` must be an integer in {lo}-{hi}, got {v}"
@@ -309,13 +310,17 @@ fn http_path(v: &Value, field: &str) -> Result<String, String> {
     Ok(p.to_string())
 }
 
+/// Two statuses in 100-599, the range between them: `[399, 200]` is the
+/// range `[200, 399]` (a JSON schema cannot ask for the order, so the
+/// document allows both).
 fn status_range(v: &Value, field: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("`{field}` must be [lo, hi] with 100 <= lo <= hi <= 599, got {v}");
-    let [lo, hi] = v.as_array().map(Vec::as_slice).unwrap_or_default() else {
+    let bad = || format!("`{field}` must be [lo, hi] with 100 <= lo, hi <= 599, got {v}");
+    let [a, b] = v.as_array().map(Vec::as_slice).unwrap_or_default() else {
         return Err(bad());
     };
-    match (lo.as_u64(), hi.as_u64()) {
-        (Some(lo), Some(hi)) if 100 <= lo && lo <= hi && hi <= 599 => Ok((lo as u16, hi as u16)),
+    let status = |s: &Value| json_number::as_u64(s).filter(|s| (100..=599).contains(s));
+    match (status(a), status(b)) {
+        (Some(a), Some(b)) => Ok((a.min(b) as u16, a.max(b) as u16)),
         _ => Err(bad()),
     }
 }
@@ -394,6 +399,12 @@ mod tests {
         assert!(
             matches!(h.check, Check::Http(ref c) if c.path == "/healthz" && c.status == (200, 204))
         );
+        // Found by the schema test: the document cannot ask for the order.
+        let h = health(r#"{"http": {"port": 8080, "status": [399, 200]}}"#).unwrap();
+        match h.check {
+            Check::Http(ref c) => assert_eq!(c.status, (200, 399)),
+            ref other => panic!("{other:?}"),
+        }
         let h = health(r#"{"exec": ["pg_isready", "-h", "127.0.0.1"]}"#).unwrap();
         assert_eq!(h.check.kind(), "exec");
         let h = health(r#"{"log": "ready to accept connections"}"#).unwrap();
@@ -424,7 +435,7 @@ mod tests {
                 "`health.http.path`",
             ),
             (
-                r#"{"http": {"port": 1, "status": [300, 200]}}"#,
+                r#"{"http": {"port": 1, "status": [99, 200]}}"#,
                 "`health.http.status`",
             ),
             (

@@ -2,6 +2,7 @@
 //! their defaults, and validation. Also the rule for service names.
 
 use super::checks::{self, Check, Health, Liveness};
+use super::json_number;
 use crate::core::limits::Limits;
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
@@ -41,7 +42,7 @@ pub struct Definition {
     /// A user name or a numeric uid (JSON/TOML integer or string).
     #[serde(default, deserialize_with = "user_spec")]
     pub user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "health_port")]
     pub health_port: Option<i64>,
     #[serde(default, deserialize_with = "null_is_default")]
     pub needs: Vec<String>,
@@ -173,7 +174,7 @@ fn default_true() -> bool {
 }
 
 /// Clients that send `null` for an optional list or table mean "none".
-fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+pub(crate) fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     d: D,
 ) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
@@ -225,19 +226,19 @@ fn service_type<'de, D: Deserializer<'de>>(d: D) -> Result<ServiceType, D::Error
 }
 
 fn user_spec<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NameOrId {
-        Name(String),
-        Id(u32),
+    let bad = || serde::de::Error::custom("`user` must be a user name or a numeric uid");
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s).filter(|s| !s.is_empty())),
+        Some(v) => json_number::as_u64(&v)
+            .filter(|uid| u32::try_from(*uid).is_ok())
+            .map(|uid| Some(uid.to_string()))
+            .ok_or_else(bad),
     }
-    let v: Option<NameOrId> = Option::deserialize(d)
-        .map_err(|_| serde::de::Error::custom("`user` must be a user name or a numeric uid"))?;
-    Ok(match v {
-        Some(NameOrId::Name(s)) if !s.is_empty() => Some(s),
-        Some(NameOrId::Id(n)) => Some(n.to_string()),
-        _ => None,
-    })
+}
+
+fn health_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    json_number::opt_i64(d, "health_port")
 }
 
 /// Why a definition or a name is not acceptable. The message names the field.
@@ -437,6 +438,57 @@ mod tests {
         .unwrap();
         assert!(d.args.is_empty() && d.env.is_empty() && d.needs.is_empty());
         assert_eq!((d.image, d.health_port, d.user), (None, None, None));
+    }
+
+    /// Found by the schema test: JSON Schema reads `8080.0` as an integer,
+    /// so the document allowed what the server refused.
+    #[test]
+    fn integral_floats_are_integers() {
+        let d =
+            Definition::from_json(br#"{"cmd":"x","health_port":8080.0,"user":65534.0}"#).unwrap();
+        assert_eq!(d.health_port(), Some(8080));
+        assert_eq!(d.user.as_deref(), Some("65534"));
+        let d = Definition::from_json(
+            br#"{"cmd":"x","health":{"http":{"port":80.0,"status":[200.0,204]},"interval_ms":50.0},
+                "liveness":{"tcp":347.0,"failures":2.0}}"#,
+        )
+        .unwrap();
+        assert!(d.health.is_some() && d.liveness.is_some());
+        for (body, field) in [
+            (&br#"{"cmd":"x","health_port":80.5}"#[..], "health_port"),
+            (br#"{"cmd":"x","health_port":"80"}"#, "health_port"),
+            (br#"{"cmd":"x","user":1.5}"#, "user"),
+            (br#"{"cmd":"x","user":-1}"#, "user"),
+            (br#"{"cmd":"x","user":4294967296}"#, "user"),
+            (br#"{"cmd":"x","health":{"tcp":80.5}}"#, "health.tcp"),
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(
+                e.0.contains(field),
+                "{}: {e}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// Found by the schema test: `limits` was read from a list.
+    #[test]
+    fn limits_must_be_an_object() {
+        for body in [
+            &br#"{"cmd":"x","limits":[null,null]}"#[..],
+            br#"{"cmd":"x","limits":5}"#,
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(e.0.contains("`limits` must be an object"), "{e}");
+        }
+        let d = Definition::from_json(br#"{"cmd":"x","limits":{"pids_max":8}}"#).unwrap();
+        assert_eq!(d.limits.map(|l| l.pids_max), Some(Some(8)));
+        let d = Definition::from_toml("cmd = \"x\"\nlimits = { memory_max = \"1M\" }\n").unwrap();
+        assert_eq!(d.limits.map(|l| l.memory_max), Some(Some(1 << 20)));
+        assert!(Definition::from_json(br#"{"cmd":"x","limits":null}"#)
+            .unwrap()
+            .limits
+            .is_none());
     }
 
     #[test]

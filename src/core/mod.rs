@@ -2,5 +2,6 @@
 
 pub mod checks;
 pub mod definition;
+pub mod json_number;
 pub mod limits;
 pub mod supervisor;

@@ -155,9 +155,13 @@ impl Reactor {
                 Some(cg) if active => cg.prepare(name).ok(),
                 _ => None,
             };
-            ExecPlan::in_service(&def, req.cmd, cgroup_procs, req.stdin, timeout)?
+            ExecPlan::in_service(&def, req.cmd, cgroup_procs, req.stdin, timeout)
+                .map_err(|e| ApiError::service_exec(name, e))?
         };
-        let id = self.execs.start(&mut self.io, plan)?;
+        let id = self
+            .execs
+            .start(&mut self.io, plan)
+            .map_err(|e| ApiError::service_exec(name, e))?;
         Ok(Answer::Wait(Await::Exec(id)))
     }
 
