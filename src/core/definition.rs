@@ -1,6 +1,7 @@
 //! A service definition: the fields of the contract (PUT body, drop-in keys),
 //! their defaults, and validation. Also the rule for service names.
 
+use crate::core::{json_object, limits};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -105,22 +106,26 @@ impl Definition {
         if self.cmd.contains('\0') || self.args.iter().any(|a| a.contains('\0')) {
             return bad("`cmd` and `args` must not contain NUL bytes".into());
         }
-        for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return bad(format!("`env` key {k:?} is not a valid variable name"));
-            }
-        }
+        validate_env("env", &self.env)?;
         if let Some(p) = self.health_port {
             if !(1..=65535).contains(&p) {
                 return bad(format!("`health_port` must be in 1-65535, got {p}"));
             }
         }
-        if !self.stop_timeout_secs.is_finite() || self.stop_timeout_secs < 0.0 {
-            return bad("`stop_timeout_secs` must be a number >= 0".into());
-        }
-        if !self.health_timeout_secs.is_finite() || self.health_timeout_secs <= 0.0 {
-            return bad("`health_timeout_secs` must be a number > 0".into());
-        }
+        limits::check_secs(
+            "stop_timeout_secs",
+            self.stop_timeout_secs,
+            true,
+            limits::MAX_STOP_TIMEOUT_SECS,
+        )
+        .map_err(InvalidDefinition)?;
+        limits::check_secs(
+            "health_timeout_secs",
+            self.health_timeout_secs,
+            false,
+            limits::MAX_HEALTH_TIMEOUT_SECS,
+        )
+        .map_err(InvalidDefinition)?;
         if self.container && self.image.is_none() {
             return bad("`image` is required when `container` is true".into());
         }
@@ -135,7 +140,7 @@ impl Definition {
     }
 
     pub fn from_json(body: &[u8]) -> Result<Definition, InvalidDefinition> {
-        let def: Definition = serde_json::from_slice(body)
+        let def: Definition = json_object::from_slice(body)
             .map_err(|e| InvalidDefinition(format!("invalid definition: {e}")))?;
         def.validate()?;
         Ok(def)
@@ -151,6 +156,24 @@ impl Definition {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Environment variables (`field` names them in the message): no empty key,
+/// no `=` in a key, no NUL anywhere; execve would mangle or refuse them.
+pub fn validate_env(field: &str, env: &BTreeMap<String, String>) -> Result<(), InvalidDefinition> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(InvalidDefinition(format!(
+                "`{field}` key {k:?} is not a valid variable name (empty, or contains '=' or NUL)"
+            )));
+        }
+        if v.contains('\0') {
+            return Err(InvalidDefinition(format!(
+                "`{field}` value of {k:?} must not contain NUL bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Service names: 1-64 of `[A-Za-z0-9_.-]`, not starting with `.`. A name is
@@ -249,6 +272,72 @@ mod tests {
             let e = Definition::from_json(body).unwrap_err();
             assert!(e.0.contains(word), "case {i}: {e}");
         }
+    }
+
+    #[test]
+    fn only_an_object_is_a_definition() {
+        for body in [
+            &br#"["sleep"]"#[..],
+            br#"["sleep", ["1"]]"#,
+            br#""sleep""#,
+            b"null",
+            b"42",
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(e.0.contains("invalid definition"), "{e}");
+        }
+    }
+
+    #[test]
+    fn timeouts_have_a_maximum() {
+        let at_max = format!(
+            r#"{{"cmd":"x","stop_timeout_secs":{},"health_timeout_secs":{}}}"#,
+            limits::MAX_STOP_TIMEOUT_SECS,
+            limits::MAX_HEALTH_TIMEOUT_SECS
+        );
+        assert!(Definition::from_json(at_max.as_bytes()).is_ok());
+        for (body, field) in [
+            (
+                r#"{"cmd":"x","stop_timeout_secs":1e19}"#,
+                "stop_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","stop_timeout_secs":3601}"#,
+                "stop_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":1e19}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":86401}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":0}"#,
+                "health_timeout_secs",
+            ),
+        ] {
+            let e = Definition::from_json(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains(field), "{body}: {e}");
+        }
+        let e = Definition::from_toml("cmd = \"x\"\nstop_timeout_secs = 1e19\n").unwrap_err();
+        assert!(e.0.contains("stop_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn env_keys() {
+        for key in ["", "A=B", "=", "A\0"] {
+            let body = serde_json::json!({"cmd": "x", "env": {key: "v"}}).to_string();
+            let e = Definition::from_json(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains("`env`"), "{key:?}: {e}");
+        }
+        let mut env = BTreeMap::new();
+        env.insert("A=B".to_string(), "v".to_string());
+        assert!(validate_env("env", &env).unwrap_err().0.contains("`env`"));
+        env.clear();
+        env.insert("PATH".to_string(), "/bin:=x".to_string());
+        assert!(validate_env("env", &env).is_ok());
     }
 
     #[test]

@@ -8,9 +8,10 @@ pub mod deps;
 pub mod service;
 
 use crate::core::definition::Definition;
+use crate::core::limits::{self, deadline};
 use deps::{DepError, Graph};
 pub use service::{AfterStop, ExitStatus, Phase, Pid, Service, Source, Wanted};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::time::{Duration, Instant};
 
@@ -120,6 +121,32 @@ impl Graph for BTreeMap<String, Service> {
     fn needs_of(&self, name: &str) -> Option<&[String]> {
         self.get(name).map(|s| s.def.needs.as_slice())
     }
+    fn names(&self) -> Vec<&str> {
+        self.keys().map(String::as_str).collect()
+    }
+}
+
+/// The services as they would be with `name` (re)defined to need `needs`.
+struct WithDefinition<'a> {
+    services: &'a BTreeMap<String, Service>,
+    name: &'a str,
+    needs: &'a [String],
+}
+
+impl Graph for WithDefinition<'_> {
+    fn needs_of(&self, name: &str) -> Option<&[String]> {
+        if name == self.name {
+            return Some(self.needs);
+        }
+        self.services.needs_of(name)
+    }
+    fn names(&self) -> Vec<&str> {
+        let mut v = self.services.names();
+        if !self.services.contains_key(self.name) {
+            v.push(self.name);
+        }
+        v
+    }
 }
 
 impl Supervisor {
@@ -168,17 +195,7 @@ impl Supervisor {
         source: Source,
         now: Instant,
     ) -> Result<bool, SupError> {
-        {
-            let mut graph: BTreeMap<String, Vec<String>> = self
-                .services
-                .iter()
-                .map(|(n, s)| (n.clone(), s.def.needs.clone()))
-                .collect();
-            graph.insert(name.to_string(), def.needs.clone());
-            if let Some(cycle) = deps::find_cycle(&graph, name) {
-                return Err(SupError::Conflict(DepError::Cycle(cycle).to_string()));
-            }
-        }
+        self.check_upsert(name, &def)?;
         self.actions.push(Action::Persist);
         let Some(svc) = self.services.get_mut(name) else {
             self.services
@@ -197,13 +214,39 @@ impl Supervisor {
         Ok(false)
     }
 
-    /// A drop-in file that could not be loaded: shown as `failed`.
-    pub fn add_broken(&mut self, name: &str, error: String) {
+    /// Refuses a definition that would break a limit or close a cycle.
+    fn check_upsert(&self, name: &str, def: &Definition) -> Result<(), SupError> {
+        if !self.services.contains_key(name) && self.services.len() >= limits::MAX_SERVICES {
+            return Err(SupError::Conflict(format!(
+                "cannot define '{name}': the init holds at most {} services",
+                limits::MAX_SERVICES
+            )));
+        }
+        let graph = WithDefinition {
+            services: &self.services,
+            name,
+            needs: &def.needs,
+        };
+        if let Some(cycle) = deps::find_cycle(&graph, name) {
+            return Err(SupError::Conflict(DepError::Cycle(cycle).to_string()));
+        }
+        deps::check_depth(&graph, limits::MAX_NEEDS_DEPTH)
+            .map_err(|e| SupError::Conflict(format!("cannot define '{name}': {e}")))
+    }
+
+    /// A drop-in file that could not be loaded: shown as `failed`. Returns
+    /// false (and adds nothing) when the init already holds its maximum of
+    /// services.
+    pub fn add_broken(&mut self, name: &str, error: String) -> bool {
+        if !self.services.contains_key(name) && self.services.len() >= limits::MAX_SERVICES {
+            return false;
+        }
         let mut svc = Service::new(name, placeholder_def(), Source::File);
         svc.phase = Phase::Failed;
         svc.error = Some(error.clone());
         svc.broken = Some(error);
         self.services.insert(name.to_string(), svc);
+        true
     }
 
     /// Replaces the error shown for a failed service (the loop adds the
@@ -345,7 +388,7 @@ impl Supervisor {
                 Phase::Starting { pid } => {
                     svc.set_phase(Phase::Starting { pid });
                     let gen = svc.gen;
-                    let at = now + secs(svc.def.health_timeout_secs);
+                    let at = deadline(now, health_timeout(&svc.def));
                     if let Some(port) = svc.def.health_port() {
                         self.actions.push(Action::WatchPort {
                             name: name.clone(),
@@ -364,7 +407,7 @@ impl Supervisor {
                         then,
                     });
                     let gen = svc.gen;
-                    let at = now + secs(svc.def.stop_timeout_secs);
+                    let at = deadline(now, stop_timeout(&svc.def));
                     self.schedule(&name, gen, TimerKind::StopKill, at);
                 }
                 Phase::BackingOff => {
@@ -410,14 +453,14 @@ impl Supervisor {
                 match svc.def.health_port() {
                     Some(port) => {
                         svc.set_phase(Phase::Starting { pid });
-                        let deadline = now + secs(svc.def.health_timeout_secs);
+                        let at = deadline(now, health_timeout(&svc.def));
                         let gen = svc.gen;
                         self.actions.push(Action::WatchPort {
                             name: name.to_string(),
                             gen,
                             port,
                         });
-                        self.schedule(name, gen, TimerKind::HealthDeadline, deadline);
+                        self.schedule(name, gen, TimerKind::HealthDeadline, at);
                     }
                     None => self.become_running(name, pid, now),
                 }
@@ -697,7 +740,7 @@ impl Supervisor {
             then,
         });
         let pgid = svc.pgid.unwrap_or(pid);
-        let at = now + secs(svc.def.stop_timeout_secs);
+        let at = deadline(now, stop_timeout(&svc.def));
         let gen = svc.gen;
         self.actions.push(Action::Terminate {
             name: name.to_string(),
@@ -757,7 +800,7 @@ impl Supervisor {
                 } else {
                     svc.set_phase(Phase::BackingOff);
                     let gen = svc.gen;
-                    self.schedule(name, gen, TimerKind::RestartAfter, now + delay);
+                    self.schedule(name, gen, TimerKind::RestartAfter, deadline(now, delay));
                 }
             }
             AfterStop::Restart | AfterStop::Backoff => {
@@ -810,12 +853,15 @@ impl Supervisor {
             }
             return;
         }
+        // Computed once per call: with many services, asking "is it needed?"
+        // of every pair would make a shutdown cubic.
+        let needed_by_active: HashSet<String> = active
+            .iter()
+            .filter_map(|n| self.services.get(n))
+            .flat_map(|s| s.def.needs.iter().cloned())
+            .collect();
         for name in &active {
-            let needed = active.iter().any(|other| {
-                self.services
-                    .get(other)
-                    .is_some_and(|s| s.def.needs.iter().any(|n| n == name))
-            });
+            let needed = needed_by_active.contains(name);
             let stopping = matches!(
                 self.services.get(name).map(|s| &s.phase),
                 Some(Phase::Stopping { .. })
@@ -832,8 +878,14 @@ impl Supervisor {
     }
 }
 
-fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(u32::MAX as u64))
+/// Validated at definition time; clamped again here so that no value can
+/// make a deadline overflow.
+fn stop_timeout(def: &Definition) -> Duration {
+    limits::clamped_secs(def.stop_timeout_secs, limits::MAX_STOP_TIMEOUT_SECS)
+}
+
+fn health_timeout(def: &Definition) -> Duration {
+    limits::clamped_secs(def.health_timeout_secs, limits::MAX_HEALTH_TIMEOUT_SECS)
 }
 
 fn placeholder_def() -> Definition {

@@ -530,3 +530,117 @@ fn broken_dropin_is_failed_and_cannot_start() {
     assert!(matches!(s.start("bad", now), Err(SupError::Failed(m)) if m.contains("expected")));
     assert!(matches!(s.start("app", now), Err(SupError::Failed(m)) if m.contains("'bad'")));
 }
+
+#[test]
+fn huge_timeouts_never_overflow_a_deadline() {
+    // Values an older state file may hold: validation refuses them now, and
+    // the supervisor clamps them anyway instead of panicking mid-stop.
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    let mut d = def(r#"{"cmd":"w","health_port":80}"#);
+    d.stop_timeout_secs = 1e19;
+    d.health_timeout_secs = 1e19;
+    s.upsert("w", d, Source::Api, now).unwrap();
+    s.start("w", now).unwrap();
+    s.take_actions();
+    spawned(&mut s, "w", 10, now);
+    let health_at = s.take_actions().iter().find_map(|a| match a {
+        Action::Schedule { at, .. } => Some(*at),
+        _ => None,
+    });
+    let max_health = Duration::from_secs_f64(limits::MAX_HEALTH_TIMEOUT_SECS);
+    assert_eq!(health_at, Some(now + max_health));
+    s.stop("w", now).unwrap();
+    let a = s.take_actions();
+    assert!(a.contains(&Action::Terminate {
+        name: "w".into(),
+        pgid: 10
+    }));
+    let max_stop = Duration::from_secs_f64(limits::MAX_STOP_TIMEOUT_SECS);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Schedule { at, .. } if *at == now + max_stop)));
+    s.rearm(now);
+}
+
+#[test]
+fn number_of_services_is_limited() {
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    for i in 0..limits::MAX_SERVICES {
+        s.upsert(&format!("s{i}"), def(r#"{"cmd":"x"}"#), Source::Api, now)
+            .unwrap();
+    }
+    let e = s
+        .upsert("one-more", def(r#"{"cmd":"x"}"#), Source::Api, now)
+        .unwrap_err();
+    assert!(
+        matches!(&e, SupError::Conflict(m) if m.contains("at most 1024 services")),
+        "{e:?}"
+    );
+    assert!(!s.add_broken("broken", "bad file".into()));
+    assert_eq!(s.len(), limits::MAX_SERVICES);
+    // Replacing an existing one is still fine; after a delete there is room.
+    assert_eq!(
+        s.upsert("s0", def(r#"{"cmd":"y"}"#), Source::Api, now),
+        Ok(false)
+    );
+    s.delete("s1", now).unwrap();
+    assert_eq!(
+        s.upsert("one-more", def(r#"{"cmd":"x"}"#), Source::Api, now),
+        Ok(true)
+    );
+}
+
+#[test]
+fn needs_depth_is_limited_and_nothing_is_lost() {
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    // c0 needs c1 ... needs c63: a chain of 64, defined leaf first.
+    for i in (0..limits::MAX_NEEDS_DEPTH).rev() {
+        let needs = if i + 1 < limits::MAX_NEEDS_DEPTH {
+            format!(r#","needs":["c{}"]"#, i + 1)
+        } else {
+            String::new()
+        };
+        s.upsert(
+            &format!("c{i}"),
+            def(&format!(r#"{{"cmd":"x"{needs}}}"#)),
+            Source::Api,
+            now,
+        )
+        .unwrap();
+    }
+    // One more on top, or one more below the bottom (closing through a
+    // formerly missing need), is refused and changes nothing.
+    let e = s
+        .upsert(
+            "top",
+            def(r#"{"cmd":"x","needs":["c0"]}"#),
+            Source::Api,
+            now,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, SupError::Conflict(m) if m.contains("65 services")),
+        "{e:?}"
+    );
+    s.upsert(
+        "c63",
+        def(r#"{"cmd":"x","needs":["below"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    let e = s
+        .upsert("below", def(r#"{"cmd":"x"}"#), Source::Api, now)
+        .unwrap_err();
+    assert!(matches!(&e, SupError::Conflict(m) if m.contains("at most 64")));
+    assert!(s.get("top").is_none() && s.get("below").is_none());
+    assert_eq!(s.len(), limits::MAX_NEEDS_DEPTH);
+    s.upsert("c63", def(r#"{"cmd":"x"}"#), Source::Api, now)
+        .unwrap();
+    s.take_actions();
+    assert_eq!(s.start("c0", now), Ok(Progress::Pending));
+    assert_eq!(spawns(&s.take_actions()), ["c63"], "the deepest need first");
+}
