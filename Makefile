@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build setup run test ci lint unit vm vm-test bench clean
+.PHONY: all build setup run test ci lint unit vm vm-test bench clean fuzz fuzz-ci
 
 all: build
 
@@ -38,6 +38,15 @@ vm:
 
 vm-test:
 	bash rootfs/build.sh && bash rootfs/vm-test.sh
+
+# Fuzz every parser (HTTP, JSON bodies, drop-in TOML, state file): make fuzz
+# runs each target FUZZ_SECS seconds (default 15 minutes); fuzz-ci 30 s each.
+FUZZ_SECS ?= 900
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECS)
+
+fuzz-ci:
+	bash scripts/fuzz.sh 30
 
 bench: build
 	$(CARGO) bench --bench iris_bench
