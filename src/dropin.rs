@@ -2,6 +2,9 @@
 //! are ignored (a Debian /etc/init.d full of shell scripts is fine).
 
 use crate::core::definition::{validate_name, Definition};
+use crate::core::limits;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Every `*.toml` in `dir`, sorted by name, with its definition or the
@@ -27,15 +30,50 @@ pub fn load_dir(dir: &Path) -> Vec<(String, Result<Definition, String>)> {
             crate::warn!("ignoring drop-in {}: {e}", path.display());
             continue;
         }
-        let def = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|text| {
-                Definition::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
-            });
+        let def = read_dropin(&path).and_then(|text| {
+            Definition::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+        });
         out.push((name, def));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
+}
+
+/// The text of one drop-in: a regular file (a symlink to one is fine) of
+/// at most `MAX_DROPIN_BYTES`. Opened non-blocking and checked with fstat
+/// before any read, so a FIFO or a device named `x.toml` cannot hang the
+/// start or feed it without end.
+fn read_dropin(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{shown} is not a regular file"));
+    }
+    let too_big = || {
+        format!(
+            "{shown} is larger than the limit of {} bytes for a drop-in file",
+            limits::MAX_DROPIN_BYTES
+        )
+    };
+    if meta.len() > limits::MAX_DROPIN_BYTES {
+        return Err(too_big());
+    }
+    // The size can change under us: never read past the limit.
+    let mut bytes = Vec::new();
+    file.take(limits::MAX_DROPIN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if bytes.len() as u64 > limits::MAX_DROPIN_BYTES {
+        return Err(too_big());
+    }
+    String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))
 }
 
 #[cfg(test)]
@@ -58,6 +96,42 @@ mod tests {
         assert!(got[1].1.as_ref().unwrap_err().contains("helth_port"));
         assert_eq!(got[2].1.as_ref().unwrap().args, ["100"]);
         assert!(load_dir(&d.join("nope")).is_empty());
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn fifos_devices_and_big_files_are_refused_without_blocking() {
+        let d = std::env::temp_dir().join(format!("iris-dropin-odd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        // Opening a FIFO with no writer for reading blocks forever, unless
+        // it is opened non-blocking.
+        nix::unistd::mkfifo(&d.join("fifo.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.join("zero.toml")).unwrap();
+        std::fs::create_dir(d.join("dir.toml")).unwrap();
+        let max = limits::MAX_DROPIN_BYTES as usize;
+        let pad = |n: usize| format!("cmd = \"x\"\n{}", "#".repeat(n - 11) + "\n");
+        std::fs::write(d.join("at-limit.toml"), pad(max)).unwrap();
+        std::fs::write(d.join("too-big.toml"), pad(max + 1)).unwrap();
+        std::os::unix::fs::symlink(d.join("at-limit.toml"), d.join("link.toml")).unwrap();
+        std::fs::write(d.join("ok.toml"), "cmd = \"x\"\n").unwrap();
+        let got: std::collections::BTreeMap<String, Result<Definition, String>> =
+            load_dir(&d).into_iter().collect();
+        let err = |n: &str| got[n].as_ref().unwrap_err().clone();
+        assert!(
+            err("fifo").contains("not a regular file"),
+            "{}",
+            err("fifo")
+        );
+        assert!(
+            err("zero").contains("not a regular file"),
+            "{}",
+            err("zero")
+        );
+        assert!(err("dir").contains("not a regular file"), "{}", err("dir"));
+        assert!(err("too-big").contains("larger than the limit of 1048576 bytes"));
+        assert_eq!(pad(max).len(), max);
+        assert!(got["at-limit"].is_ok() && got["link"].is_ok() && got["ok"].is_ok());
         let _ = std::fs::remove_dir_all(&d);
     }
 }
