@@ -1,0 +1,231 @@
+//! Never hangs, never dies: hostile inputs and exhausted resources against
+//! the real binary. Each test is a way the init once hung, crashed or grew.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+/// Starts the init with `stderr` as its stderr (its own log).
+fn start_with_stderr(dir: &std::path::Path, stderr: Stdio) -> Init {
+    let child = Command::new(BIN)
+        .args(init_args(dir))
+        .env("IRIS_LOG", "warn")
+        .stdin(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn iris-init");
+    let init = Init {
+        child: Some(child),
+        dir: dir.to_path_buf(),
+        socket: paths(dir).0,
+    };
+    init.wait_ready();
+    init
+}
+
+#[test]
+fn a_log_nobody_reads_never_freezes_the_init() {
+    let t = TempDir::new("console");
+    // A pipe whose read end the test holds and never reads: once it is
+    // full, a blocking write of the init's own log would stop its loop.
+    let mut init = start_with_stderr(t.path(), Stdio::piped());
+    let stderr = init.child.as_mut().and_then(|c| c.stderr.take());
+    // Each failed start logs a warning that names the 4 KiB command.
+    let cmd = format!("/nonexistent/{}", "x".repeat(4000));
+    let (s, v) = init.put("loud", &json!({"cmd": cmd}).to_string());
+    assert_eq!(s, 201, "{v}");
+    let mut c = init.client();
+    for i in 0..100 {
+        // 100 x 4 KiB: far more than a pipe (64 KiB) holds.
+        let (s, v) = c.req("POST", "/v1/services/loud/start", None);
+        assert_eq!(s, 409, "start {i}: {v}");
+    }
+    let (s, v) = c.req("GET", "/v1/system", None);
+    assert_eq!(s, 200, "{v}");
+    assert!(v["pid"].as_i64().is_some(), "{v}");
+    // Reading the pipe now finds only whole lines.
+    drop(stderr);
+}
+
+#[test]
+fn arrays_and_huge_timeouts_are_not_definitions() {
+    let t = TempDir::new("bodies");
+    let init = Init::start(t.path());
+    let cases = [
+        (r#"["sleep"]"#, "expected an object"),
+        (r#"["sleep", ["100"]]"#, "expected an object"),
+        (r#""sleep""#, "expected an object"),
+        (
+            r#"{"cmd":"sleep","stop_timeout_secs":1e19}"#,
+            "stop_timeout_secs",
+        ),
+        (
+            r#"{"cmd":"sleep","stop_timeout_secs":3600.5}"#,
+            "stop_timeout_secs",
+        ),
+        (
+            r#"{"cmd":"sleep","health_port":9,"health_timeout_secs":1e19}"#,
+            "health_timeout_secs",
+        ),
+        (r#"{"cmd":"sleep","env":{"A=B":"x"}}"#, "env"),
+        (r#"{"cmd":"sleep","env":{"":"x"}}"#, "env"),
+    ];
+    for (body, word) in cases {
+        let (s, v) = init.put("x", body);
+        assert_eq!(s, 400, "{body}: {v}");
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(word), "{body}: {v}");
+    }
+    let (s, v) = init.req("GET", "/v1/services/x", None);
+    assert_eq!(s, 404, "nothing was defined: {v}");
+    // At the limits: accepted, and a stop with the longest timeout still
+    // signals the service at once.
+    let (s, v) = init.put(
+        "x",
+        r#"{"cmd":"sleep","args":["100"],"stop_timeout_secs":3600,"health_timeout_secs":86400}"#,
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = init.req("POST", "/v1/services/x/start", None);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = init.req("POST", "/v1/services/x/stop", None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["status"], "stopped", "{v}");
+}
+
+#[test]
+fn needs_chains_are_limited_to_64() {
+    let t = TempDir::new("depth");
+    let init = Init::start(t.path());
+    let mut c = init.client();
+    // c63 <- c62 <- ... <- c0: a chain of 64, the leaf defined first.
+    for i in (0..64).rev() {
+        let needs: Vec<String> = if i < 63 {
+            vec![format!("c{}", i + 1)]
+        } else {
+            vec![]
+        };
+        let body = json!({"cmd": "sleep", "args": ["100"], "needs": needs}).to_string();
+        let (s, v) = c.req("PUT", &format!("/v1/services/c{i}"), Some(&body));
+        assert_eq!(s, 201, "c{i}: {v}");
+    }
+    let (s, v) = c.req(
+        "PUT",
+        "/v1/services/top",
+        Some(r#"{"cmd":"sleep","needs":["c0"]}"#),
+    );
+    assert_eq!(s, 409, "{v}");
+    let msg = v["message"].as_str().unwrap_or_default();
+    assert!(msg.contains("65 services") && msg.contains("64"), "{v}");
+    let (s, _) = c.req("GET", "/v1/services/top", None);
+    assert_eq!(s, 404, "refused means not defined");
+    let (s, v) = c.req("POST", "/v1/services/c0/start", None);
+    assert_eq!(s, 200, "the longest allowed chain starts: {v}");
+}
+
+/// Writes a state file of `n` API services, `s{i}` needing `s{i+1}`.
+fn chain_state_file(dir: &std::path::Path, n: usize) {
+    let services: serde_json::Map<String, Value> = (0..n)
+        .map(|i| {
+            let needs: Vec<String> = if i + 1 < n {
+                vec![format!("s{:06}", i + 1)]
+            } else {
+                vec![]
+            };
+            (
+                format!("s{i:06}"),
+                json!({"source": "api", "wanted": "up", "running": true,
+                       "definition": {"cmd": "sleep", "args": ["1000"], "needs": needs}}),
+            )
+        })
+        .collect();
+    let state = paths(dir).2;
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    let doc = json!({"version": 1, "services": services});
+    std::fs::write(&state, serde_json::to_vec(&doc).unwrap()).unwrap();
+}
+
+#[test]
+fn a_state_file_with_a_huge_needs_chain_boots() {
+    let t = TempDir::new("chain");
+    // Deep enough that a walk recursing per level overflows the stack.
+    chain_state_file(t.path(), 100_000);
+    let log = std::fs::File::create(t.path().join("init.log")).unwrap();
+    let init = start_with_stderr(t.path(), Stdio::from(log));
+    let (s, v) = init.req("GET", "/v1/system", None);
+    assert_eq!(s, 200, "{v}");
+    let count = v["services"].as_u64().unwrap_or(0);
+    assert!((900..=1024).contains(&count), "{v}");
+    // Chains of at most 64 were loaded; the rest is reported, not fatal.
+    let first = init.service("s000000");
+    assert_eq!(first["needs"], json!(["s000001"]), "{first}");
+    let log = std::fs::read_to_string(t.path().join("init.log")).unwrap();
+    assert!(log.contains("at most 1024 services"), "{log:.2000}");
+    let (s, v) = init.req("GET", "/v1/services", None);
+    assert_eq!(s, 200);
+    assert_eq!(v.as_array().map(Vec::len), Some(count as usize));
+}
+
+#[test]
+fn the_number_of_services_is_limited_to_1024() {
+    let t = TempDir::new("count");
+    // 1024 independent services from a state file (cheaper than 1024 PUTs,
+    // each of which rewrites and fsyncs the state file).
+    let services: serde_json::Map<String, Value> = (0..1024)
+        .map(|i| {
+            (
+                format!("s{i:04}"),
+                json!({"source": "api", "wanted": "down", "running": false,
+                       "definition": {"cmd": "true"}}),
+            )
+        })
+        .collect();
+    let state = paths(t.path()).2;
+    std::fs::create_dir_all(state.parent().unwrap()).unwrap();
+    std::fs::write(
+        &state,
+        serde_json::to_vec(&json!({"version": 1, "services": services})).unwrap(),
+    )
+    .unwrap();
+    let init = Init::start(t.path());
+    let (_, v) = init.req("GET", "/v1/system", None);
+    assert_eq!(v["services"], 1024, "{v}");
+    let (s, v) = init.put("one-more", r#"{"cmd":"true"}"#);
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("at most 1024"),
+        "{v}"
+    );
+    let (s, v) = init.put("s0000", r#"{"cmd":"false"}"#);
+    assert_eq!(s, 200, "replacing one is fine: {v}");
+    let (s, v) = init.req("DELETE", "/v1/services/s0001", None);
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = init.put("one-more", r#"{"cmd":"true"}"#);
+    assert_eq!(s, 201, "room again after a delete: {v}");
+}
+
+#[test]
+fn a_fifo_drop_in_does_not_hang_the_start() {
+    let t = TempDir::new("fifo");
+    let dir = t.path().join("init.d");
+    nix::unistd::mkfifo(&dir.join("pipe.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::fs::write(
+        dir.join("big.toml"),
+        format!("cmd = \"true\"\n#{}\n", "x".repeat(1 << 20)),
+    )
+    .unwrap();
+    std::fs::write(dir.join("fine.toml"), "cmd = \"sleep\"\nargs = [\"100\"]\n").unwrap();
+    let init = Init::start(t.path());
+    let v = init.wait_status("fine", "running");
+    assert_eq!(v["source"], "file");
+    let pipe = init.service("pipe");
+    assert_eq!(pipe["status"], "failed", "{pipe}");
+    let err = pipe["error"].as_str().unwrap_or_default();
+    assert!(err.contains("not a regular file"), "{pipe}");
+    let big = init.service("big");
+    let err = big["error"].as_str().unwrap_or_default();
+    assert!(err.contains("larger than the limit"), "{big}");
+}
