@@ -30,16 +30,24 @@ impl fmt::Display for DepError {
 pub trait Graph {
     /// None when the service is not defined.
     fn needs_of(&self, name: &str) -> Option<&[String]>;
+    /// Calls `f` with every defined service and its needs.
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String]));
     /// Every defined service.
-    fn names(&self) -> Vec<&str>;
+    fn names(&self) -> Vec<&str> {
+        let mut v = Vec::new();
+        self.each(&mut |n, _| v.push(n));
+        v
+    }
 }
 
 impl Graph for BTreeMap<String, Vec<String>> {
     fn needs_of(&self, name: &str) -> Option<&[String]> {
         self.get(name).map(Vec::as_slice)
     }
-    fn names(&self) -> Vec<&str> {
-        self.keys().map(String::as_str).collect()
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String])) {
+        for (n, needs) in self {
+            f(n, needs);
+        }
     }
 }
 
@@ -51,8 +59,8 @@ impl Graph for Lenient<'_> {
     fn needs_of(&self, name: &str) -> Option<&[String]> {
         Some(self.0.needs_of(name).unwrap_or(&[]))
     }
-    fn names(&self) -> Vec<&str> {
-        self.0.names()
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String])) {
+        self.0.each(f)
     }
 }
 
@@ -120,12 +128,16 @@ pub fn find_cycle(g: &dyn Graph, name: &str) -> Option<Vec<String>> {
 /// (a service alone is a chain of one). Missing needs are not counted.
 /// Linear: every service's chain length is computed once, without recursion.
 pub fn longest_chain(g: &dyn Graph) -> Vec<String> {
+    longest_from(g, &g.names())
+}
+
+/// The longest chain of `needs` that starts at one of `roots`.
+fn longest_from(g: &dyn Graph, roots: &[&str]) -> Vec<String> {
     // For each service: the length of the longest chain it starts, and the
     // need that continues that chain.
     let mut height: HashMap<&str, (usize, Option<&str>)> = HashMap::new();
     let mut on_path: HashSet<&str> = HashSet::new();
-    let names = g.names();
-    for &root in &names {
+    for &root in roots {
         if height.contains_key(root) {
             continue;
         }
@@ -164,8 +176,9 @@ pub fn longest_chain(g: &dyn Graph) -> Vec<String> {
             }
         }
     }
-    let mut at = height
+    let mut at = roots
         .iter()
+        .filter_map(|r| height.get_key_value(r))
         .max_by(|a, b| a.1 .0.cmp(&b.1 .0).then(b.0.cmp(a.0)))
         .map(|(n, _)| *n);
     let mut chain = Vec::new();
@@ -178,7 +191,23 @@ pub fn longest_chain(g: &dyn Graph) -> Vec<String> {
 
 /// Refuses a graph whose longest `needs` chain is longer than `max`.
 pub fn check_depth(g: &dyn Graph, max: usize) -> Result<(), String> {
-    let chain = longest_chain(g);
+    too_long(longest_chain(g), max)
+}
+
+/// As [`check_depth`] for a graph that was within `max` before `name` was
+/// (re)defined: only chains through `name` can be too long. When nothing
+/// needs `name` (the common case: a new service) only the chains below it
+/// are walked, so defining many services one by one stays cheap.
+pub fn check_depth_through(g: &dyn Graph, name: &str, max: usize) -> Result<(), String> {
+    let mut needed = false;
+    g.each(&mut |_, needs| needed |= needs.iter().any(|n| n == name));
+    if needed {
+        return check_depth(g, max);
+    }
+    too_long(longest_from(g, &[name]), max)
+}
+
+fn too_long(chain: Vec<String>, max: usize) -> Result<(), String> {
     if chain.len() <= max {
         return Ok(());
     }
@@ -281,5 +310,11 @@ mod tests {
             ("lone", &["missing"]),
         ]);
         assert_eq!(longest_chain(&g), ["app", "b", "c", "db"]);
+        assert!(check_depth_through(&g, "app", 4).is_ok());
+        assert!(check_depth_through(&g, "app", 3).is_err());
+        // Through a need: the whole chain above counts too.
+        assert!(check_depth_through(&g, "c", 3).is_err());
+        assert!(check_depth_through(&chain(65), "s64", 64).is_err());
+        assert!(check_depth_through(&chain(65), "s0", 64).is_err());
     }
 }

@@ -121,8 +121,10 @@ impl Graph for BTreeMap<String, Service> {
     fn needs_of(&self, name: &str) -> Option<&[String]> {
         self.get(name).map(|s| s.def.needs.as_slice())
     }
-    fn names(&self) -> Vec<&str> {
-        self.keys().map(String::as_str).collect()
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String])) {
+        for (n, s) in self {
+            f(n, &s.def.needs);
+        }
     }
 }
 
@@ -140,12 +142,13 @@ impl Graph for WithDefinition<'_> {
         }
         self.services.needs_of(name)
     }
-    fn names(&self) -> Vec<&str> {
-        let mut v = self.services.names();
-        if !self.services.contains_key(self.name) {
-            v.push(self.name);
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String])) {
+        for (n, s) in self.services {
+            if n != self.name {
+                f(n, &s.def.needs);
+            }
         }
-        v
+        f(self.name, self.needs);
     }
 }
 
@@ -230,7 +233,7 @@ impl Supervisor {
         if let Some(cycle) = deps::find_cycle(&graph, name) {
             return Err(SupError::Conflict(DepError::Cycle(cycle).to_string()));
         }
-        deps::check_depth(&graph, limits::MAX_NEEDS_DEPTH)
+        deps::check_depth_through(&graph, name, limits::MAX_NEEDS_DEPTH)
             .map_err(|e| SupError::Conflict(format!("cannot define '{name}': {e}")))
     }
 
