@@ -115,6 +115,10 @@ pub struct Supervisor {
     actions: Vec<Action>,
     shutting_down: bool,
     shutdown_reported: bool,
+    /// Services created so far: each one's generations start at a new
+    /// base, so a timer or spawn of a deleted service never passes for
+    /// one of a service defined again under the same name.
+    created: u64,
 }
 
 impl Graph for BTreeMap<String, Service> {
@@ -201,8 +205,8 @@ impl Supervisor {
         self.check_upsert(name, &def)?;
         self.actions.push(Action::Persist);
         let Some(svc) = self.services.get_mut(name) else {
-            self.services
-                .insert(name.to_string(), Service::new(name, def, source));
+            let svc = self.new_service(name, def, source);
+            self.services.insert(name.to_string(), svc);
             return Ok(true);
         };
         let changed = svc.def != def || svc.broken.is_some();
@@ -210,11 +214,28 @@ impl Supervisor {
         svc.source = source;
         svc.broken = None;
         if changed {
-            if let Phase::Starting { pid } | Phase::Running { pid, .. } = svc.phase {
-                self.begin_stop(name, pid, AfterStop::Restart, now);
+            match svc.phase {
+                Phase::Starting { pid } | Phase::Running { pid, .. } => {
+                    self.begin_stop(name, pid, AfterStop::Restart, now);
+                }
+                Phase::WaitingNeeds => {
+                    // Its needs changed while it waited for them: start the
+                    // new ones (or fail on a missing one) and look again,
+                    // or it would wait for a need it no longer has.
+                    let _ = self.start(name, now);
+                    self.try_advance(name);
+                }
+                _ => {}
             }
         }
         Ok(false)
+    }
+
+    fn new_service(&mut self, name: &str, def: Definition, source: Source) -> Service {
+        self.created = self.created.wrapping_add(1);
+        let mut svc = Service::new(name, def, source);
+        svc.gen = self.created << 32;
+        svc
     }
 
     /// Refuses a definition that would break a limit or close a cycle.
@@ -244,7 +265,7 @@ impl Supervisor {
         if !self.services.contains_key(name) && self.services.len() >= limits::MAX_SERVICES {
             return false;
         }
-        let mut svc = Service::new(name, placeholder_def(), Source::File);
+        let mut svc = self.new_service(name, placeholder_def(), Source::File);
         svc.phase = Phase::Failed;
         svc.error = Some(error.clone());
         svc.broken = Some(error);
@@ -290,7 +311,7 @@ impl Supervisor {
             Ok(o) => o,
             Err(e) => {
                 let msg = e.to_string();
-                self.fail(name, msg.clone());
+                self.fail_unless_busy(name, msg.clone());
                 return Err(match e {
                     DepError::Cycle(_) => SupError::Conflict(msg),
                     DepError::Missing { .. } => SupError::Failed(msg),
@@ -304,7 +325,7 @@ impl Supervisor {
                 .map(|b| (n, b))
         }) {
             let msg = format!("need '{}' cannot start: {}", b.0, b.1);
-            self.fail(name, msg.clone());
+            self.fail_unless_busy(name, msg.clone());
             return Err(SupError::Failed(msg));
         }
         let mut changed = false;
@@ -328,6 +349,12 @@ impl Supervisor {
 
     /// Stops `name` (only it; services that need it keep running).
     pub fn stop(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        let r = self.stop_request(name, now);
+        self.after_event(now);
+        r
+    }
+
+    fn stop_request(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
         let svc = self
             .services
             .get_mut(name)
@@ -370,6 +397,12 @@ impl Supervisor {
 
     /// Stops and removes the definition.
     pub fn delete(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        let r = self.delete_request(name, now);
+        self.after_event(now);
+        r
+    }
+
+    fn delete_request(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
         if !self.services.contains_key(name) {
             return Err(SupError::NotFound(name.to_string()));
         }
@@ -432,27 +465,35 @@ impl Supervisor {
     // ----- events ------------------------------------------------------
 
     pub fn on_spawned(&mut self, name: &str, gen: u64, result: Result<Pid, String>, now: Instant) {
+        self.spawned(name, gen, result, now);
+        self.after_event(now);
+    }
+
+    fn spawned(&mut self, name: &str, gen: u64, result: Result<Pid, String>, now: Instant) {
+        let current = self
+            .services
+            .get(name)
+            .is_some_and(|s| s.gen == gen && s.phase == Phase::Spawning);
+        if !current {
+            // Stopped, deleted or started again while it was being
+            // prepared: kill what came of it, and leave the service (maybe
+            // a newer run of it) alone. Its exit is an orphan's.
+            if let Ok(pid) = result {
+                self.actions.push(Action::KillTree {
+                    name: name.to_string(),
+                    pgid: pid,
+                });
+            }
+            return;
+        }
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        let current = svc.gen == gen && svc.phase == Phase::Spawning;
         match result {
             Ok(pid) => {
                 self.by_pid.insert(pid, name.to_string());
                 svc.pgid = Some(pid);
                 svc.started_at = Some(now);
-                if !current {
-                    // Stopped while it was being prepared: undo at once.
-                    svc.set_phase(Phase::Stopping {
-                        pid: Some(pid),
-                        then: AfterStop::Rest,
-                    });
-                    self.actions.push(Action::KillTree {
-                        name: name.to_string(),
-                        pgid: pid,
-                    });
-                    return;
-                }
                 match svc.def.health_port() {
                     Some(port) => {
                         svc.set_phase(Phase::Starting { pid });
@@ -468,15 +509,16 @@ impl Supervisor {
                     None => self.become_running(name, pid, now),
                 }
             }
-            Err(msg) => {
-                if current {
-                    self.fail(name, msg);
-                }
-            }
+            Err(msg) => self.fail(name, msg),
         }
     }
 
     pub fn on_ready(&mut self, name: &str, gen: u64, now: Instant) {
+        self.ready(name, gen, now);
+        self.after_event(now);
+    }
+
+    fn ready(&mut self, name: &str, gen: u64, now: Instant) {
         let Some(svc) = self.services.get(name) else {
             return;
         };
@@ -548,7 +590,12 @@ impl Supervisor {
         }
     }
 
-    pub fn on_timer(&mut self, timer: &Timer, _now: Instant) {
+    pub fn on_timer(&mut self, timer: &Timer, now: Instant) {
+        self.timer_fired(timer);
+        self.after_event(now);
+    }
+
+    fn timer_fired(&mut self, timer: &Timer) {
         let Some(svc) = self.services.get_mut(&timer.name) else {
             return;
         };
@@ -681,6 +728,21 @@ impl Supervisor {
             svc.set_phase(Phase::Failed);
             svc.error = Some(msg.clone());
             self.settled(name, Outcome::Failed(msg));
+        }
+    }
+
+    /// A start that cannot even begin: fails the service, unless it still
+    /// has processes (it is stopping or starting): those are tracked to
+    /// their end, never forgotten behind a `failed`.
+    fn fail_unless_busy(&mut self, name: &str, msg: String) {
+        let busy = self
+            .services
+            .get(name)
+            .is_some_and(|s| matches!(s.phase, Phase::Starting { .. } | Phase::Stopping { .. }));
+        if busy {
+            self.set_error(name, msg);
+        } else {
+            self.fail(name, msg);
         }
     }
 
@@ -843,40 +905,50 @@ impl Supervisor {
 
     /// Stops every active service none of whose dependents is still active.
     fn advance_shutdown(&mut self, now: Instant) {
-        let active: Vec<String> = self
-            .services
-            .values()
-            .filter(|s| s.phase.is_active())
-            .map(|s| s.name.clone())
-            .collect();
-        if active.is_empty() {
-            if !self.shutdown_reported {
-                self.shutdown_reported = true;
-                self.actions.push(Action::ShutdownComplete);
+        // A service that stops without waiting (one waiting for its needs,
+        // or still being spawned) may free its needs to stop in turn: go
+        // round until a pass changes nothing.
+        loop {
+            let active: Vec<String> = self
+                .services
+                .values()
+                .filter(|s| s.phase.is_active())
+                .map(|s| s.name.clone())
+                .collect();
+            if active.is_empty() {
+                if !self.shutdown_reported {
+                    self.shutdown_reported = true;
+                    self.actions.push(Action::ShutdownComplete);
+                }
+                return;
             }
-            return;
-        }
-        // Computed once per call: with many services, asking "is it needed?"
-        // of every pair would make a shutdown cubic.
-        let needed_by_active: HashSet<String> = active
-            .iter()
-            .filter_map(|n| self.services.get(n))
-            .flat_map(|s| s.def.needs.iter().cloned())
-            .collect();
-        for name in &active {
-            let needed = needed_by_active.contains(name);
-            let stopping = matches!(
-                self.services.get(name).map(|s| &s.phase),
-                Some(Phase::Stopping { .. })
-            );
-            if !needed && !stopping {
-                self.stop_now(name, AfterStop::Rest, now);
+            // Once per pass: asking "is it needed?" of every pair would
+            // make a shutdown of many services cubic.
+            let needed_by_active: HashSet<String> = active
+                .iter()
+                .filter_map(|n| self.services.get(n))
+                .flat_map(|s| s.def.needs.iter().cloned())
+                .collect();
+            let mut settled_now = false;
+            for name in &active {
+                let stopping = matches!(
+                    self.services.get(name).map(|s| &s.phase),
+                    Some(Phase::Stopping { .. })
+                );
+                if !needed_by_active.contains(name) && !stopping {
+                    settled_now |= self.stop_now(name, AfterStop::Rest, now) == Progress::Done;
+                }
+            }
+            if !settled_now {
+                return;
             }
         }
-        // Services that stopped without waiting may have unblocked others.
-        if self.services.values().all(|s| !s.phase.is_active()) && !self.shutdown_reported {
-            self.shutdown_reported = true;
-            self.actions.push(Action::ShutdownComplete);
+    }
+
+    /// During a shutdown, every event may let more services stop.
+    fn after_event(&mut self, now: Instant) {
+        if self.shutting_down {
+            self.advance_shutdown(now);
         }
     }
 }
@@ -909,5 +981,7 @@ fn placeholder_def() -> Definition {
     }
 }
 
+#[cfg(test)]
+mod prop_tests;
 #[cfg(test)]
 mod tests;

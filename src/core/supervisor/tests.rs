@@ -644,3 +644,118 @@ fn needs_depth_is_limited_and_nothing_is_lost() {
     assert_eq!(s.start("c0", now), Ok(Progress::Pending));
     assert_eq!(spawns(&s.take_actions()), ["c63"], "the deepest need first");
 }
+
+#[test]
+fn a_late_spawn_of_a_deleted_or_restarted_service_is_killed_and_changes_nothing() {
+    let (mut s, now) = sup_with(&[("c", r#"{"cmd":"c"}"#)]);
+    s.start("c", now).unwrap();
+    let old_gen = gen_of(&s, "c");
+    s.take_actions();
+    // Deleted while it was being spawned, then defined and started again.
+    s.delete("c", now).unwrap();
+    s.upsert("c", def(r#"{"cmd":"c"}"#), Source::Api, now)
+        .unwrap();
+    s.start("c", now).unwrap();
+    s.take_actions();
+    let new_gen = gen_of(&s, "c");
+    s.on_spawned("c", old_gen, Ok(100), now);
+    assert_eq!(
+        s.take_actions(),
+        [Action::KillTree {
+            name: "c".into(),
+            pgid: 100
+        }],
+        "the old run's process is killed"
+    );
+    assert_eq!(
+        s.get("c").unwrap().phase,
+        Phase::Spawning,
+        "the new run waits on"
+    );
+    assert!(
+        !s.on_exit(100, ExitStatus::Signal(9), now),
+        "an orphan's exit"
+    );
+    s.on_spawned("c", new_gen, Ok(102), now);
+    assert_eq!(status(&s, "c"), "running");
+}
+
+#[test]
+fn shutdown_completes_when_a_waiting_dependent_frees_its_need() {
+    // app waits for db, whose spawn is in flight (a container pull, say).
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db"}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+    ]);
+    s.start("app", now).unwrap();
+    let db_gen = gen_of(&s, "db");
+    s.take_actions();
+    s.shutdown(now);
+    // app stops at once, and then nothing needs db: it must stop too.
+    let a = s.take_actions();
+    assert!(a.contains(&Action::ShutdownComplete), "{a:?}");
+    // Its late spawn is killed, not run behind the shutdown's back.
+    s.on_spawned("db", db_gen, Ok(50), now);
+    assert_eq!(
+        s.take_actions(),
+        [Action::KillTree {
+            name: "db".into(),
+            pgid: 50
+        }]
+    );
+    assert_eq!(status(&s, "db"), "stopped");
+}
+
+#[test]
+fn a_waiting_service_redefined_with_other_needs_does_not_wait_for_ever() {
+    let (mut s, now) = sup_with(&[
+        ("slow", r#"{"cmd":"s","health_port":9}"#),
+        ("fast", r#"{"cmd":"f"}"#),
+        ("app", r#"{"cmd":"a","needs":["slow"]}"#),
+    ]);
+    s.start("app", now).unwrap();
+    s.take_actions();
+    // While app waits for slow, its needs become fast only.
+    s.upsert(
+        "app",
+        def(r#"{"cmd":"a","needs":["fast"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    assert_eq!(spawns(&s.take_actions()), ["fast"], "the new need starts");
+    spawned(&mut s, "fast", 20, now);
+    assert_eq!(spawns(&s.take_actions()), ["app"]);
+    spawned(&mut s, "app", 21, now);
+    assert_eq!(status(&s, "app"), "running");
+}
+
+#[test]
+fn a_start_refused_while_stopping_keeps_the_process_tracked() {
+    let (mut s, now) = sup_with(&[("a", r#"{"cmd":"a"}"#)]);
+    s.start("a", now).unwrap();
+    s.take_actions();
+    spawned(&mut s, "a", 30, now);
+    s.stop("a", now).unwrap();
+    // Redefined with a missing need while SIGTERM is pending: the start
+    // is refused, and the stop still follows its process to the end.
+    s.upsert(
+        "a",
+        def(r#"{"cmd":"a","needs":["ghost"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    s.take_actions();
+    assert!(s.start("a", now).is_err());
+    assert!(matches!(s.get("a").unwrap().phase, Phase::Stopping { .. }));
+    assert!(s.on_exit(30, ExitStatus::Signal(15), now));
+    let watch = s.take_actions().into_iter().find_map(|a| match a {
+        Action::WatchTree { gen, .. } => Some(gen),
+        _ => None,
+    });
+    s.on_tree_empty("a", watch.unwrap(), now);
+    assert_eq!(status(&s, "a"), "stopped");
+    // A delete now has no process to forget.
+    assert_eq!(s.delete("a", now), Ok(Progress::Done));
+}
