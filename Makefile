@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build setup run test ci lint unit vm vm-test bench clean fuzz fuzz-ci
+.PHONY: all build setup run test ci lint unit vm vm-test bench man clean fuzz fuzz-ci
 
 all: build
 
@@ -50,6 +50,11 @@ fuzz-ci:
 
 bench: build
 	$(CARGO) bench --bench iris_bench
+
+# irisctl's man pages (irisctl.1 and one per command), from its clap definition.
+man: build
+	target/release/irisctl man --dir build/man
+	@echo "man pages in build/man (try: man build/man/irisctl.1)"
 
 clean:
 	$(CARGO) clean

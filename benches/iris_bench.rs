@@ -10,14 +10,18 @@
 //! registry on 127.0.0.1 with `tests/support/oci.sh`; without its tools it
 //! says which are missing and the rest still runs.
 //! `IRIS_BENCH_ONLY=exec,container,logs make bench` runs only the sections
-//! named (see `run_bench`), and always the shutdown.
+//! named (see `run_bench`), and always the shutdown. It exits non-zero when
+//! any section failed (an `error` line; `# FAILED:` names them), after
+//! running and printing all the others.
 //!
 //! Every process it starts is ended before it exits: the init with SIGTERM
 //! (it stops its services), and anything left over is found by the run's
 //! marker in its command line and killed; the registry is stopped when its
 //! section ends.
 
-use iris_init::containers::{choose_runtime, find_on_path, RUNTIME_ENV};
+use iris_init::client::{Conn, Request};
+use iris_init::containers::settings::{choose_runtime, RUNTIME_ENV};
+use iris_init::proc::spawn::find_on_init_path;
 use serde_json::{json, Value};
 use std::fmt::Display;
 use std::fs;
@@ -75,7 +79,12 @@ fn main() {
     if args.get(1).map(String::as_str) == Some(ROLE_FLAG) {
         role(args.get(2..).unwrap_or(&[]));
     }
-    run_bench();
+    let failed = run_bench();
+    if !failed.is_empty() {
+        // Every other section still ran and printed its figures.
+        println!("# FAILED: {}", failed.join(", "));
+        std::process::exit(1);
+    }
 }
 
 // ===== output ===============================================================
@@ -296,30 +305,21 @@ fn kill(pid: i32, sig: libc::c_int) {
 
 // ===== HTTP over the unix socket ============================================
 
-/// A keep-alive HTTP/1.1 client (Content-Length bodies only).
-struct Client {
-    stream: UnixStream,
-    buf: Vec<u8>,
-}
+/// A keep-alive HTTP/1.1 client: the library's, with errors as strings.
+struct Client(Conn<UnixStream>);
 
 impl Client {
     fn connect(path: &Path) -> R<Client> {
-        let stream =
-            UnixStream::connect(path).map_err(|e| format!("connect {}: {e}", path.display()))?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(|e| e.to_string())?;
-        Ok(Client {
-            stream,
-            buf: Vec::with_capacity(64 * 1024),
-        })
+        Conn::connect(path, Some(Duration::from_secs(60)))
+            .map(Client)
+            .map_err(|e| format!("connect {}: {e}", path.display()))
     }
 
+    /// Sends bytes made once by `request_bytes` and reads the answer.
     fn raw(&mut self, request: &[u8]) -> R<(u16, Vec<u8>)> {
-        self.stream
-            .write_all(request)
-            .map_err(|e| format!("send: {e}"))?;
-        self.read_response()
+        self.0.send(request).map_err(|e| e.to_string())?;
+        let resp = self.0.read_response().map_err(|e| e.to_string())?;
+        Ok((resp.status, resp.body))
     }
 
     fn req(&mut self, method: &str, path: &str, body: Option<&str>) -> R<(u16, Value)> {
@@ -342,65 +342,10 @@ impl Client {
             Err(format!("{method} {path}: {status} {v}"))
         }
     }
-
-    fn read_response(&mut self) -> R<(u16, Vec<u8>)> {
-        let mut scanned = 0;
-        loop {
-            if let Some(end) = find(self.buf.get(scanned..).unwrap_or(&[]), b"\r\n\r\n") {
-                let end = scanned + end;
-                let head = String::from_utf8_lossy(self.buf.get(..end).unwrap_or(&[])).to_string();
-                let status: u16 = head
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("bad status line: {head:?}"))?;
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
-                    })
-                    .unwrap_or(0);
-                while self.buf.len() < end + 4 + len {
-                    self.fill()?;
-                }
-                let body = self.buf.get(end + 4..end + 4 + len).unwrap_or(&[]).to_vec();
-                self.buf.drain(..end + 4 + len);
-                return Ok((status, body));
-            }
-            scanned = self.buf.len().saturating_sub(3);
-            self.fill()?;
-        }
-    }
-
-    fn fill(&mut self) -> R<()> {
-        let mut chunk = [0u8; 16384];
-        let n = self
-            .stream
-            .read(&mut chunk)
-            .map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            return Err("connection closed before a full response".into());
-        }
-        self.buf.extend_from_slice(chunk.get(..n).unwrap_or(&[]));
-        Ok(())
-    }
 }
 
 fn request_bytes(method: &str, path: &str, body: Option<&str>) -> Vec<u8> {
-    let body = body.unwrap_or("");
-    let mut r = format!(
-        "{method} {path} HTTP/1.1\r\nHost: iris\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .into_bytes();
-    r.extend_from_slice(body.as_bytes());
-    r
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    Request::new(method, path).body(body.unwrap_or("")).encode()
 }
 
 /// One answered request of a concurrent batch.
@@ -749,7 +694,8 @@ fn read_stamps(path: &Path, deadline: Instant) -> R<(i64, i64)> {
 
 // ===== the figures ==========================================================
 
-fn run_bench() {
+/// Runs every section; returns the names of those that failed.
+fn run_bench() -> Vec<String> {
     let t0 = Instant::now();
     let steal0 = cpu_steal();
     let cores = thread::available_parallelism()
@@ -771,9 +717,10 @@ fn run_bench() {
         Ok(b) => b,
         Err(e) => {
             println!("setup: error ({e})");
-            return;
+            return vec!["setup".into()];
         }
     };
+    let mut failed = Vec::new();
     type Section = fn(&mut Bench) -> R<()>;
     let sections: [(&str, Section); 14] = [
         ("init_rss_empty", rss_empty),
@@ -802,9 +749,13 @@ fn run_bench() {
         }
         if let Err(e) = section(&mut bench) {
             println!("{name}: error ({e})");
+            failed.push(name.to_string());
         }
     }
     let leftovers = pids_with_cmdline(&[ROLE_FLAG, &bench.tag]);
+    if !leftovers.is_empty() {
+        failed.push("leftover_processes".into());
+    }
     fig(
         "leftover_processes",
         leftovers.len(),
@@ -834,6 +785,7 @@ fn run_bench() {
         steal1.0.saturating_sub(steal0.0) as f64 * 100.0
             / steal1.1.saturating_sub(steal0.1).max(1) as f64
     );
+    failed
 }
 
 fn memory(pid: i32) -> R<(u64, u64, Option<u64>)> {
@@ -1897,14 +1849,14 @@ fn container_start(b: &mut Bench) -> R<()> {
     let runtime = choose_runtime(
         std::env::var(RUNTIME_ENV).ok().as_deref(),
         Path::new("/sys/fs/cgroup"),
-        &|n| find_on_path(n).is_some(),
+        &|n| find_on_init_path(n).is_ok(),
     );
     let mut missing: Vec<String> = ["skopeo", "umoci", "docker-registry", "busybox"]
         .into_iter()
-        .filter(|t| find_on_path(t).is_none())
+        .filter(|t| find_on_init_path(t).is_err())
         .map(String::from)
         .collect();
-    if find_on_path(&runtime).is_none() && !Path::new(&runtime).is_file() {
+    if find_on_init_path(&runtime).is_err() && !Path::new(&runtime).is_file() {
         missing.push(runtime.clone());
     }
     if !nix::unistd::geteuid().is_root() {

@@ -1,4 +1,4 @@
-#!/bin/sh
+#!/bin/bash
 # Builds the microVM images from the project, under build/vm/:
 #
 #   kernel/vmlinuz         Debian's cloud kernel (see setup.sh for why)
@@ -28,7 +28,7 @@
 # Needs (rootfs/setup.sh installs them): busybox-static, cpio, gzip,
 # e2fsprogs, apt-get (to fetch the kernel), cargo; for the test overlay
 # crun, skopeo and umoci.
-set -eu
+set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 project=$(cd "$here/.." && pwd)
@@ -48,8 +48,9 @@ elif [ ! -s "$kernel" ]; then
     # Fetch the .deb of the ABI package the meta package points at and take
     # only the vmlinuz: no install into /boot, no host initramfs hooks.
     command -v apt-get >/dev/null || die "apt-get not found; set IRIS_VM_KERNEL"
+    # An unknown package is reported just below, with what to do.
     abi=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-        awk '/Depends: linux-image-[0-9]/ { print $2; exit }')
+        awk '/Depends: linux-image-[0-9]/ && !found { print $2; found = 1 }') || true
     [ -n "$abi" ] || die "linux-image-cloud-amd64 unknown to apt; run rootfs/setup.sh"
     log "fetching kernel $abi"
     dl="$out/kernel/dl"

@@ -4,7 +4,8 @@
 set -euo pipefail
 pkgs=(busybox-static python3 util-linux iproute2 procps
       qemu-system-x86 cpio e2fsprogs
-      crun runc skopeo umoci docker-registry)
+      crun runc skopeo umoci docker-registry
+      zsh fish)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -17,6 +17,7 @@
 pub mod console;
 
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod containers;
 pub mod core;

@@ -25,10 +25,6 @@ pub enum HaltMode {
     Reboot,
 }
 
-/// `PATH` for the init and its services when the kernel gave none (it never
-/// does: it passes only `HOME` and `TERM` besides the command line's words).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// How long processes get to exit after SIGTERM at halt, then after SIGKILL.
 const TERM_GRACE: Duration = Duration::from_secs(2);
 const KILL_GRACE: Duration = Duration::from_secs(1);
@@ -349,7 +345,7 @@ pub fn early_boot() -> Vec<PathBuf> {
     }
     if std::env::var_os("PATH").is_none() {
         // Still single-threaded: nothing else reads the environment now.
-        std::env::set_var("PATH", DEFAULT_PATH);
+        std::env::set_var("PATH", crate::proc::spawn::DEFAULT_PATH);
     }
     // The kernel then sends SIGINT to PID 1 on ctrl-alt-del instead of
     // rebooting on the spot; the init reboots in order.
@@ -632,11 +628,9 @@ garbage line
     /// is PID 1: processes that ignore SIGTERM are killed, the namespace's
     /// mounts are undone, and `reboot()` ends the namespace with the signal
     /// the kernel uses for the mode (SIGINT power off, SIGHUP reboot).
+    /// Needs root (unshare): without it the test fails, it does not skip.
     #[test]
     fn halt_kills_everything_and_ends_the_pid_namespace() {
-        if std::env::var_os("IRIS_PID1_HALT_INNER").is_some() {
-            return;
-        }
         for (mode, signal) in [("poweroff", libc::SIGINT), ("reboot", libc::SIGHUP)] {
             let exe = std::env::current_exe().unwrap();
             let out = std::process::Command::new("unshare")
@@ -650,6 +644,7 @@ garbage line
                 ])
                 .arg(&exe)
                 .args([
+                    "--ignored",
                     "--exact",
                     "pid1::tests::halt_inner",
                     "--nocapture",
@@ -660,17 +655,16 @@ garbage line
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
             let stdout = String::from_utf8_lossy(&out.stdout);
-            if stderr.starts_with("unshare:") {
-                // Not root, or namespaces are not allowed here.
-                eprintln!("skipped: {stderr}");
-                return;
-            }
             use std::os::unix::process::ExitStatusExt;
             assert_eq!(
                 out.status.signal(),
                 Some(signal),
                 "{mode}: status {:?}\nstdout: {stdout}\nstderr: {stderr}",
                 out.status
+            );
+            assert!(
+                stderr.contains("inner: two processes ignore SIGTERM"),
+                "{stderr}"
             );
             assert!(
                 stderr.contains("halt: SIGTERM to all processes"),
@@ -687,12 +681,25 @@ garbage line
         }
     }
 
-    /// The PID-1 side of the test above; does nothing in a normal run.
+    /// Pids (in this PID namespace) whose command line is `sleep 30`.
+    fn sleeps_30() -> usize {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| {
+                std::fs::read(format!("/proc/{n}/cmdline")).is_ok_and(|c| c == b"sleep\x0030\x00")
+            })
+            .count()
+    }
+
+    /// The PID-1 side of the test above, which runs it explicitly
+    /// (`--ignored --exact`) as PID 1 of a new PID namespace; ignored in a
+    /// normal run, and it fails when run any other way.
     #[test]
+    #[ignore = "run by halt_kills_everything_and_ends_the_pid_namespace"]
     fn halt_inner() {
-        let Some(mode) = std::env::var_os("IRIS_PID1_HALT_INNER") else {
-            return;
-        };
+        let mode = std::env::var_os("IRIS_PID1_HALT_INNER")
+            .expect("run by halt_kills_everything_and_ends_the_pid_namespace only");
         assert_eq!(std::process::id(), 1);
         // A child that ignores SIGTERM, and an orphan that does too. The
         // halt reaps them: that is what is tested.
@@ -716,7 +723,13 @@ garbage line
             None::<&str>,
         )
         .unwrap();
-        std::thread::sleep(Duration::from_millis(200));
+        // Both shells have set their trap once their `sleep 30` runs.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while sleeps_30() < 2 {
+            assert!(Instant::now() < deadline, "the sleeps never ran");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        eprintln!("inner: two processes ignore SIGTERM");
         halt_prepare(std::slice::from_ref(&dir), false);
         let others: Vec<String> = std::fs::read_dir("/proc")
             .unwrap()

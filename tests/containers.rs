@@ -6,7 +6,10 @@
 
 mod common;
 use common::*;
-use iris_init::containers::{self as ctr, ContainerSettings};
+use iris_init::containers::bundle::bundle_dir;
+use iris_init::containers::runtime::list_argv;
+use iris_init::containers::settings::ContainerSettings;
+use iris_init::proc::spawn::find_on_init_path;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -48,7 +51,7 @@ fn fixture() -> &'static Fixture {
         );
         let missing: Vec<&str> = ["skopeo", "umoci", "docker-registry", "runc", "busybox"]
             .into_iter()
-            .filter(|t| ctr::find_on_path(t).is_none())
+            .filter(|t| find_on_init_path(t).is_err())
             .collect();
         assert!(
             missing.is_empty(),
@@ -127,7 +130,7 @@ fn settings(dir: &Path) -> ContainerSettings {
 
 /// Container names the runtime knows under the init's `--root`.
 fn runtime_containers(dir: &Path) -> Vec<String> {
-    let argv = ctr::list_argv(&settings(dir));
+    let argv = list_argv(&settings(dir));
     let out = Command::new(&argv[0])
         .args(&argv[1..])
         .arg("-q")
@@ -264,7 +267,7 @@ fn container_serves_execs_and_leaves_nothing_behind() {
     assert!(!alive(cpid));
     assert!(runtime_containers(t.path()).is_empty());
     assert!(mounts_under(t.path()).is_empty());
-    let bundle = ctr::bundle_dir(&settings(t.path()), "ctr-web");
+    let bundle = bundle_dir(&settings(t.path()), "ctr-web");
     assert!(!bundle.exists(), "the bundle goes with the service");
 }
 
@@ -434,7 +437,10 @@ fn one_pull_serves_every_service_on_the_image() {
     );
     let (s, v) = start(&init, "ctr-c");
     assert_eq!((s, v["image_pulls"].as_i64()), (200, Some(1)), "{v}");
-    assert!(!log_of(t.path(), "ctr-c").contains("pulling"));
+    // Its log exists and shows the start, without a pull.
+    let log = std::fs::read_to_string(paths(t.path()).3.join("ctr-c.log")).unwrap();
+    assert!(log.contains("[iris] unpacking image"), "{log}");
+    assert!(!log.contains("pulling"), "{log}");
 
     // Unless asked: start?pull=true pulls the image again.
     assert_eq!(init.req("POST", "/v1/services/ctr-c/stop", None).0, 200);

@@ -14,10 +14,17 @@ fn reaps_orphans_as_pid1_of_a_namespace() {
         "cmd = \"sh\"\nargs = [\"-c\", \"i=0; while [ $i -lt 100 ]; do (sleep 0.01 &); i=$((i+1)); done; exec sleep 1000\"]\n",
     )
     .unwrap();
+    // The init's log: as PID 1 it writes to /dev/console, so a file is
+    // bind-mounted there inside the namespace's private mount namespace.
+    let log_path = t.path().join("console.log");
+    std::fs::write(&log_path, "").unwrap();
     let mut child = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc"])
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /dev/console && exec "$@""#)
+        .arg(&log_path)
         .arg(BIN)
         .args(init_args(t.path()))
+        .env("IRIS_LOG", "info")
         .stdin(Stdio::null())
         .spawn()
         .expect("unshare is installed (util-linux)");
@@ -40,12 +47,32 @@ fn reaps_orphans_as_pid1_of_a_namespace() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(init.service("forker")["status"], "running");
-    // Orderly poweroff through the API ends the namespace.
-    let (s, _) = init.req("POST", "/v1/system/poweroff", None);
-    assert_eq!(s, 202);
-    let status = wait_child(&mut child, Duration::from_secs(30));
-    assert!(
-        status.is_some(),
-        "the namespace's init went away after poweroff"
+    // Orderly poweroff through the API: services stopped, the halt steps,
+    // then reboot(2), which ends a PID namespace by killing its init with
+    // SIGINT for a power off (unshare passes that on as its own death).
+    let (s, v) = init.req("POST", "/v1/system/poweroff", None);
+    assert_eq!(s, 202, "{v}");
+    let status = wait_child(&mut child, Duration::from_secs(30))
+        .expect("the namespace's init went away after poweroff");
+    use std::os::unix::process::ExitStatusExt;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(
+        (status.code(), status.signal()),
+        (None, Some(libc::SIGINT)),
+        "{status:?}; log:\n{log}"
     );
+    let mut at = 0;
+    for line in [
+        "starting as PID 1",
+        "shutdown (PowerOff) requested by the API",
+        "stopped 'forker'",
+        "all services stopped",
+        "halt: SIGTERM to all processes",
+        "halt: sync",
+        "halt: powering off",
+    ] {
+        let found = log[at..].find(line);
+        assert!(found.is_some(), "no '{line}' after byte {at}:\n{log}");
+        at += found.unwrap() + line.len();
+    }
 }

@@ -280,24 +280,63 @@ fn restore_lists_a_service_that_cannot_start_with_the_reason() {
     assert_eq!(r["failed_services"][0]["name"], "d", "{r}");
 }
 
+/// The state file once it says `name` is wanted `wanted`.
+fn state_when(path: &std::path::Path, name: &str, wanted: &str) -> Vec<u8> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        if v["services"][name]["wanted"] == wanted {
+            return bytes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "state file never had {name} {wanted}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn post_restore_restarts_crashed_and_stops_unwanted() {
     let t = TempDir::new("postrestore");
+    let state = paths(t.path()).2;
     let init = Init::start(t.path());
     init.put(
         "crashed",
         r#"{"cmd":"sh","args":["-c","sleep 0.2; exit 1"],"restart":"never"}"#,
     );
     init.put("ok", r#"{"cmd":"sleep","args":["1000"]}"#);
-    init.req("POST", "/v1/services/crashed/start", None);
-    init.req("POST", "/v1/services/ok/start", None);
+    let n = 800_000 + std::process::id() % 100_000;
+    init.put("unwanted", &format!(r#"{{"cmd":"sleep","args":["{n}"]}}"#));
+    assert_eq!(init.req("POST", "/v1/services/crashed/start", None).0, 200);
+    assert_eq!(init.req("POST", "/v1/services/ok/start", None).0, 200);
+    // A checkpoint from before `unwanted` was started (wanted down in it),
+    // put back later as a restored disk would bring it.
+    state_when(&state, "ok", "up");
+    let checkpoint = state_when(&state, "unwanted", "down");
+    let (s, v) = init.req("POST", "/v1/services/unwanted/start", None);
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+    let pid = v["pid"].as_i64().unwrap() as i32;
+    state_when(&state, "unwanted", "up");
     init.wait_status("crashed", "failed");
+    let tmp = state.with_extension("put-back");
+    std::fs::write(&tmp, &checkpoint).unwrap();
+    std::fs::rename(&tmp, &state).unwrap();
+
     let (s, r) = init.req("POST", "/v1/restore", None);
     assert_eq!(s, 200, "{r}");
     assert_eq!(names(&r["started_services"]), ["crashed"], "{r}");
+    assert_eq!(names(&r["stopped_services"]), ["unwanted"], "{r}");
+    assert!(r["failed_services"].as_array().unwrap().is_empty(), "{r}");
+    let v = init.wait_status("unwanted", "stopped");
+    assert_eq!(v["wanted"], "down", "{v}");
+    assert!(!alive(pid), "the unwanted service's process is gone");
+    assert!(pids_with_cmdline(&format!("sleep {n}")).is_empty());
     assert_eq!(init.service("ok")["status"], "running", "untouched");
     let (_, last) = init.req("GET", "/v1/restore", None);
     assert_eq!(last["trigger"], "api");
+    assert_eq!(names(&last["stopped_services"]), ["unwanted"], "{last}");
 }
 
 #[test]

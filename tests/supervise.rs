@@ -13,6 +13,27 @@ fn unique_sleep() -> u64 {
         + N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
 
+/// Starts `name` and asserts the answer: 200 and the service running with
+/// a pid (so a start that never happened cannot pass for one).
+fn start_running(init: &Init, name: &str) -> Value {
+    let (s, v) = init.req("POST", &format!("/v1/services/{name}/start"), None);
+    assert_eq!(s, 200, "start {name}: {v}");
+    assert_eq!(v["name"], name, "{v}");
+    assert_eq!(v["status"], "running", "start {name}: {v}");
+    assert!(v["pid"].as_i64().is_some_and(|p| p > 0), "{v}");
+    v
+}
+
+/// A service script that waits for the file `go` in `dir` and then listens
+/// on `port`: its start stays pending until the test says go.
+fn listener_on_go(dir: &std::path::Path, port: u16) -> String {
+    let script = format!(
+        "import os,socket,time\nopen('{d}/spawned','w').close()\nwhile not os.path.exists('{d}/go'):\n  time.sleep(0.02)\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('127.0.0.1',{port}))\ns.listen(64)\nwhile True:\n  c,_=s.accept()\n  c.close()\n",
+        d = dir.display()
+    );
+    serde_json::json!({"cmd": "python3", "args": ["-c", script], "health_port": port}).to_string()
+}
+
 #[test]
 fn stop_and_delete_leave_no_process_behind() {
     let t = TempDir::new("stop");
@@ -38,9 +59,18 @@ fn stop_and_delete_leave_no_process_behind() {
     // Stop of a stopped service is 200.
     assert_eq!(init.req("POST", "/v1/services/tree/stop", None).0, 200);
 
-    init.req("POST", "/v1/services/tree/start", None);
+    // Delete of a running service: its tree runs again, then is gone.
+    start_running(&init, "tree");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pids_with_cmdline(&format!("sleep {n}")).len() < 2 {
+        assert!(Instant::now() < deadline, "both sleeps should run again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(init.req("DELETE", "/v1/services/tree", None).0, 200);
-    assert!(pids_with_cmdline(&format!("sleep {n}")).is_empty());
+    assert!(
+        pids_with_cmdline(&format!("sleep {n}")).is_empty(),
+        "delete answered only once the tree is gone"
+    );
     assert_eq!(init.req("GET", "/v1/services/tree", None).0, 404);
     assert_eq!(init.req("DELETE", "/v1/services/tree", None).0, 404);
 }
@@ -69,21 +99,20 @@ fn health_port_gates_running_and_timeout_kills() {
     let t = TempDir::new("health");
     let init = Init::start(t.path());
     let port = free_port();
-    init.put(
-        "late",
-        &format!("{},\"health_port\":{port}}}", listener_after(port, 1500)),
-    );
-    let mut c = init.client();
+    assert_eq!(init.put("late", &listener_on_go(t.path(), port)).0, 201);
     let start = std::thread::spawn({
         let sock = init.socket.clone();
         move || Client::connect(&sock).req("POST", "/v1/services/late/start", None)
     });
-    std::thread::sleep(Duration::from_millis(300));
-    let (_, v) = c.req("GET", "/v1/services/late", None);
+    // The process runs, its port stays closed until `go`.
+    wait_for_files(&t, &["spawned"]);
+    let v = init.service("late");
     assert_eq!(
         v["status"], "unknown",
-        "not running before its port accepts"
+        "not running before its port accepts: {v}"
     );
+    assert!(!start.is_finished(), "the start waits for the port");
+    std::fs::write(t.path().join("go"), "").unwrap();
     let (s, v) = start.join().unwrap();
     assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
 
@@ -190,7 +219,7 @@ fn crashed_service_restarts_with_backoff_and_counts() {
     let init = Init::start(t.path());
     let n = unique_sleep();
     init.put("c", &format!(r#"{{"cmd":"sleep","args":["{n}"]}}"#));
-    let v = init.req("POST", "/v1/services/c/start", None).1;
+    let v = start_running(&init, "c");
     let pid1 = v["pid"].as_i64().unwrap() as i32;
     unsafe { libc::kill(pid1, libc::SIGKILL) };
     let v = init.wait_for("c", "restarted once", |v| {
@@ -207,10 +236,15 @@ fn crashed_service_restarts_with_backoff_and_counts() {
 
     // A clean exit under on-failure stays stopped; under `never` a failure stays failed.
     init.put("once", r#"{"cmd":"true"}"#);
-    init.req("POST", "/v1/services/once/start", None);
-    init.wait_status("once", "stopped");
+    start_running(&init, "once");
+    let v = init.wait_status("once", "stopped");
+    assert_eq!(
+        (&v["exit_code"], &v["restarts"]),
+        (&0.into(), &0.into()),
+        "{v}"
+    );
     init.put("bad", r#"{"cmd":"false","restart":"never"}"#);
-    init.req("POST", "/v1/services/bad/start", None);
+    start_running(&init, "bad");
     let v = init.wait_status("bad", "failed");
     assert_eq!(v["exit_code"], 1);
     assert_eq!(v["restarts"], 0);
@@ -224,7 +258,7 @@ fn orphans_are_reaped_no_zombie_left() {
         "forker",
         r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 200 ]; do (true &); i=$((i+1)); done; exec sleep 1000"]}"#,
     );
-    init.req("POST", "/v1/services/forker/start", None);
+    start_running(&init, "forker");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (_, sys) = init.req("GET", "/v1/system", None);
@@ -245,7 +279,7 @@ fn orphans_are_reaped_no_zombie_left() {
     );
     let svc = init.service("forker");
     assert!(
-        svc["orphans_reaped"].as_u64().unwrap_or(0) >= 200,
+        svc["orphans_reaped"].as_u64().unwrap() >= 200,
         "orphans attributed to their service: {svc}"
     );
 }
@@ -263,7 +297,7 @@ fn stop_kills_setsid_and_double_forked_grandchildren() {
     // The daemon escapes the process group and session of the service.
     let def = format!(r#"{{"cmd":"sh","args":["-c","(setsid sleep {n} &) ; exec sleep {n}"]}}"#);
     init.put("escaper", &def);
-    init.req("POST", "/v1/services/escaper/start", None);
+    start_running(&init, "escaper");
     let deadline = Instant::now() + Duration::from_secs(5);
     while pids_with_cmdline(&format!("sleep {n}")).len() < 2 {
         assert!(Instant::now() < deadline, "both sleeps run");
@@ -281,15 +315,14 @@ fn fifty_clients_are_served_while_a_start_waits() {
     let t = TempDir::new("fifty");
     let init = Init::start(t.path());
     let port = free_port();
-    init.put(
-        "slow",
-        &format!("{},\"health_port\":{port}}}", listener_after(port, 2000)),
-    );
+    assert_eq!(init.put("slow", &listener_on_go(t.path(), port)).0, 201);
     let sock = init.socket.clone();
     let pending = std::thread::spawn(move || {
         Client::connect(&sock).req("POST", "/v1/services/slow/start", None)
     });
-    std::thread::sleep(Duration::from_millis(100));
+    // The start is under way (its process runs) and cannot finish before `go`.
+    wait_for_files(&t, &["spawned"]);
+    assert_eq!(init.service("slow")["status"], "unknown");
     let clients: Vec<_> = (0..50)
         .map(|_| {
             let sock = init.socket.clone();
@@ -308,7 +341,9 @@ fn fifty_clients_are_served_while_a_start_waits() {
         !pending.is_finished(),
         "the start was still pending while all 50 were served"
     );
-    assert_eq!(pending.join().unwrap().0, 200);
+    std::fs::write(t.path().join("go"), "").unwrap();
+    let (s, v) = pending.join().unwrap();
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
 }
 
 #[test]
@@ -351,7 +386,7 @@ fn spawned_service_gets_clean_signals_and_fds() {
     let def = serde_json::json!({"cmd":"sh","args":["-c", format!(
         "grep -E '^(SigBlk|SigIgn)' /proc/self/status > {o}; ls /proc/self/fd | tr '\\n' ' ' >> {o}; exec sleep 1000", o = out.display())]});
     init.put("p", &def.to_string());
-    init.req("POST", "/v1/services/p/start", None);
+    start_running(&init, "p");
     let deadline = Instant::now() + Duration::from_secs(5);
     while !std::fs::read_to_string(&out)
         .map(|s| s.contains(' '))
@@ -451,21 +486,68 @@ fn an_idle_init_never_wakes_up() {
     );
 }
 
+/// Where cgroup2 is mounted (`/sys/fs/cgroup`, or `.../unified` on a
+/// hybrid host).
+fn cgroup2_mount() -> std::path::PathBuf {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split(' ').next() == Some("cgroup2")).then(|| left.split(' ').nth(4))?
+        })
+        .map(std::path::PathBuf::from)
+        .expect("a cgroup2 hierarchy is mounted")
+}
+
+/// The cgroup directory of a process.
+fn cgroup_of(pid: i64) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = text
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no cgroup2 line for {pid}: {text}"));
+    cgroup2_mount().join(rel.trim_start_matches('/'))
+}
+
+/// The processes in a cgroup; none once the cgroup was removed.
+fn procs_of(cgroup: &std::path::Path) -> Vec<i64> {
+    match std::fs::read_to_string(cgroup.join("cgroup.procs")) {
+        Ok(s) => s.lines().map(|l| l.parse().unwrap()).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{}: {e}", cgroup.display()),
+    }
+}
+
 #[test]
 fn two_inits_never_share_a_service_cgroup() {
     let (ta, tb) = (TempDir::new("twin-a"), TempDir::new("twin-b"));
     let (a, b) = (Init::start(ta.path()), Init::start(tb.path()));
+    let mut groups = Vec::new();
     for init in [&a, &b] {
+        let (_, sys) = init.req("GET", "/v1/system", None);
+        let base = sys["cgroups"]
+            .as_str()
+            .unwrap_or_else(|| panic!("this test needs a writable cgroup2 hierarchy: {sys}"))
+            .to_string();
         init.put("same", r#"{"cmd":"sleep","args":["1000"]}"#);
-        assert_eq!(init.req("POST", "/v1/services/same/start", None).0, 200);
+        let pid = start_running(init, "same")["pid"].as_i64().unwrap();
+        let cg = cgroup_of(pid);
+        assert!(cg.starts_with(&base), "{} not under {base}", cg.display());
+        assert_eq!(procs_of(&cg), [pid], "{}", cg.display());
+        groups.push((cg, pid));
     }
-    let pid_b = b.service("same")["pid"].as_i64().unwrap();
+    let ((cg_a, _), (cg_b, pid_b)) = (&groups[0], &groups[1]);
+    assert_ne!(cg_a, cg_b, "one service cgroup for both inits");
     assert_eq!(a.req("POST", "/v1/services/same/stop", None).0, 200);
-    std::thread::sleep(Duration::from_millis(200));
+    // The stop answers once A's tree is gone: a shared cgroup would have
+    // taken B's process with it by then.
+    assert!(procs_of(cg_a).is_empty(), "{}", cg_a.display());
+    assert!(alive(*pid_b as i32), "B's service was killed by A's stop");
+    assert_eq!(procs_of(cg_b), [*pid_b], "{}", cg_b.display());
     let v = b.service("same");
     assert_eq!(
         (v["status"].as_str(), v["pid"].as_i64()),
-        (Some("running"), Some(pid_b)),
+        (Some("running"), Some(*pid_b)),
         "{v}"
     );
     assert_eq!(v["restarts"], 0);
@@ -474,19 +556,41 @@ fn two_inits_never_share_a_service_cgroup() {
 #[test]
 fn a_second_sigterm_during_shutdown_does_not_restart_it() {
     let t = TempDir::new("twice");
-    let mut init = Init::start(t.path());
+    // The init's log (info) in a file: it says when it ignored the second TERM.
+    let log_path = t.path().join("init.log");
+    let child = std::process::Command::new(BIN)
+        .args(init_args(t.path()))
+        .env("IRIS_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("spawn iris-init");
+    let mut init = Init {
+        child: Some(child),
+        dir: t.path().to_path_buf(),
+        socket: paths(t.path()).0,
+    };
+    init.wait_ready();
     let d = t.path().display().to_string();
-    // Takes half a second to stop, and counts the TERMs it gets.
+    // Counts the TERMs it gets, and stops only once the test says go.
     init.put(
         "slowstop",
-        &format!(r#"{{"cmd":"sh","args":["-c","trap 'echo term >> {d}/terms; sleep 0.5; exit 0' TERM; touch {d}/slowstop.trapped; while :; do sleep 0.05; done"]}}"#),
+        &format!(r#"{{"cmd":"sh","args":["-c","trap 'echo term >> {d}/terms; while [ ! -e {d}/go ]; do sleep 0.02; done; exit 0' TERM; touch {d}/slowstop.trapped; while :; do sleep 0.05; done"]}}"#),
     );
-    assert_eq!(init.req("POST", "/v1/services/slowstop/start", None).0, 200);
+    start_running(&init, "slowstop");
     wait_for_files(&t, &["slowstop.trapped"]);
     let pid = init.pid();
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    std::thread::sleep(Duration::from_millis(100));
+    // The shutdown is under way once the service got its TERM.
+    wait_for_files(&t, &["terms"]);
     unsafe { libc::kill(pid, libc::SIGTERM) };
+    let log = || std::fs::read_to_string(&log_path).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log().contains("shutdown already in progress; ignoring signal") {
+        assert!(Instant::now() < deadline, "second TERM not seen: {}", log());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::fs::write(t.path().join("go"), "").unwrap();
     let mut child = init.child.take().unwrap();
     let status = wait_child(&mut child, Duration::from_secs(20)).expect("init exits");
     assert!(status.success(), "{status:?}");
@@ -496,6 +600,7 @@ fn a_second_sigterm_during_shutdown_does_not_restart_it() {
         1,
         "the service was asked to stop once: {terms:?}"
     );
+    assert_eq!(log().matches("requested by signal").count(), 1, "{}", log());
 }
 
 #[test]
@@ -563,8 +668,11 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
 
     // `true` may exit before its exec is noticed: still a clean exit 0.
     init.put("quick", r#"{"cmd":"true"}"#);
+    let mut pids = std::collections::HashSet::new();
     for _ in 0..20 {
-        init.req("POST", "/v1/services/quick/start", None);
+        // Each start really spawns (a new pid), and its exit is seen.
+        let pid = start_running(&init, "quick")["pid"].clone();
+        assert!(pids.insert(pid.to_string()), "pid {pid} again");
         let v = init.wait_for("quick", "exited", |v| {
             v["status"] == "stopped" && v["exit_code"] == 0
         });
@@ -575,7 +683,7 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
     assert_eq!(sys["zombies_reaped"], 0, "{sys}");
     for name in ["interp", "nocd", "quick"] {
         let svc = init.service(name);
-        assert_eq!(svc["orphans_reaped"].as_u64().unwrap_or(0), 0, "{svc}");
+        assert_eq!(svc["orphans_reaped"], 0, "{svc}");
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod conn;
 pub mod error;
+pub mod events;
 pub mod http;
 pub mod model;
 pub mod routes;
@@ -134,9 +135,9 @@ fn service_value(init: &Init, name: &str) -> Option<Value> {
         extra.insert("log_lines".into(), json!(log.lines));
         extra.insert("log_dropped_bytes".into(), json!(log.dropped_bytes));
     }
-    if let Some(n) = init.stats.orphans_by_service.get(name) {
-        extra.insert("orphans_reaped".into(), json!(n));
-    }
+    // Always present (0 when none), as the README lists it.
+    let orphans = init.stats.orphans_by_service.get(name).copied();
+    extra.insert("orphans_reaped".into(), json!(orphans.unwrap_or(0)));
     crate::proc::launcher::extra_fields(init, name, &mut extra);
     Some(model::service_json(s, Instant::now(), &extra))
 }

@@ -12,9 +12,10 @@
 
 use crate::api::error::ApiError;
 use crate::config::Config;
-use crate::containers::{
-    self as container, BundleOptions, ContainerSettings, ImageRef, ProcessSpec,
-};
+use crate::containers::bundle::{self, BundleOptions};
+use crate::containers::process::ProcessSpec;
+use crate::containers::settings::{self, ContainerSettings};
+use crate::containers::{error, image, image::ImageRef, runtime, store};
 use crate::core::definition::Definition;
 use crate::core::supervisor::{ExitStatus, Phase, Pid};
 use crate::proc::spawn::{self, SpawnSpec};
@@ -264,13 +265,13 @@ fn advance(init: &mut Init, name: &str) {
 /// Starts the next missing step; Some(pid) once the runtime runs.
 fn next_step(init: &mut Init, name: &str, def: &Definition) -> Result<Option<Pid>, String> {
     let reference = def.image.as_deref().unwrap_or("");
-    let image = container::parse_image_ref(reference).map_err(|e| e.to_string())?;
+    let image = image::parse_image_ref(reference).map_err(|e| e.to_string())?;
     let s = init.containers.settings.clone();
-    let Some(digest) = container::image_digest(&s, &image) else {
+    let Some(digest) = store::image_digest(&s, &image) else {
         start_or_join_pull(init, name, &image)?;
         return Ok(None);
     };
-    let bundle = container::bundle_dir(&s, name);
+    let bundle = bundle::bundle_dir(&s, name);
     let fingerprint = serde_json::to_string(def).unwrap_or_default();
     if !bundle_is_current(&bundle, &digest, &fingerprint) {
         let pid = start_unpack(init, name, &image, &bundle, fingerprint)?;
@@ -281,7 +282,7 @@ fn next_step(init: &mut Init, name: &str, def: &Definition) -> Result<Option<Pid
         rec.digest = Some(digest);
     }
     write_config(init, name, def, &image, &bundle)?;
-    for dir in container::runtime_dirs(&s) {
+    for dir in runtime::runtime_dirs(&s) {
         fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let cleared = init
@@ -289,10 +290,10 @@ fn next_step(init: &mut Init, name: &str, def: &Definition) -> Result<Option<Pid
         .services
         .get(name)
         .is_some_and(|r| r.cleared);
-    if !cleared && container::container_state_dir(&s, name).exists() {
+    if !cleared && runtime::container_state_dir(&s, name).exists() {
         // A container of this name survived (an init restart): it goes
         // first, or the run would fail with "already exists".
-        let argv = container::delete_argv(&s, name);
+        let argv = runtime::delete_argv(&s, name);
         let (pid, stderr) = spawn_tool(init, Some(name), &argv, &[], None)
             .map_err(|e| format!("cannot remove the old container '{name}': {e}"))?;
         add_task(
@@ -306,8 +307,8 @@ fn next_step(init: &mut Init, name: &str, def: &Definition) -> Result<Option<Pid
         set_step(init, name, Step::Clear(pid));
         return Ok(None);
     }
-    let _ = fs::remove_file(container::container_pid_file(&s, name));
-    let argv = container::run_argv(&s, name, &bundle);
+    let _ = fs::remove_file(runtime::container_pid_file(&s, name));
+    let argv = runtime::run_argv(&s, name, &bundle);
     let cgroup_procs = match &init.cgroups {
         Some(cg) => cg.prepare(name).ok(),
         None => None,
@@ -346,7 +347,7 @@ fn set_step(init: &mut Init, name: &str, step: Step) {
 
 /// The bundle was unpacked from this image for this definition.
 fn bundle_is_current(bundle: &Path, digest: &str, fingerprint: &str) -> bool {
-    container::bundle_image_digest(bundle).as_deref() == Some(digest)
+    bundle::bundle_image_digest(bundle).as_deref() == Some(digest)
         && bundle.join("config.json").is_file()
         && fs::read_to_string(bundle.join(FINGERPRINT_FILE)).is_ok_and(|f| f == fingerprint)
 }
@@ -374,9 +375,9 @@ pub fn forget_image(init: &mut Init, name: &str) -> Result<(), String> {
     else {
         return Ok(());
     };
-    let image = container::parse_image_ref(&reference).map_err(|e| e.to_string())?;
+    let image = image::parse_image_ref(&reference).map_err(|e| e.to_string())?;
     let s = init.containers.settings.clone();
-    let (layout, _) = container::image_store_path(&s, &image);
+    let (layout, _) = store::image_store_path(&s, &image);
     let key = layout
         .file_name()
         .map(|k| k.to_string_lossy().into_owned())
@@ -384,12 +385,12 @@ pub fn forget_image(init: &mut Init, name: &str) -> Result<(), String> {
     if init.containers.pulls.contains_key(&key) {
         return Ok(());
     }
-    container::remove_image(&s, &image).map_err(|e| e.to_string())
+    store::remove_image(&s, &image).map_err(|e| e.to_string())
 }
 
 fn start_or_join_pull(init: &mut Init, name: &str, image: &ImageRef) -> Result<(), String> {
     let s = init.containers.settings.clone();
-    let (layout, _) = container::image_store_path(&s, image);
+    let (layout, _) = store::image_store_path(&s, image);
     let key = layout
         .file_name()
         .map(|k| k.to_string_lossy().into_owned())
@@ -407,13 +408,13 @@ fn start_or_join_pull(init: &mut Init, name: &str, image: &ImageRef) -> Result<(
         return Ok(());
     }
     let failed = |e: String| format!("pulling image {image} failed: {e}");
-    container::prepare_pull(&s, image).map_err(|e| failed(e.to_string()))?;
+    store::prepare_pull(&s, image).map_err(|e| failed(e.to_string()))?;
     note(init, name, &format!("pulling image {image}"));
-    let argv = container::pull_argv(&s, image);
-    let (pid, stderr) = match spawn_tool(init, Some(name), &argv, &container::pull_env(&s), None) {
+    let argv = store::pull_argv(&s, image);
+    let (pid, stderr) = match spawn_tool(init, Some(name), &argv, &store::pull_env(&s), None) {
         Ok(p) => p,
         Err(e) => {
-            container::abandon_pull(&s, image);
+            store::abandon_pull(&s, image);
             return Err(failed(e));
         }
     };
@@ -444,9 +445,9 @@ fn start_unpack(
     let s = init.containers.settings.clone();
     let failed = |e: String| format!("unpacking image {image} failed: {e}");
     discard(init, bundle);
-    container::prepare_unpack(bundle).map_err(|e| failed(e.to_string()))?;
+    bundle::prepare_unpack(bundle).map_err(|e| failed(e.to_string()))?;
     note(init, name, &format!("unpacking image {image}"));
-    let argv = container::unpack_argv(&s, image, bundle);
+    let argv = bundle::unpack_argv(&s, image, bundle);
     let (pid, stderr) = spawn_tool(init, Some(name), &argv, &[], None).map_err(failed)?;
     add_task(
         init,
@@ -472,7 +473,7 @@ fn write_config(
     bundle: &Path,
 ) -> Result<(), String> {
     let s = &init.containers.settings;
-    let image_config = container::read_image_config(s, image).map_err(|e| e.to_string())?;
+    let image_config = store::read_image_config(s, image).map_err(|e| e.to_string())?;
     let spec = ProcessSpec {
         cmd: def.cmd.clone(),
         args: def.args.clone(),
@@ -491,7 +492,7 @@ fn write_config(
                 r
             }
         });
-    let host_files = container::default_host_files();
+    let host_files = bundle::default_host_files();
     let reference = image.to_string();
     let opts = BundleOptions {
         service: name,
@@ -501,17 +502,14 @@ fn write_config(
         cgroup_path: cgroup_path.as_deref(),
         host_files: &host_files,
     };
-    let resolved = container::write_bundle_config(bundle, &opts).map_err(|e| e.to_string())?;
-    container::check_command(bundle, &resolved, &reference).map_err(|e| e.to_string())
+    let resolved = bundle::write_bundle_config(bundle, &opts).map_err(|e| e.to_string())?;
+    bundle::check_command(bundle, &resolved, &reference).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------- tools
 
 fn tool_env(extra: &[(String, String)]) -> Vec<(String, String)> {
-    let mut env = vec![(
-        "PATH".to_string(),
-        std::env::var("PATH").unwrap_or_else(|_| spawn::DEFAULT_PATH.to_string()),
-    )];
+    let mut env = vec![("PATH".to_string(), spawn::init_path())];
     for k in TOOL_ENV {
         if let Ok(v) = std::env::var(k) {
             env.push((k.to_string(), v));
@@ -527,8 +525,7 @@ fn tool_env(extra: &[(String, String)]) -> Vec<(String, String)> {
 /// The tool's executable, looked up on the init's `PATH`.
 fn tool_program(argv: &[String]) -> Result<PathBuf, String> {
     let cmd = argv.first().ok_or("empty command")?;
-    let path = std::env::var("PATH").unwrap_or_else(|_| spawn::DEFAULT_PATH.to_string());
-    spawn::find_program(cmd, &path).map_err(|e| e.to_string())
+    spawn::find_on_init_path(cmd).map_err(|e| e.to_string())
 }
 
 /// Starts a tool in its own session, outside every service cgroup (a
@@ -616,7 +613,7 @@ fn discard(init: &mut Init, dir: &Path) {
     ));
     let moved = fs::create_dir_all(&trash).is_ok() && fs::rename(dir, &aside).is_ok();
     if !moved {
-        let _ = container::remove_bundle(dir);
+        let _ = bundle::remove_bundle(dir);
         return;
     }
     let argv: Vec<String> = ["rm", "-rf", "--"]
@@ -627,7 +624,7 @@ fn discard(init: &mut Init, dir: &Path) {
     match spawn_tool(init, None, &argv, &[], None) {
         Ok((pid, _)) => add_task(init, pid, TaskKind::Discard, None),
         Err(_) => {
-            let _ = container::remove_bundle(&aside);
+            let _ = bundle::remove_bundle(&aside);
         }
     }
 }
@@ -645,10 +642,7 @@ pub fn on_main_exit(init: &mut Init, name: &str, pid: Pid) {
         return;
     }
     rec.runtime = None;
-    let _ = fs::remove_file(container::container_pid_file(
-        &init.containers.settings,
-        name,
-    ));
+    let _ = fs::remove_file(runtime::container_pid_file(&init.containers.settings, name));
     if !start_delete(init, name) {
         container_gone(init, name);
     }
@@ -659,7 +653,7 @@ pub fn on_main_exit(init: &mut Init, name: &str, pid: Pid) {
 /// False when there was nothing to delete.
 fn start_delete(init: &mut Init, name: &str) -> bool {
     let s = init.containers.settings.clone();
-    if !container::container_state_dir(&s, name).exists() {
+    if !runtime::container_state_dir(&s, name).exists() {
         return false;
     }
     if init
@@ -670,7 +664,7 @@ fn start_delete(init: &mut Init, name: &str) -> bool {
     {
         return true;
     }
-    let argv = container::delete_argv(&s, name);
+    let argv = runtime::delete_argv(&s, name);
     let kind = TaskKind::Delete {
         service: name.to_string(),
     };
@@ -704,7 +698,7 @@ fn spawn_service_tool(
 /// hybrid, leaves the service's (empty) one in every v1 hierarchy.
 fn container_gone(init: &mut Init, name: &str) {
     if init.containers.pure_cgroup2
-        || init.containers.settings.runtime_kind() != container::RuntimeKind::Runc
+        || init.containers.settings.runtime_kind() != settings::RuntimeKind::Runc
     {
         return;
     }
@@ -721,7 +715,7 @@ pub fn on_exit(init: &mut Init, pid: Pid, status: ExitStatus) -> bool {
     let stderr = task.stderr.map(read_tail).unwrap_or_default();
     let ok = status.is_clean();
     let why = || {
-        let summary = container::tool_error_summary(&stderr);
+        let summary = error::tool_error_summary(&stderr);
         if stderr.trim().is_empty() {
             status.describe()
         } else {
@@ -737,7 +731,7 @@ pub fn on_exit(init: &mut Init, pid: Pid, status: ExitStatus) -> bool {
         } => {
             copy_stderr(init, &service, &stderr);
             let s = init.containers.settings.clone();
-            let bundle = container::bundle_dir(&s, &service);
+            let bundle = bundle::bundle_dir(&s, &service);
             let failure = if ok {
                 fs::write(bundle.join(FINGERPRINT_FILE), fingerprint)
                     .err()
@@ -812,10 +806,10 @@ fn pull_done(init: &mut Init, key: &str, ok: bool, stderr: &str, status: ExitSta
     };
     let s = init.containers.settings.clone();
     let result = if ok {
-        container::finish_pull(&s, &pull.image)
+        store::finish_pull(&s, &pull.image)
             .map_err(|e| format!("pulling image {} failed: {e}", pull.image))
     } else {
-        container::abandon_pull(&s, &pull.image);
+        store::abandon_pull(&s, &pull.image);
         let cause = if stderr.trim().is_empty() {
             format!(
                 "pulling image {} failed: skopeo {}",
@@ -823,7 +817,7 @@ fn pull_done(init: &mut Init, key: &str, ok: bool, stderr: &str, status: ExitSta
                 status.describe()
             )
         } else {
-            container::pull_failure_message(&pull.image.to_string(), stderr)
+            error::pull_failure_message(&pull.image.to_string(), stderr)
         };
         Err(cause)
     };
@@ -847,7 +841,7 @@ pub fn on_terminate(init: &mut Init, name: &str) -> bool {
         return false;
     };
     let drops = container_status(init, name, rt)
-        .is_some_and(|(_, st)| container::pid1_drops_signal(&st, libc::SIGTERM));
+        .is_some_and(|(_, st)| runtime::pid1_drops_signal(&st, libc::SIGTERM));
     if drops {
         note(
             init,
@@ -883,7 +877,7 @@ fn start_kill(init: &mut Init, name: &str, rt: Pid) {
         return;
     }
     let s = init.containers.settings.clone();
-    let argv = container::kill_argv(&s, name, "KILL");
+    let argv = runtime::kill_argv(&s, name, "KILL");
     let kind = TaskKind::Kill {
         service: name.to_string(),
     };
@@ -915,7 +909,7 @@ fn hard_kill(init: &mut Init, name: &str, rt: Pid) {
 /// The container's pid 1 and its `/proc/PID/status`, while the runtime
 /// `rt` is its parent (so the pid file cannot name a recycled pid).
 fn container_status(init: &Init, name: &str, rt: Pid) -> Option<(Pid, String)> {
-    let pid = container::read_container_pid(&init.containers.settings, name)?;
+    let pid = runtime::read_container_pid(&init.containers.settings, name)?;
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let ppid = status
         .lines()
@@ -945,7 +939,7 @@ pub fn on_removed(init: &mut Init, name: &str) {
         }
         None => {
             let s = init.containers.settings.clone();
-            discard(init, &container::bundle_dir(&s, name));
+            discard(init, &bundle::bundle_dir(&s, name));
         }
     }
 }
@@ -961,7 +955,7 @@ fn finish_removal(init: &mut Init, name: &str) {
     }
     init.containers.services.remove(name);
     let s = init.containers.settings.clone();
-    discard(init, &container::bundle_dir(&s, name));
+    discard(init, &bundle::bundle_dir(&s, name));
     container_gone(init, name);
 }
 
@@ -987,15 +981,15 @@ pub fn exec_command(
     let s = init.containers.settings.clone();
     init.containers.next_id = init.containers.next_id.wrapping_add(1);
     let id = init.containers.next_id;
-    let process_file = container::exec_process_file(&s, name, id);
-    let pid_file = container::exec_pid_file(&s, name, id);
-    container::write_exec_process(&container::bundle_dir(&s, name), cmd, &process_file).map_err(
+    let process_file = runtime::exec_process_file(&s, name, id);
+    let pid_file = runtime::exec_pid_file(&s, name, id);
+    runtime::write_exec_process(&bundle::bundle_dir(&s, name), cmd, &process_file).map_err(
         |e| match e {
-            container::ContainerError::EmptyExec => ApiError::InvalidDefinition(e.to_string()),
+            error::ContainerError::EmptyExec => ApiError::InvalidDefinition(e.to_string()),
             e => ApiError::Internal(format!("cannot prepare the exec: {e}")),
         },
     )?;
-    let mut argv = container::exec_argv(&s, name, &process_file, Some(&pid_file));
+    let mut argv = runtime::exec_argv(&s, name, &process_file, Some(&pid_file));
     // The exec runs with a clean environment: name the runtime by its path.
     if let (Ok(program), Some(first)) = (tool_program(&argv), argv.first_mut()) {
         *first = program.to_string_lossy().into_owned();
@@ -1028,11 +1022,11 @@ pub fn extra_fields(
         .def
         .image
         .as_deref()
-        .and_then(|r| container::parse_image_ref(r).ok());
+        .and_then(|r| image::parse_image_ref(r).ok());
     let rec = init.containers.services.get(name);
     let digest = rec
         .and_then(|r| r.digest.clone())
-        .or_else(|| image.as_ref().and_then(|i| container::image_digest(s, i)));
+        .or_else(|| image.as_ref().and_then(|i| store::image_digest(s, i)));
     let pulls = image
         .as_ref()
         .and_then(|i| init.containers.pull_counts.get(&i.to_string()))
@@ -1090,7 +1084,7 @@ mod tests {
         std::io::Write::write_all(&mut f, b"\nlevel=fatal msg=\"boom\"\n").unwrap();
         let tail = read_tail(f);
         assert_eq!(tail.len() as u64, STDERR_TAIL);
-        assert_eq!(container::tool_error_summary(&tail), "boom");
+        assert_eq!(error::tool_error_summary(&tail), "boom");
     }
 
     #[test]

@@ -58,7 +58,7 @@ fn spawn_plain(init: &mut Init, name: &str, gen: u64) -> Result<(), String> {
         .iter()
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.as_str())
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        .unwrap_or(spawn::DEFAULT_PATH);
     let program = spawn::find_program(&def.cmd, path_var).map_err(|e| e.to_string())?;
     let (stdout, stderr) = crate::output::logs::writer_for(init, name)
         .map_err(|e| format!("cannot open the log of '{name}': {e}"))?;

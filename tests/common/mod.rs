@@ -2,8 +2,8 @@
 //! directories and talks HTTP to it over its socket.
 #![allow(dead_code)]
 
+use iris_init::client::{Conn, Request};
 use serde_json::Value;
-use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -187,26 +187,23 @@ pub fn wait_child(c: &mut Child, limit: Duration) -> Option<std::process::ExitSt
     }
 }
 
-/// A keep-alive HTTP/1.1 client over the socket.
+/// A keep-alive HTTP/1.1 client over the socket: the library's client,
+/// with answers as the tests want them and a panic on any failure.
 pub struct Client {
+    /// A second handle on the socket, for tests that write raw bytes.
     pub stream: UnixStream,
-    buf: Vec<u8>,
+    conn: Conn<UnixStream>,
 }
 
 impl Client {
     pub fn connect(path: &Path) -> Client {
-        let stream = UnixStream::connect(path).expect("connect to socket");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        Client {
-            stream,
-            buf: Vec::new(),
-        }
+        let conn = Conn::connect(path, Some(Duration::from_secs(60))).expect("connect to socket");
+        let stream = conn.stream().try_clone().unwrap();
+        Client { stream, conn }
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
+        self.conn.send(bytes).unwrap();
     }
 
     pub fn req(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
@@ -220,46 +217,18 @@ impl Client {
     }
 
     pub fn req_bytes(&mut self, method: &str, path: &str, body: Option<&str>) -> (u16, Vec<u8>) {
-        let body = body.unwrap_or("");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: iris\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.send_raw(head.as_bytes());
-        self.send_raw(body.as_bytes());
+        let req = Request::new(method, path).body(body.unwrap_or(""));
+        self.send_raw(&req.encode());
         self.read_response()
     }
 
-    /// Reads one Content-Length response.
+    /// Reads one response.
     pub fn read_response(&mut self) -> (u16, Vec<u8>) {
-        loop {
-            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
-                let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().unwrap())
-                    })
-                    .unwrap_or(0);
-                while self.buf.len() < end + 4 + len {
-                    self.fill();
-                }
-                let body = self.buf[end + 4..end + 4 + len].to_vec();
-                self.buf.drain(..end + 4 + len);
-                return (status, body);
-            }
-            self.fill();
-        }
-    }
-
-    fn fill(&mut self) {
-        let mut chunk = [0u8; 65536];
-        let n = self.stream.read(&mut chunk).expect("read response");
-        assert!(n > 0, "connection closed before a full response");
-        self.buf.extend_from_slice(&chunk[..n]);
+        let resp = self
+            .conn
+            .read_response()
+            .unwrap_or_else(|e| panic!("reading a response: {e}"));
+        (resp.status, resp.body)
     }
 }
 

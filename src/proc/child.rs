@@ -1,0 +1,428 @@
+//! The child's side of a spawn: everything a forked child does between
+//! fork and exec (signals, session, cgroup, fds, user switch, working
+//! directory, stdio, exec), prepared before the fork so the child only makes
+//! async-signal-safe calls, and the error record it writes when a step fails.
+
+use std::ffi::{CStr, CString};
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::sys::resource::{getrlimit, Resource};
+use nix::unistd::{Gid, Uid};
+
+/// A step the child performs between fork and exec; says which one failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupStep {
+    Session,
+    Cgroup,
+    Groups,
+    Gid,
+    Capabilities,
+    Uid,
+}
+
+impl SetupStep {
+    /// The byte the child writes to the stage pipe; 0 is never used.
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            SetupStep::Session => 1,
+            SetupStep::Cgroup => 2,
+            SetupStep::Groups => 3,
+            SetupStep::Gid => 4,
+            SetupStep::Capabilities => 5,
+            SetupStep::Uid => 6,
+        }
+    }
+
+    pub(crate) fn from_code(code: u8) -> Option<SetupStep> {
+        [
+            SetupStep::Session,
+            SetupStep::Cgroup,
+            SetupStep::Groups,
+            SetupStep::Gid,
+            SetupStep::Capabilities,
+            SetupStep::Uid,
+        ]
+        .into_iter()
+        .find(|step| step.code() == code)
+    }
+}
+
+/// Stage byte for a failed `chdir`, reported as `BadWorkingDir`.
+pub(crate) const STAGE_WORKING_DIR: u8 = 100;
+
+impl fmt::Display for SetupStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SetupStep::Session => "creating its session (setsid)",
+            SetupStep::Cgroup => "joining its cgroup",
+            SetupStep::Groups => "setting its supplementary groups",
+            SetupStep::Gid => "setting its group id",
+            SetupStep::Capabilities => "dropping its capabilities",
+            SetupStep::Uid => "setting its user id",
+        })
+    }
+}
+
+/// What the child is to do, as the spawner knows it.
+pub(crate) struct ChildSetup<'a> {
+    /// `setsid()`.
+    pub new_session: bool,
+    /// A `cgroup.procs` file to write "0" to.
+    pub cgroup_procs: Option<&'a Path>,
+    /// The user to become: ids and the full group list.
+    pub user: Option<UserIds<'a>>,
+    pub working_dir: Option<&'a Path>,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct UserIds<'a> {
+    pub uid: libc::uid_t,
+    pub gid: libc::gid_t,
+    pub groups: &'a [libc::gid_t],
+}
+
+/// The forked child: stdio, the plan, exec; on failure a record on the error
+/// pipe (the plan wrote its own) and exit 127.
+///
+/// # Safety
+/// Only in a freshly forked child; every pointer array ends with a null.
+pub(crate) unsafe fn child_exec(
+    stdio: &[RawFd; 3],
+    plan: &ChildPlan,
+    program: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> ! {
+    for (target, source) in (0..).zip(stdio.iter()) {
+        // SAFETY: dup2 on fds that are open in the child.
+        if unsafe { libc::dup2(*source, target) } == -1 {
+            plan.fail(STAGE_EXEC);
+            // SAFETY: _exit never returns and runs no atexit handlers.
+            unsafe { libc::_exit(127) }
+        }
+    }
+    if plan.run().is_ok() {
+        // SAFETY: program, argv and envp are NUL-terminated strings and
+        // null-terminated arrays built before the fork.
+        unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        plan.fail(STAGE_EXEC);
+    }
+    // SAFETY: _exit never returns and runs no atexit handlers.
+    unsafe { libc::_exit(127) }
+}
+
+/// Bytes of one error record: the stage byte, then errno (native endian).
+pub(crate) const ERROR_RECORD_LEN: usize = 5;
+
+/// Stage of the record `spawn_async`'s child writes when exec (or a dup2
+/// of its stdio) failed; `spawn` learns of those from std instead.
+pub(crate) const STAGE_EXEC: u8 = 200;
+
+fn encode_record(stage: u8, errno: i32) -> [u8; ERROR_RECORD_LEN] {
+    let [a, b, c, d] = errno.to_ne_bytes();
+    [stage, a, b, c, d]
+}
+
+pub(crate) fn decode_record(record: &[u8; ERROR_RECORD_LEN]) -> (u8, i32) {
+    let [stage, a, b, c, d] = *record;
+    (stage, i32::from_ne_bytes([a, b, c, d]))
+}
+
+/// The user switch the child performs, prepared before the fork.
+struct UserSwitch {
+    groups: Vec<libc::gid_t>,
+    gid: libc::gid_t,
+    uid: libc::uid_t,
+    /// Non-root targets lose every capability, bounding set included.
+    drop_caps: bool,
+    /// Highest capability number to drop from the bounding set.
+    cap_last: libc::c_int,
+}
+
+/// Everything the child does between fork and exec, computed before the fork
+/// so that the child only makes async-signal-safe calls.
+pub(crate) struct ChildPlan {
+    new_session: bool,
+    cgroup_procs: Option<CString>,
+    user: Option<UserSwitch>,
+    working_dir: Option<CString>,
+    /// Upper bound for the fcntl loop when close_range is unavailable.
+    fd_bound: libc::c_int,
+    stage_fd: RawFd,
+}
+
+/// Linux has signals 1..=64 (kernel `_NSIG` is 64).
+const NSIG: libc::c_int = 65;
+
+/// Size of the kernel's sigset_t (`_NSIG / 8`), as rt_sigaction wants it.
+const KERNEL_SIGSET_BYTES: libc::size_t = 8;
+
+/// The capability ABI version that takes two 32-bit words per set.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapUserHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapUserData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+pub(crate) fn path_cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("path '{}' contains a NUL byte", path.display()),
+        )
+    })
+}
+
+/// Highest capability the running kernel knows; 63 (the ABI maximum) when
+/// /proc is not readable, in which case the drop loop stops at EINVAL.
+fn cap_last_cap() -> libc::c_int {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|text| text.trim().parse::<libc::c_int>().ok())
+        .filter(|last| (0..=63).contains(last))
+        .unwrap_or(63)
+}
+
+impl ChildPlan {
+    pub(crate) fn new(setup: &ChildSetup<'_>, stage_fd: RawFd) -> io::Result<ChildPlan> {
+        let cgroup_procs = setup.cgroup_procs.map(path_cstring).transpose()?;
+        let working_dir = setup.working_dir.map(path_cstring).transpose()?;
+        let user = setup.user.and_then(|user| {
+            // Without root, the switch can only succeed as a no-op: skip it
+            // when we already are that user (a non-root init in tests).
+            let euid = Uid::effective().as_raw();
+            if euid != 0 && user.uid == euid && user.gid == Gid::effective().as_raw() {
+                return None;
+            }
+            Some(UserSwitch {
+                groups: user.groups.to_vec(),
+                gid: user.gid,
+                uid: user.uid,
+                drop_caps: user.uid != 0,
+                cap_last: cap_last_cap(),
+            })
+        });
+        let fd_bound = match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, _hard)) => soft.min(1 << 20) as libc::c_int,
+            Err(_) => 1 << 16,
+        };
+        Ok(ChildPlan {
+            new_session: setup.new_session,
+            cgroup_procs,
+            user,
+            working_dir,
+            fd_bound,
+            stage_fd,
+        })
+    }
+
+    /// Runs in the child. Async-signal-safe calls only; nothing allocates.
+    pub(crate) fn run(&self) -> io::Result<()> {
+        // Dispositions first, then the mask: a signal arriving in between is
+        // then handled by its default action, never by the init's handler.
+        reset_signals();
+        if self.new_session {
+            // SAFETY: setsid has no memory effects; a freshly forked child is
+            // never a process-group leader, so it succeeds.
+            if unsafe { libc::setsid() } == -1 {
+                return Err(self.fail(SetupStep::Session.code()));
+            }
+        }
+        if let Some(path) = &self.cgroup_procs {
+            join_cgroup(path).map_err(|_| self.fail(SetupStep::Cgroup.code()))?;
+        }
+        mark_fds_cloexec(self.fd_bound);
+        if let Some(user) = &self.user {
+            self.switch_user(user)?;
+        }
+        if let Some(dir) = &self.working_dir {
+            // After the user switch, so the service user's permissions apply.
+            // SAFETY: `dir` is a valid NUL-terminated string owned by the plan.
+            if unsafe { libc::chdir(dir.as_ptr()) } == -1 {
+                return Err(self.fail(STAGE_WORKING_DIR));
+            }
+        }
+        Ok(())
+    }
+
+    /// groups, gid, capabilities, uid: in this order, because each later step
+    /// removes the privilege the earlier ones need.
+    fn switch_user(&self, user: &UserSwitch) -> io::Result<()> {
+        // SAFETY: the pointer and length describe the plan's own Vec.
+        if unsafe { libc::setgroups(user.groups.len(), user.groups.as_ptr()) } == -1 {
+            return Err(self.fail(SetupStep::Groups.code()));
+        }
+        // SAFETY: setgid takes a plain integer.
+        if unsafe { libc::setgid(user.gid) } == -1 {
+            return Err(self.fail(SetupStep::Gid.code()));
+        }
+        if user.drop_caps {
+            // Ambient caps would survive exec; EINVAL means a kernel without them.
+            // SAFETY: prctl with integer arguments only.
+            let cleared = unsafe {
+                libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
+                    0,
+                    0,
+                    0,
+                )
+            };
+            if cleared == -1 && Errno::last() != Errno::EINVAL {
+                return Err(self.fail(SetupStep::Capabilities.code()));
+            }
+            for cap in 0..=user.cap_last {
+                // SAFETY: prctl with integer arguments only.
+                if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } == -1 {
+                    if Errno::last() == Errno::EINVAL {
+                        break; // past the kernel's last capability
+                    }
+                    return Err(self.fail(SetupStep::Capabilities.code()));
+                }
+            }
+        }
+        // SAFETY: setuid takes a plain integer.
+        if unsafe { libc::setuid(user.uid) } == -1 {
+            return Err(self.fail(SetupStep::Uid.code()));
+        }
+        if user.drop_caps {
+            // setuid from root clears the permitted and effective sets but not
+            // the inheritable one, which exec can combine with file caps.
+            let header = CapUserHeader {
+                version: LINUX_CAPABILITY_VERSION_3,
+                pid: 0,
+            };
+            let data = [CapUserData {
+                effective: 0,
+                permitted: 0,
+                inheritable: 0,
+            }; 2];
+            // SAFETY: header and data are valid, correctly laid out (repr(C))
+            // for capset v3, which reads one header and two data structs.
+            let set = unsafe {
+                libc::syscall(
+                    libc::SYS_capset,
+                    &header as *const CapUserHeader,
+                    data.as_ptr(),
+                )
+            };
+            if set == -1 {
+                return Err(self.fail(SetupStep::Capabilities.code()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records which step failed and returns its errno as the error.
+    pub(crate) fn fail(&self, stage: u8) -> io::Error {
+        // Read errno before write() can overwrite it.
+        let error = io::Error::last_os_error();
+        let record = encode_record(stage, error.raw_os_error().unwrap_or(0));
+        // SAFETY: writes a local record to the plan's stage pipe fd, which
+        // stays open in the child until exec. One write under PIPE_BUF is
+        // atomic: the reader sees the whole record or nothing.
+        unsafe {
+            libc::write(self.stage_fd, record.as_ptr().cast(), record.len());
+        }
+        error
+    }
+}
+
+/// Every disposition back to SIG_DFL (SIG_IGN would survive exec) and an empty
+/// signal mask (std inherits the parent's mask on purpose).
+///
+/// The raw rt_sigaction syscall, because glibc's sigaction refuses signals 32
+/// and 33 (reserved for its threads), which a parent may still have ignored.
+/// An all-zero kernel `struct sigaction` is SIG_DFL, no flags, empty mask,
+/// whatever the architecture's field order; the buffer is larger than that
+/// struct on every architecture.
+fn reset_signals() {
+    let default_action = [0u64; 8];
+    for signal in 1..NSIG {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: the kernel reads at most sizeof(struct sigaction) bytes from
+        // the zeroed local buffer and writes nothing (no old-action pointer).
+        // The set size is the kernel's sigset_t: 64 signals, 8 bytes.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default_action.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                KERNEL_SIGSET_BYTES,
+            );
+        }
+    }
+    // SAFETY: sigemptyset initializes the local set; sigprocmask only reads it.
+    unsafe {
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+    }
+}
+
+/// Writes "0" (meaning "the writer") to a cgroup.procs file.
+fn join_cgroup(path: &CStr) -> io::Result<()> {
+    // SAFETY: `path` is NUL-terminated; the fd is closed on every path below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: writes one byte from a static string to the fd opened above.
+    let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
+    let result = if written == 1 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    };
+    // SAFETY: closes the fd this function opened.
+    unsafe {
+        libc::close(fd);
+    }
+    result
+}
+
+/// Marks every fd >= 3 close-on-exec so the service inherits only its stdio.
+/// CLOEXEC rather than close: the stage pipe must stay usable until exec.
+fn mark_fds_cloexec(fd_bound: libc::c_int) {
+    // SAFETY: close_range(2) with integer arguments; it only changes fd flags.
+    let marked = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if marked == 0 {
+        return;
+    }
+    // Kernels before 5.11: fcntl each possible fd up to the rlimit read before
+    // the fork (reading /proc/self/fd here would not be async-signal-safe).
+    for fd in 3..fd_bound {
+        // SAFETY: fcntl on a possibly closed fd fails with EBADF, nothing more.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
