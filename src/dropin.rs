@@ -1,6 +1,7 @@
 //! Drop-in service files: `DIR/NAME.toml` defines service NAME. Other files
 //! are ignored (a Debian /etc/init.d full of shell scripts is fine).
 
+use crate::containers::image::check_image_field;
 use crate::core::definition::{validate_name, Definition};
 use crate::core::limits;
 use std::io::Read;
@@ -31,7 +32,11 @@ pub fn load_dir(dir: &Path) -> Vec<(String, Result<Definition, String>)> {
             continue;
         }
         let def = read_dropin(&path).and_then(|text| {
-            Definition::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+            let def =
+                Definition::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+            check_image_field(def.image.as_deref())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(def)
         });
         out.push((name, def));
     }
@@ -89,12 +94,18 @@ mod tests {
         std::fs::write(d.join("bad.toml"), "cmd = \"x\"\nnot valid toml [[\n").unwrap();
         std::fs::write(d.join("typo.toml"), "cmd = \"x\"\nhelth_port = 3\n").unwrap();
         std::fs::write(d.join("rc.local"), "#!/bin/sh\n").unwrap();
+        std::fs::write(
+            d.join("img.toml"),
+            "cmd = \"\"\ncontainer = true\nimage = \"Foo\"\n",
+        )
+        .unwrap();
         let got = load_dir(&d);
         let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["bad", "typo", "web"]);
+        assert_eq!(names, ["bad", "img", "typo", "web"]);
         assert!(got[0].1.as_ref().unwrap_err().contains("bad.toml"));
-        assert!(got[1].1.as_ref().unwrap_err().contains("helth_port"));
-        assert_eq!(got[2].1.as_ref().unwrap().args, ["100"]);
+        assert!(got[1].1.as_ref().unwrap_err().contains("`image`"));
+        assert!(got[2].1.as_ref().unwrap_err().contains("helth_port"));
+        assert_eq!(got[3].1.as_ref().unwrap().args, ["100"]);
         assert!(load_dir(&d.join("nope")).is_empty());
         let _ = std::fs::remove_dir_all(&d);
     }
