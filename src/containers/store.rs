@@ -508,7 +508,11 @@ mod tests {
         fs::write(s.store_dir.join("tmp/container_images_storage123"), "x").unwrap();
         fs::create_dir_all(s.store_dir.join("old").join(image_key(&used))).unwrap();
 
-        let got = collect_garbage(&s, &[used.clone()], &[pulling.clone()]);
+        let got = collect_garbage(
+            &s,
+            std::slice::from_ref(&used),
+            std::slice::from_ref(&pulling),
+        );
         assert_eq!(got.images, [image_key(&unused)]);
         assert_eq!(got.leftovers, 2, "the killed pull and old/");
         assert!(is_pulled(&s, &used) && !is_pulled(&s, &unused));
@@ -519,11 +523,11 @@ mod tests {
         assert!(!partial_path(&s, &killed).exists());
         assert!(s.store_dir.join("tmp/container_images_storage123").exists());
         // Once no pull runs, skopeo's temporary files go too.
-        let got = collect_garbage(&s, &[used.clone()], &[]);
+        let got = collect_garbage(&s, std::slice::from_ref(&used), &[]);
         assert_eq!(got.leftovers, 2, "the partial pull and tmp/");
         assert!(is_pulled(&s, &used));
         assert_eq!(
-            collect_garbage(&s, &[used.clone()], &[]),
+            collect_garbage(&s, std::slice::from_ref(&used), &[]),
             Collected::default()
         );
         fs::remove_dir_all(&dir).unwrap();
