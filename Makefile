@@ -21,9 +21,12 @@ run: build
 	target/release/iris-init --socket $(RUN_DIR)/services.sock --services-dir $(CURDIR)/init.d \
 		--state-file $(RUN_DIR)/state.json --log-dir $(RUN_DIR)/logs
 
+# Format, lints, and the layering: nothing outside src/reactor/ imports the
+# reactor, and no file imports round a circle (tests/layering.rs).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test --test layering
 
 unit:
 	$(CARGO) test

@@ -10,9 +10,13 @@
     clippy::expect_used,
     clippy::panic,
     clippy::exit,
+    clippy::indexing_slicing,
     clippy::undocumented_unsafe_blocks
 )]
 
+// What is `pub` is the facade the binaries, the integration tests, the
+// bench and the fuzz targets use; everything else is `pub(crate)`, so the
+// compiler reports what nothing uses.
 #[macro_use]
 pub mod console;
 
@@ -22,10 +26,12 @@ pub mod config;
 pub mod containers;
 pub mod core;
 pub mod dropin;
-pub mod health;
-pub mod output;
+pub(crate) mod health;
+pub(crate) mod io;
+pub(crate) mod output;
 pub mod persist;
 pub mod pid1;
 pub mod proc;
 pub mod reactor;
-pub mod timers;
+pub(crate) mod stats;
+pub(crate) mod timers;

@@ -2,7 +2,9 @@
 //! `{"error": "<code>", "message": "<human sentence>"}` with a status.
 
 use super::http::{ParseError, Response};
+use crate::containers::driver::ContainerExecError;
 use crate::core::supervisor::SupError;
+use crate::output::exec::ExecError;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +119,26 @@ impl From<SupError> for ApiError {
             SupError::NotFound(n) => ApiError::NotFound(n),
             SupError::Conflict(m) => ApiError::Conflict(m),
             SupError::Failed(m) => ApiError::ServiceFailed(m),
+        }
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> Self {
+        match e {
+            // A command that cannot be executed is the request's fault.
+            ExecError::Spawn(_) => ApiError::InvalidDefinition(e.to_string()),
+            ExecError::Pipes(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ContainerExecError> for ApiError {
+    fn from(e: ContainerExecError) -> Self {
+        match e {
+            ContainerExecError::NotRunning(_) => ApiError::Conflict(e.to_string()),
+            ContainerExecError::Empty(_) => ApiError::InvalidDefinition(e.to_string()),
+            ContainerExecError::Prepare(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -115,8 +115,9 @@ struct Head {
 ///
 /// `Ok(None)`: more bytes are needed. `Ok(Some((req, consumed)))`: one
 /// complete request; the caller drains `consumed` bytes and calls again for a
-/// pipelined next one. Limits are applied as soon as the bytes allow, exactly
-/// as [`check_early`] does, so a too-large body is refused before it arrives.
+/// pipelined next one. Limits are applied as soon as the bytes allow (the
+/// head alone decides them), so a too-large body is refused before it
+/// arrives.
 pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError> {
     let Some(head) = parse_head(buf)? else {
         return Ok(None);
@@ -137,15 +138,6 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<(Request, usize)>, ParseError>
         keep_alive: head.keep_alive,
     };
     Ok(Some((request, consumed)))
-}
-
-/// Cheap check while bytes trickle in: the error [`parse_request`] would give
-/// for this head, without waiting for the body. `Err(BodyTooLarge)` as soon as
-/// the head is complete and its `Content-Length` is above [`MAX_BODY_BYTES`];
-/// `Err(HeadTooLarge)` when [`MAX_HEAD_BYTES`] bytes hold no complete head.
-/// `Ok(())` means "no error yet", not "complete".
-pub fn check_early(buf: &[u8]) -> Result<(), ParseError> {
-    parse_head(buf).map(|_| ())
 }
 
 /// True when the head in `buf` is complete, asks for `Expect: 100-continue`
@@ -192,12 +184,41 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
     let method = req.method.unwrap_or_default().to_string();
     let target = req.path.unwrap_or_default().to_string();
     let http10 = req.version == Some(0);
+    let facts = read_headers(req.headers)?;
+    let content_length = facts.content_length.unwrap_or(0);
+    if content_length > MAX_BODY_BYTES as u64 {
+        return Err(ParseError::BodyTooLarge);
+    }
+    let content_length = usize::try_from(content_length).map_err(|_| ParseError::BodyTooLarge)?;
+    let keep_alive = if http10 {
+        facts.keep_alive && !facts.close
+    } else {
+        !facts.close
+    };
+    Ok(Some(Head {
+        method,
+        target,
+        head_len,
+        content_length,
+        keep_alive,
+        expect_continue: facts.expect_continue,
+    }))
+}
 
-    let mut content_length: Option<u64> = None;
-    let mut conn_close = false;
-    let mut conn_keep_alive = false;
-    let mut expect_continue = false;
-    for h in req.headers.iter() {
+/// What the headers say about framing and the connection.
+#[derive(Default)]
+struct HeaderFacts {
+    content_length: Option<u64>,
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive`.
+    keep_alive: bool,
+    expect_continue: bool,
+}
+
+fn read_headers(headers: &[httparse::Header<'_>]) -> Result<HeaderFacts, ParseError> {
+    let mut facts = HeaderFacts::default();
+    for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("transfer-encoding") {
             return Err(ParseError::LengthRequired);
@@ -206,44 +227,27 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ParseError> {
             // differing values would make the framing ambiguous.
             for item in h.value.split(|&b| b == b',') {
                 let n = parse_content_length(item.trim_ascii())?;
-                match content_length {
+                match facts.content_length {
                     Some(prev) if prev != n => {
                         return Err(malformed("conflicting Content-Length values"))
                     }
-                    _ => content_length = Some(n),
+                    _ => facts.content_length = Some(n),
                 }
             }
         } else if name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let token = token.trim_ascii();
                 if token.eq_ignore_ascii_case(b"close") {
-                    conn_close = true;
+                    facts.close = true;
                 } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                    conn_keep_alive = true;
+                    facts.keep_alive = true;
                 }
             }
         } else if name.eq_ignore_ascii_case("expect") {
-            expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
+            facts.expect_continue = h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
         }
     }
-    let content_length = content_length.unwrap_or(0);
-    if content_length > MAX_BODY_BYTES as u64 {
-        return Err(ParseError::BodyTooLarge);
-    }
-    let content_length = usize::try_from(content_length).map_err(|_| ParseError::BodyTooLarge)?;
-    let keep_alive = if http10 {
-        conn_keep_alive && !conn_close
-    } else {
-        !conn_close
-    };
-    Ok(Some(Head {
-        method,
-        target,
-        head_len,
-        content_length,
-        keep_alive,
-        expect_continue,
-    }))
+    Ok(facts)
 }
 
 fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
@@ -503,6 +507,12 @@ pub fn last_chunk() -> &'static [u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error `parse_request` would give for this head, without waiting
+    /// for the body; `Ok(())` means "no error yet", not "complete".
+    fn check_early(buf: &[u8]) -> Result<(), ParseError> {
+        parse_head(buf).map(|_| ())
+    }
 
     fn req(method: &str, path: &str, query: &[(&str, &str)], body: &[u8], ka: bool) -> Request {
         Request {

@@ -59,6 +59,15 @@ fn flag(query: &[(String, String)], key: &str, default: bool) -> Result<bool, Ap
     }
 }
 
+/// `method` must be `allowed`: then `r`, else 405.
+fn only(method: &str, allowed: &'static str, r: Route) -> Result<Route, ApiError> {
+    if method == allowed {
+        Ok(r)
+    } else {
+        Err(ApiError::MethodNotAllowed { allowed })
+    }
+}
+
 pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Route, ApiError> {
     let trimmed = path
         .strip_suffix('/')
@@ -66,101 +75,82 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
         .unwrap_or(path);
     let segs: Vec<&str> = trimmed.split('/').skip(1).collect();
     let allow = |allowed: &'static str| Err(ApiError::MethodNotAllowed { allowed });
-    let wait = || flag(query, "wait", true);
     match segs.as_slice() {
-        ["v1", "services"] => match method {
-            "GET" => Ok(Route::ListServices),
-            _ => allow("GET"),
-        },
+        ["v1", "services"] => only(method, "GET", Route::ListServices),
         ["v1", "services", n] => match method {
             "GET" => Ok(Route::GetService(name(n)?)),
             "PUT" => Ok(Route::PutService(name(n)?)),
             "DELETE" => Ok(Route::DeleteService(name(n)?)),
             _ => allow("GET, PUT, DELETE"),
         },
-        ["v1", "services", n, action] => {
-            let post = |r: Route| {
-                if method == "POST" {
-                    Ok(r)
-                } else {
-                    allow("POST")
-                }
-            };
-            match *action {
-                "start" => post(Route::Start {
-                    name: name(n)?,
-                    wait: wait()?,
-                    pull: flag(query, "pull", false)?,
-                }),
-                "stop" => post(Route::Stop {
-                    name: name(n)?,
-                    wait: wait()?,
-                }),
-                "restart" => post(Route::Restart {
-                    name: name(n)?,
-                    wait: wait()?,
-                }),
-                "exec" => post(Route::ServiceExec(name(n)?)),
-                "logs" => {
-                    if method != "GET" {
-                        return allow("GET");
-                    }
-                    let tail = match query.iter().rev().find(|(k, _)| k == "tail") {
-                        None => None,
-                        Some((_, v)) => Some(v.parse::<usize>().map_err(|_| {
-                            ApiError::Malformed(format!(
-                                "query parameter `tail` must be a number, got {v:?}"
-                            ))
-                        })?),
-                    };
-                    Ok(Route::Logs {
-                        name: name(n)?,
-                        tail,
-                        follow: flag(query, "follow", false)?,
-                    })
-                }
-                _ => Err(ApiError::NoRoute(path.to_string())),
-            }
-        }
-        ["v1", "exec"] => {
-            if method == "POST" {
-                Ok(Route::Exec)
-            } else {
-                allow("POST")
-            }
-        }
-        ["v1", "checkpoint"] => {
-            if method == "POST" {
-                Ok(Route::Checkpoint)
-            } else {
-                allow("POST")
-            }
-        }
+        ["v1", "services", n, action] => service_action(method, n, action, query, path),
+        ["v1", "exec"] => only(method, "POST", Route::Exec),
+        ["v1", "checkpoint"] => only(method, "POST", Route::Checkpoint),
         ["v1", "restore"] => match method {
             "POST" => Ok(Route::Restore),
             "GET" => Ok(Route::LastRestore),
             _ => allow("GET, POST"),
         },
-        ["v1", "system"] => {
-            if method == "GET" {
-                Ok(Route::System)
-            } else {
-                allow("GET")
+        ["v1", "system"] => only(method, "GET", Route::System),
+        ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
+        ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
+        _ => Err(ApiError::NoRoute(path.to_string())),
+    }
+}
+
+/// `/v1/services/{n}/{action}`.
+fn service_action(
+    method: &str,
+    n: &str,
+    action: &str,
+    query: &[(String, String)],
+    path: &str,
+) -> Result<Route, ApiError> {
+    let wait = || flag(query, "wait", true);
+    match action {
+        "start" => only(
+            method,
+            "POST",
+            Route::Start {
+                name: name(n)?,
+                wait: wait()?,
+                pull: flag(query, "pull", false)?,
+            },
+        ),
+        "stop" => only(
+            method,
+            "POST",
+            Route::Stop {
+                name: name(n)?,
+                wait: wait()?,
+            },
+        ),
+        "restart" => only(
+            method,
+            "POST",
+            Route::Restart {
+                name: name(n)?,
+                wait: wait()?,
+            },
+        ),
+        "exec" => only(method, "POST", Route::ServiceExec(name(n)?)),
+        "logs" => {
+            if method != "GET" {
+                return Err(ApiError::MethodNotAllowed { allowed: "GET" });
             }
-        }
-        ["v1", "system", "poweroff"] => {
-            if method == "POST" {
-                Ok(Route::Poweroff)
-            } else {
-                allow("POST")
-            }
-        }
-        ["v1", "system", "reboot"] => {
-            if method == "POST" {
-                Ok(Route::Reboot)
-            } else {
-                allow("POST")
-            }
+            let tail = match query.iter().rev().find(|(k, _)| k == "tail") {
+                None => None,
+                Some((_, v)) => Some(v.parse::<usize>().map_err(|_| {
+                    ApiError::Malformed(format!(
+                        "query parameter `tail` must be a number, got {v:?}"
+                    ))
+                })?),
+            };
+            Ok(Route::Logs {
+                name: name(n)?,
+                tail,
+                follow: flag(query, "follow", false)?,
+            })
         }
         _ => Err(ApiError::NoRoute(path.to_string())),
     }

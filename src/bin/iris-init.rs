@@ -4,7 +4,7 @@
 
 use iris_init::config::{ArgsOutcome, Config, USAGE};
 use iris_init::pid1;
-use iris_init::reactor::Init;
+use iris_init::reactor::Reactor;
 
 fn main() {
     iris_init::console::init_from_env();
@@ -36,7 +36,7 @@ fn main() {
         if pid1 { "PID 1" } else { "a supervisor" },
         cfg.socket.display()
     );
-    let init = match Init::new(cfg, pid1) {
+    let init = match Reactor::new(cfg, pid1) {
         Ok(i) => i,
         Err(e) if pid1 => pid1::fatal(&e, &mounted),
         Err(e) => {

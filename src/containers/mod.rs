@@ -40,12 +40,13 @@
 //!    pid in `exec_pid_file`.
 
 pub mod bundle;
-pub mod driver;
-pub mod error;
-pub mod image;
-pub mod process;
+pub(crate) mod driver;
+pub(crate) mod error;
+pub(crate) mod image;
+pub(crate) mod process;
 pub mod runtime;
 pub mod settings;
-pub mod store;
+pub(crate) mod store;
 #[cfg(test)]
 mod test_support;
+pub(crate) mod tools;

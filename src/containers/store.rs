@@ -66,12 +66,6 @@ fn partial_path(s: &ContainerSettings, r: &ImageRef) -> PathBuf {
     s.store_dir.join("pulling").join(image_key(r))
 }
 
-/// True when the reference was pulled (completely: a pull lands in
-/// `STORE/pulling/` and is renamed into `STORE/images/` only on success).
-pub fn is_pulled(s: &ContainerSettings, r: &ImageRef) -> bool {
-    image_digest(s, r).is_some()
-}
-
 /// Before spawning [`pull_argv`]: clears a half-finished earlier pull and
 /// makes the store directories.
 pub fn prepare_pull(s: &ContainerSettings, r: &ImageRef) -> Result<(), ContainerError> {
@@ -363,6 +357,12 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), ContainerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// True when the reference was pulled (completely: a pull lands in
+    /// `STORE/pulling/` and is renamed into `STORE/images/` only on success).
+    fn is_pulled(s: &ContainerSettings, r: &ImageRef) -> bool {
+        image_digest(s, r).is_some()
+    }
     use crate::containers::image::parse_image_ref;
     use crate::containers::test_support::{settings, tmpdir, D};
 

@@ -1,7 +1,6 @@
 //! The core: service definitions and the supervisor state machine. No I/O.
 
 pub mod definition;
-pub mod exec_request;
 pub mod json_object;
 pub mod limits;
 pub mod supervisor;

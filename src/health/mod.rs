@@ -1,3 +1,5 @@
-//! Health checking: which ports listen, and confirming connects.
+//! Health checking: which ports listen (`scan`), and watching the ports of
+//! services that wait to be ready (`watcher`).
 
-pub mod scan;
+pub(crate) mod scan;
+pub(crate) mod watcher;

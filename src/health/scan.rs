@@ -384,14 +384,10 @@ fn decode_proc_addr(hex: &str) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
-/// Starts a non-blocking connect to 127.0.0.1:`port`. Register the stream
-/// for WRITABLE and call [`connect_outcome`] when it fires. The kernel may
-/// also refuse at once: that is an error of kind `ConnectionRefused` here.
-pub fn start_connect(port: u16) -> io::Result<mio::net::TcpStream> {
-    start_connect_on(port, false)
-}
-
-/// The same to `[::1]` when `ipv6` (a service listening on `::1` only).
+/// Starts a non-blocking connect to 127.0.0.1:`port`, or to `[::1]` when
+/// `ipv6` (a service listening on `::1` only). Register the stream for
+/// WRITABLE and call [`connect_outcome`] when it fires. The kernel may also
+/// refuse at once: that is an error of kind `ConnectionRefused` here.
 pub fn start_connect_on(port: u16, ipv6: bool) -> io::Result<mio::net::TcpStream> {
     let addr = if ipv6 {
         SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))
@@ -775,7 +771,7 @@ mod tests {
     /// Waits for WRITABLE on a started connect and returns its outcome.
     fn wait_outcome(port: u16) -> io::Result<bool> {
         use mio::{Events, Interest, Poll, Token};
-        let mut stream = match start_connect(port) {
+        let mut stream = match start_connect_on(port, false) {
             Ok(s) => s,
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => return Ok(false),
             Err(e) => return Err(e),

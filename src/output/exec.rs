@@ -4,69 +4,144 @@
 //! exit comes from the one reaper, a timeout kills its whole process group,
 //! and a client that goes away takes its command with it.
 
-use crate::api::error::ApiError;
-use crate::api::http::{Request, Response};
-use crate::api::Reply;
+use crate::core::definition::Definition;
 use crate::core::supervisor::{ExitStatus, Pid};
+use crate::io::{Io, Owner, TimerKey};
 use crate::proc::spawn::{self, SpawnError, SpawnSpec};
-use crate::reactor::{Init, PipeOwner, TimerKey};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid as NixPid;
-use serde::Deserialize;
-use serde_json::json;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Used when a request names no timeout.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SandboxExecBody {
-    cmd: Vec<String>,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-    #[serde(default)]
-    env: BTreeMap<String, String>,
-    #[serde(default)]
-    working_dir: Option<String>,
-    #[serde(default)]
-    user: Option<String>,
-    #[serde(default)]
-    stdin: Option<String>,
+/// Why a command could not be started.
+#[derive(Debug)]
+pub(crate) enum ExecError {
+    /// The command cannot be run (unknown user, not found, not executable).
+    Spawn(SpawnError),
+    /// The init could not make the command's pipes.
+    Pipes(io::Error),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServiceExecBody {
-    cmd: Vec<String>,
-    #[serde(default)]
-    timeout_secs: Option<f64>,
-    #[serde(default)]
-    stdin: Option<String>,
+impl fmt::Display for ExecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExecError::Spawn(e) => e.fmt(f),
+            ExecError::Pipes(e) => write!(f, "cannot create pipes: {e}"),
+        }
+    }
+}
+
+/// A finished command, for its client's answer.
+#[derive(Debug)]
+pub(crate) struct ExecDone {
+    pub id: u64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub status: ExitStatus,
+    pub timed_out: bool,
+    pub truncated: bool,
 }
 
 /// Everything needed to run one command.
-pub struct ExecPlan {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    pub working_dir: Option<PathBuf>,
-    pub user: Option<spawn::ResolvedUser>,
-    pub cgroup_procs: Option<PathBuf>,
-    pub stdin: Option<Vec<u8>>,
-    pub timeout: Duration,
+pub(crate) struct ExecPlan {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    working_dir: Option<PathBuf>,
+    user: Option<spawn::ResolvedUser>,
+    cgroup_procs: Option<PathBuf>,
+    stdin: Option<Vec<u8>>,
+    timeout: Duration,
     /// A container exec: the file where the runtime writes the command's
     /// pid. The command is not in the runtime's process group, so a
     /// timeout kills it by this pid.
-    pub kill_pid_file: Option<PathBuf>,
+    kill_pid_file: Option<PathBuf>,
     /// Files to remove once the command is over.
-    pub cleanup: Vec<PathBuf>,
+    cleanup: Vec<PathBuf>,
+}
+
+fn resolve_user(user: Option<&str>) -> Result<Option<spawn::ResolvedUser>, ExecError> {
+    match user.filter(|u| !u.is_empty()) {
+        Some(u) => spawn::resolve_user(u).map(Some).map_err(ExecError::Spawn),
+        None => Ok(None),
+    }
+}
+
+impl ExecPlan {
+    /// A command in the sandbox: the init's environment rules, as root
+    /// unless `user` names someone.
+    pub(crate) fn in_sandbox(
+        cmd: Vec<String>,
+        env: &BTreeMap<String, String>,
+        working_dir: Option<String>,
+        user: Option<&str>,
+        stdin: Option<String>,
+        timeout: Duration,
+    ) -> Result<ExecPlan, ExecError> {
+        let user = resolve_user(user)?;
+        Ok(ExecPlan {
+            env: spawn::service_env(user.as_ref(), env),
+            argv: cmd,
+            working_dir: working_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
+            user,
+            cgroup_procs: None,
+            stdin: stdin.map(String::into_bytes),
+            timeout,
+            kill_pid_file: None,
+            cleanup: Vec::new(),
+        })
+    }
+
+    /// A command as a plain service runs: its user, environment and
+    /// working directory, in its cgroup (`cgroup_procs`) while it runs.
+    pub(crate) fn in_service(
+        def: &Definition,
+        cmd: Vec<String>,
+        cgroup_procs: Option<PathBuf>,
+        stdin: Option<String>,
+        timeout: Duration,
+    ) -> Result<ExecPlan, ExecError> {
+        let user = resolve_user(def.user.as_deref())?;
+        Ok(ExecPlan {
+            env: spawn::service_env(user.as_ref(), &def.env),
+            argv: cmd,
+            working_dir: def.working_dir.clone().map(PathBuf::from),
+            user,
+            cgroup_procs,
+            stdin: stdin.map(String::into_bytes),
+            timeout,
+            kill_pid_file: None,
+            cleanup: Vec::new(),
+        })
+    }
+
+    /// The runtime's exec of a container service (`argv`), whose command
+    /// names itself in `pid_file`; `cleanup` goes once it is over.
+    pub(crate) fn in_container(
+        argv: Vec<String>,
+        pid_file: PathBuf,
+        cleanup: Vec<PathBuf>,
+        stdin: Option<String>,
+        timeout: Duration,
+    ) -> ExecPlan {
+        ExecPlan {
+            argv,
+            env: spawn::service_env(None, &BTreeMap::new()),
+            working_dir: None,
+            user: None,
+            cgroup_procs: None,
+            stdin: stdin.map(String::into_bytes),
+            timeout,
+            kill_pid_file: Some(pid_file),
+            cleanup,
+        }
+    }
 }
 
 struct Pipe {
@@ -75,7 +150,6 @@ struct Pipe {
 }
 
 struct Job {
-    client: Option<(Token, bool)>,
     pid: Pid,
     stdout: Option<Pipe>,
     stderr: Option<Pipe>,
@@ -120,21 +194,12 @@ fn command_pid(pid_file: &Path, runtime: Pid) -> Option<Pid> {
     (pid > 0 && ppid == runtime).then_some(pid)
 }
 
+/// The commands running now, by id.
 #[derive(Default)]
-pub struct Execs {
+pub(crate) struct Execs {
     jobs: HashMap<u64, Job>,
     by_pid: HashMap<Pid, u64>,
     next_id: u64,
-}
-
-impl Execs {
-    pub fn running(&self) -> usize {
-        self.jobs.len()
-    }
-
-    pub fn has(&self, id: u64) -> bool {
-        self.jobs.contains_key(&id)
-    }
 }
 
 /// Per-stream output cap (`IRIS_EXEC_OUTPUT_MAX`, default 16 MiB).
@@ -143,133 +208,6 @@ fn output_cap() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16 << 20)
-}
-
-fn body<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
-    serde_json::from_slice(&req.body).map_err(|e| {
-        if serde_json::from_slice::<serde_json::Value>(&req.body).is_err() {
-            ApiError::BadJson(format!("invalid JSON body: {e}"))
-        } else {
-            ApiError::InvalidDefinition(format!("invalid exec request: {e}"))
-        }
-    })
-}
-
-fn check_cmd(cmd: &[String]) -> Result<(), ApiError> {
-    match cmd.first() {
-        None => Err(ApiError::InvalidDefinition(
-            "`cmd` must name a command".into(),
-        )),
-        Some(c) if c.is_empty() => Err(ApiError::InvalidDefinition(
-            "`cmd` must name a command".into(),
-        )),
-        Some(_) if cmd.iter().any(|a| a.contains('\0')) => Err(ApiError::InvalidDefinition(
-            "`cmd` must not contain NUL bytes".into(),
-        )),
-        Some(_) => Ok(()),
-    }
-}
-
-fn spawn_error(e: SpawnError) -> ApiError {
-    ApiError::InvalidDefinition(e.to_string())
-}
-
-pub(crate) fn sandbox_exec(
-    init: &mut Init,
-    token: Token,
-    req: &Request,
-) -> Result<Reply, ApiError> {
-    let b: SandboxExecBody = body(req)?;
-    check_cmd(&b.cmd)?;
-    let user = match b.user.as_deref().filter(|u| !u.is_empty()) {
-        Some(u) => Some(spawn::resolve_user(u).map_err(spawn_error)?),
-        None => None,
-    };
-    let plan = ExecPlan {
-        env: spawn::service_env(user.as_ref(), &b.env),
-        argv: b.cmd,
-        working_dir: b.working_dir.filter(|d| !d.is_empty()).map(PathBuf::from),
-        user,
-        cgroup_procs: None,
-        stdin: b.stdin.map(String::into_bytes),
-        timeout: b
-            .timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_TIMEOUT),
-        kill_pid_file: None,
-        cleanup: Vec::new(),
-    };
-    start(init, token, req.keep_alive, plan)
-}
-
-pub(crate) fn service_exec(
-    init: &mut Init,
-    token: Token,
-    name: &str,
-    req: &Request,
-) -> Result<Reply, ApiError> {
-    let def = init
-        .sup
-        .get(name)
-        .map(|s| s.def.clone())
-        .ok_or_else(|| ApiError::NotFound(name.to_string()))?;
-    let b: ServiceExecBody = body(req)?;
-    check_cmd(&b.cmd)?;
-    let timeout = match b.timeout_secs {
-        Some(s) if s.is_finite() && s > 0.0 => {
-            Duration::try_from_secs_f64(s).unwrap_or(DEFAULT_TIMEOUT)
-        }
-        Some(_) => {
-            return Err(ApiError::InvalidDefinition(
-                "`timeout_secs` must be > 0".into(),
-            ))
-        }
-        None => DEFAULT_TIMEOUT,
-    };
-    let stdin = b.stdin.map(String::into_bytes);
-    if def.container {
-        let ctr = crate::proc::launcher::container_exec_argv(init, name, &b.cmd)?;
-        let cleanup = ctr.cleanup.clone();
-        let plan = ExecPlan {
-            argv: ctr.argv,
-            env: spawn::service_env(None, &BTreeMap::new()),
-            working_dir: None,
-            user: None,
-            cgroup_procs: None,
-            stdin,
-            timeout,
-            kill_pid_file: Some(ctr.pid_file),
-            cleanup: ctr.cleanup,
-        };
-        let started = start(init, token, req.keep_alive, plan);
-        if started.is_err() {
-            remove_files(&cleanup);
-        }
-        return started;
-    }
-    let user = match &def.user {
-        Some(u) => Some(spawn::resolve_user(u).map_err(spawn_error)?),
-        None => None,
-    };
-    let cgroup_procs = match (
-        &init.cgroups,
-        init.sup.get(name).map(|s| s.phase.is_active()),
-    ) {
-        (Some(cg), Some(true)) => cg.prepare(name).ok(),
-        _ => None,
-    };
-    let plan = ExecPlan {
-        env: spawn::service_env(user.as_ref(), &def.env),
-        argv: b.cmd,
-        working_dir: def.working_dir.map(PathBuf::from),
-        user,
-        cgroup_procs,
-        stdin,
-        timeout,
-        kill_pid_file: None,
-        cleanup: Vec::new(),
-    };
-    start(init, token, req.keep_alive, plan)
 }
 
 fn nonblocking_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
@@ -285,116 +223,117 @@ fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     .map_err(io::Error::from)
 }
 
-fn start(
-    init: &mut Init,
-    token: Token,
-    keep_alive: bool,
-    plan: ExecPlan,
-) -> Result<Reply, ApiError> {
-    let Some((cmd, args)) = plan.argv.split_first() else {
-        return Err(ApiError::InvalidDefinition(
-            "`cmd` must name a command".into(),
-        ));
-    };
-    let path_var = plan
-        .env
-        .iter()
-        .find(|(k, _)| k == "PATH")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or(spawn::DEFAULT_PATH);
-    let program = spawn::find_program(cmd, path_var).map_err(spawn_error)?;
-    let io_err = |e: io::Error| ApiError::Internal(format!("cannot create pipes: {e}"));
-    let (out_r, out_w) = nonblocking_pipe().map_err(io_err)?;
-    let (err_r, err_w) = nonblocking_pipe().map_err(io_err)?;
-    let stdin = match &plan.stdin {
-        Some(_) => Some(nonblocking_pipe().map_err(io_err)?),
-        None => None,
-    };
-    let (stdin_child, stdin_ours) = match stdin {
-        Some((r, w)) => (Some(r), Some(w)),
-        None => (None, None),
-    };
-    let pid = spawn::spawn(SpawnSpec {
-        program: &program,
-        argv0: cmd,
-        args,
-        env: &plan.env,
-        working_dir: plan.working_dir.as_deref().map(Path::new),
-        user: plan.user.as_ref(),
-        stdin: stdin_child,
-        stdout: out_w,
-        stderr: err_w,
-        cgroup_procs: plan.cgroup_procs.as_deref(),
-        new_session: true,
-    })
-    .map_err(spawn_error)?;
-    let id = init.execs.next_id;
-    init.execs.next_id += 1;
-    let mut job = Job {
-        client: Some((token, keep_alive)),
-        pid,
-        stdout: None,
-        stderr: None,
-        stdin: None,
-        out: Vec::new(),
-        err: Vec::new(),
-        truncated: false,
-        timed_out: false,
-        kill_pid_file: plan.kill_pid_file,
-        cleanup: plan.cleanup,
-    };
-    job.stdout = register(
-        init,
-        File::from(out_r),
-        Interest::READABLE,
-        PipeOwner::ExecOut { id, err: false },
-    );
-    job.stderr = register(
-        init,
-        File::from(err_r),
-        Interest::READABLE,
-        PipeOwner::ExecOut { id, err: true },
-    );
-    if let (Some(w), Some(data)) = (stdin_ours, plan.stdin) {
-        if let Some(p) = register(
-            init,
-            File::from(w),
-            Interest::WRITABLE,
-            PipeOwner::ExecIn { id },
-        ) {
-            job.stdin = Some((p, data, 0));
-        }
-    }
-    init.execs.jobs.insert(id, job);
-    init.execs.by_pid.insert(pid, id);
-    init.schedule(Instant::now() + plan.timeout, TimerKey::Exec(id));
-    Ok(Reply::Deferred)
-}
-
-fn register(init: &mut Init, file: File, interest: Interest, owner: PipeOwner) -> Option<Pipe> {
+fn register(io: &mut Io, file: File, interest: Interest, owner: Owner) -> Option<Pipe> {
     if set_nonblocking(&file).is_err() {
         return None;
     }
-    let token = init.new_token();
-    init.registry()
-        .register(&mut SourceFd(&file.as_raw_fd()), token, interest)
+    let token = io
+        .register(&mut SourceFd(&file.as_raw_fd()), interest, owner)
         .ok()?;
-    init.pipes.insert(token, owner);
     Some(Pipe { file, token })
 }
 
-fn unregister(init: &mut Init, pipe: Pipe) {
-    let _ = init
-        .registry()
-        .deregister(&mut SourceFd(&pipe.file.as_raw_fd()));
-    init.pipes.remove(&pipe.token);
+fn unregister(io: &mut Io, pipe: Pipe) {
+    io.deregister(&mut SourceFd(&pipe.file.as_raw_fd()), pipe.token);
 }
 
-/// A command's stdout or stderr is readable.
-pub fn on_output(init: &mut Init, id: u64, is_err: bool) {
-    let cap = output_cap();
-    let mut eof = false;
-    if let Some(job) = init.execs.jobs.get_mut(&id) {
+fn remove_files(files: &[PathBuf]) {
+    for f in files {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+impl Execs {
+    pub(crate) fn has(&self, id: u64) -> bool {
+        self.jobs.contains_key(&id)
+    }
+
+    /// Starts a command; its answer comes from `on_exit` (as `ExecDone`
+    /// with the id returned here).
+    pub(crate) fn start(&mut self, io: &mut Io, plan: ExecPlan) -> Result<u64, ExecError> {
+        let started = self.spawn(io, &plan);
+        if started.is_err() {
+            remove_files(&plan.cleanup);
+        }
+        let (id, job) = started?;
+        let job = Job {
+            kill_pid_file: plan.kill_pid_file,
+            cleanup: plan.cleanup,
+            ..job
+        };
+        self.by_pid.insert(job.pid, id);
+        self.jobs.insert(id, job);
+        io.schedule(Instant::now() + plan.timeout, TimerKey::Exec(id));
+        Ok(id)
+    }
+
+    fn spawn(&mut self, io: &mut Io, plan: &ExecPlan) -> Result<(u64, Job), ExecError> {
+        let Some((cmd, args)) = plan.argv.split_first() else {
+            return Err(ExecError::Spawn(SpawnError::NotFound {
+                cmd: String::new(),
+            }));
+        };
+        let path_var = plan
+            .env
+            .iter()
+            .find(|(k, _)| k == "PATH")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or(spawn::DEFAULT_PATH);
+        let program = spawn::find_program(cmd, path_var).map_err(ExecError::Spawn)?;
+        let (out_r, out_w) = nonblocking_pipe().map_err(ExecError::Pipes)?;
+        let (err_r, err_w) = nonblocking_pipe().map_err(ExecError::Pipes)?;
+        let (stdin_child, stdin_ours) = match &plan.stdin {
+            Some(_) => {
+                let (r, w) = nonblocking_pipe().map_err(ExecError::Pipes)?;
+                (Some(r), Some(w))
+            }
+            None => (None, None),
+        };
+        let pid = spawn::spawn(SpawnSpec {
+            program: &program,
+            argv0: cmd,
+            args,
+            env: &plan.env,
+            working_dir: plan.working_dir.as_deref(),
+            user: plan.user.as_ref(),
+            stdin: stdin_child,
+            stdout: out_w,
+            stderr: err_w,
+            cgroup_procs: plan.cgroup_procs.as_deref(),
+            new_session: true,
+        })
+        .map_err(ExecError::Spawn)?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let out = |err| Owner::ExecOut { id, err };
+        let stdin = match (stdin_ours, &plan.stdin) {
+            (Some(w), Some(data)) => {
+                register(io, File::from(w), Interest::WRITABLE, Owner::ExecIn { id })
+                    .map(|p| (p, data.clone(), 0))
+            }
+            _ => None,
+        };
+        let job = Job {
+            pid,
+            stdout: register(io, File::from(out_r), Interest::READABLE, out(false)),
+            stderr: register(io, File::from(err_r), Interest::READABLE, out(true)),
+            stdin,
+            out: Vec::new(),
+            err: Vec::new(),
+            truncated: false,
+            timed_out: false,
+            kill_pid_file: None,
+            cleanup: Vec::new(),
+        };
+        Ok((id, job))
+    }
+
+    /// A command's stdout or stderr is readable.
+    pub(crate) fn on_output(&mut self, io: &mut Io, id: u64, is_err: bool) {
+        let cap = output_cap();
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
+        };
         let (pipe, buf) = if is_err {
             (&mut job.stderr, &mut job.err)
         } else {
@@ -404,6 +343,7 @@ pub fn on_output(init: &mut Init, id: u64, is_err: bool) {
             return;
         };
         let mut chunk = [0u8; 64 * 1024];
+        let mut eof = false;
         loop {
             match p.file.read(&mut chunk) {
                 Ok(0) => {
@@ -423,110 +363,84 @@ pub fn on_output(init: &mut Init, id: u64, is_err: bool) {
                 Err(_) => break,
             }
         }
-    }
-    if eof {
-        let pipe = init.execs.jobs.get_mut(&id).and_then(|j| {
-            if is_err {
-                j.stderr.take()
-            } else {
-                j.stdout.take()
+        if eof {
+            if let Some(p) = pipe.take() {
+                unregister(io, p);
             }
-        });
-        if let Some(p) = pipe {
-            unregister(init, p);
         }
     }
-}
 
-/// The command's stdin can take more bytes.
-pub fn on_input(init: &mut Init, id: u64) {
-    let mut done = false;
-    if let Some(job) = init.execs.jobs.get_mut(&id) {
-        if let Some((p, data, pos)) = &mut job.stdin {
-            while *pos < data.len() {
-                match p.file.write(data.get(*pos..).unwrap_or_default()) {
-                    Ok(n) => *pos += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                    Err(_) => break, // EPIPE: the command does not read
-                }
-            }
-            done = true;
-        }
-    }
-    if done {
-        // Closing our end is the command's EOF.
-        if let Some((p, _, _)) = init.execs.jobs.get_mut(&id).and_then(|j| j.stdin.take()) {
-            unregister(init, p);
-        }
-    }
-}
-
-/// A reaped child that belongs to an exec; false when it is not one.
-pub fn on_exit(init: &mut Init, pid: Pid, status: ExitStatus) -> bool {
-    let Some(id) = init.execs.by_pid.remove(&pid) else {
-        return false;
-    };
-    // Whatever the command wrote before it exited is in the pipes now.
-    on_output(init, id, false);
-    on_output(init, id, true);
-    let Some(mut job) = init.execs.jobs.remove(&id) else {
-        return true;
-    };
-    for p in [job.stdout.take(), job.stderr.take()].into_iter().flatten() {
-        unregister(init, p);
-    }
-    if let Some((p, _, _)) = job.stdin.take() {
-        unregister(init, p);
-    }
-    remove_files(&job.cleanup);
-    if let Some((token, keep_alive)) = job.client {
-        let signal = match status {
-            ExitStatus::Signal(s) => Some(s),
-            ExitStatus::Code(_) => None,
+    /// The command's stdin can take more bytes.
+    pub(crate) fn on_input(&mut self, io: &mut Io, id: u64) {
+        let Some(job) = self.jobs.get_mut(&id) else {
+            return;
         };
-        let v = json!({
-            "stdout": String::from_utf8_lossy(&job.out),
-            "stderr": String::from_utf8_lossy(&job.err),
-            "exit_code": status.code(),
-            "signal": signal,
-            "timed_out": job.timed_out,
-            "truncated": job.truncated,
-        });
-        let mut r = Response::json(200, serde_json::to_vec(&v).unwrap_or_default());
-        r.keep_alive = keep_alive;
-        crate::api::respond_later(init, token, r);
+        let Some((p, data, pos)) = &mut job.stdin else {
+            return;
+        };
+        while *pos < data.len() {
+            match p.file.write(data.get(*pos..).unwrap_or_default()) {
+                Ok(n) => *pos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => break, // EPIPE: the command does not read
+            }
+        }
+        // Closing our end is the command's EOF.
+        if let Some((p, _, _)) = job.stdin.take() {
+            unregister(io, p);
+        }
     }
-    true
-}
 
-/// The exec's deadline passed: kill its whole process group.
-pub fn on_timeout(init: &mut Init, id: u64) {
-    if let Some(job) = init.execs.jobs.get_mut(&id) {
-        job.timed_out = true;
-        job.kill();
+    /// A reaped child; Some when it was an exec's (whether or not its
+    /// client still waits).
+    pub(crate) fn on_exit(
+        &mut self,
+        io: &mut Io,
+        pid: Pid,
+        status: ExitStatus,
+    ) -> Option<ExecDone> {
+        let id = self.by_pid.remove(&pid)?;
+        // Whatever the command wrote before it exited is in the pipes now.
+        self.on_output(io, id, false);
+        self.on_output(io, id, true);
+        let mut job = self.jobs.remove(&id)?;
+        for p in [job.stdout.take(), job.stderr.take()].into_iter().flatten() {
+            unregister(io, p);
+        }
+        if let Some((p, _, _)) = job.stdin.take() {
+            unregister(io, p);
+        }
+        remove_files(&job.cleanup);
+        Some(ExecDone {
+            id,
+            stdout: job.out,
+            stderr: job.err,
+            status,
+            timed_out: job.timed_out,
+            truncated: job.truncated,
+        })
     }
-}
 
-fn remove_files(files: &[PathBuf]) {
-    for f in files {
-        let _ = std::fs::remove_file(f);
-    }
-}
-
-/// At exit: no command outlives the init.
-pub fn kill_all(init: &mut Init) {
-    for job in init.execs.jobs.values() {
-        let _ = killpg(NixPid::from_raw(job.pid), Signal::SIGKILL);
-    }
-}
-
-/// The client went away: its command goes too.
-pub fn on_conn_closed(init: &mut Init, token: Token) {
-    for job in init.execs.jobs.values_mut() {
-        if job.client.is_some_and(|(t, _)| t == token) {
-            job.client = None;
+    /// The exec's deadline passed: kill its whole process group.
+    pub(crate) fn on_timeout(&mut self, id: u64) {
+        if let Some(job) = self.jobs.get_mut(&id) {
+            job.timed_out = true;
             job.kill();
+        }
+    }
+
+    /// The client went away: its command goes too.
+    pub(crate) fn abandon(&mut self, id: u64) {
+        if let Some(job) = self.jobs.get(&id) {
+            job.kill();
+        }
+    }
+
+    /// At exit: no command outlives the init.
+    pub(crate) fn kill_all(&self) {
+        for job in self.jobs.values() {
+            let _ = killpg(NixPid::from_raw(job.pid), Signal::SIGKILL);
         }
     }
 }

@@ -1,13 +1,11 @@
 //! Service output: one pipe per service (kept across restarts, so no line
 //! is lost between two runs), read by the loop as it fills, written to
-//! `LOG_DIR/NAME.log` with size-capped rotation, and streamed to followers.
-//! A service never blocks on its output beyond the pipe's own buffer.
+//! `LOG_DIR/NAME.log` with size-capped rotation, and handed to followers
+//! (as `StreamOut`s: what a follower's connection does with them is the
+//! API's business). A service never blocks on its output beyond the
+//! pipe's own buffer.
 
-use crate::api::conn::{ConnState, MAX_PENDING_OUTPUT};
-use crate::api::error::ApiError;
-use crate::api::http::{self, Request, Response};
-use crate::api::Reply;
-use crate::reactor::{Init, PipeOwner};
+use crate::io::{Io, Owner};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
 use std::collections::HashMap;
@@ -23,7 +21,16 @@ const MAX_LINE: usize = 64 * 1024;
 /// service cannot hold up the API (the rest is read on the next turn).
 const READ_BUDGET: usize = 256 << 10;
 
-pub struct ServiceLog {
+/// Output for a follower (identified by its connection's token).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StreamOut {
+    /// Whole lines the service wrote.
+    Data { to: Token, bytes: Vec<u8> },
+    /// The service was deleted: the stream ends.
+    End { to: Token },
+}
+
+pub(crate) struct ServiceLog {
     read: File,
     /// The write end, handed (duplicated) to every run of the service.
     write: OwnedFd,
@@ -37,10 +44,12 @@ pub struct ServiceLog {
     followers: Vec<Token>,
 }
 
-pub struct Logs {
+pub(crate) struct Logs {
     by_service: HashMap<String, ServiceLog>,
     /// Services whose pipe still holds output after a turn's budget.
-    pub backlog: Vec<String>,
+    backlog: Vec<String>,
+    /// Output for followers, in order, until the reactor takes it.
+    out: Vec<StreamOut>,
     dir: PathBuf,
     /// Rotate when the current file reaches this size (one older kept).
     max_bytes: u64,
@@ -56,6 +65,7 @@ impl Logs {
         Logs {
             by_service: HashMap::new(),
             backlog: Vec::new(),
+            out: Vec::new(),
             dir: dir.to_path_buf(),
             max_bytes,
         }
@@ -83,70 +93,201 @@ fn pipe() -> io::Result<(File, OwnedFd)> {
     Ok((File::from(r), w))
 }
 
-/// stdout and stderr for a new run of `name`: its log pipe's write end.
-pub fn writer_for(init: &mut Init, name: &str) -> io::Result<(OwnedFd, OwnedFd)> {
-    if !init.logs.by_service.contains_key(name) {
-        std::fs::create_dir_all(&init.logs.dir)?;
-        let (read, write) = pipe()?;
-        let token = init.new_token();
-        init.registry()
-            .register(&mut SourceFd(&read.as_raw_fd()), token, Interest::READABLE)?;
-        init.pipes.insert(token, PipeOwner::Log(name.to_string()));
-        let path = init.logs.path(name);
-        let log = ServiceLog {
-            read,
-            write,
-            token,
-            path,
-            file: None,
-            size: 0,
-            partial: Vec::new(),
-            dropped_bytes: 0,
-            lines: 0,
-            followers: Vec::new(),
-        };
-        init.logs.by_service.insert(name.to_string(), log);
+impl Logs {
+    /// stdout and stderr for a new run of `name`: its log pipe's write end.
+    pub(crate) fn writer_for(&mut self, io: &mut Io, name: &str) -> io::Result<(OwnedFd, OwnedFd)> {
+        if !self.by_service.contains_key(name) {
+            std::fs::create_dir_all(&self.dir)?;
+            let (read, write) = pipe()?;
+            let token = io.register(
+                &mut SourceFd(&read.as_raw_fd()),
+                Interest::READABLE,
+                Owner::Log(name.to_string()),
+            )?;
+            let log = ServiceLog {
+                read,
+                write,
+                token,
+                path: self.path(name),
+                file: None,
+                size: 0,
+                partial: Vec::new(),
+                dropped_bytes: 0,
+                lines: 0,
+                followers: Vec::new(),
+            };
+            self.by_service.insert(name.to_string(), log);
+        }
+        let log = self
+            .by_service
+            .get(name)
+            .ok_or_else(|| io::Error::other("log pipe vanished"))?;
+        Ok((log.write.try_clone()?, log.write.try_clone()?))
     }
-    let log = init
-        .logs
-        .by_service
-        .get(name)
-        .ok_or_else(|| io::Error::other("log pipe vanished"))?;
-    Ok((log.write.try_clone()?, log.write.try_clone()?))
-}
 
-/// The pipe of `name` is readable. Reads up to the budget; a pipe with
-/// more left goes on the backlog the loop reads on its next turn (mio is
-/// edge-triggered: no new event would come for bytes already there).
-pub fn on_readable(init: &mut Init, name: &str) {
-    let mut total = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        if total >= READ_BUDGET {
-            if !init.logs.backlog.iter().any(|n| n == name) {
-                init.logs.backlog.push(name.to_string());
+    /// The pipe of `name` is readable. Reads up to the budget; a pipe with
+    /// more left goes on the backlog the loop reads on its next turn (mio is
+    /// edge-triggered: no new event would come for bytes already there).
+    pub(crate) fn on_readable(&mut self, name: &str) {
+        let mut total = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if total >= READ_BUDGET {
+                if !self.backlog.iter().any(|n| n == name) {
+                    self.backlog.push(name.to_string());
+                }
+                return;
             }
+            let Some(log) = self.by_service.get_mut(name) else {
+                return;
+            };
+            match log.read.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    total += n;
+                    self.ingest(name, buf.get(..n).unwrap_or_default());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return, // WouldBlock: drained
+            }
+        }
+    }
+
+    /// Some pipe still holds output the budget left unread.
+    pub(crate) fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Pipes left with unread output by the budget: read a share of each.
+    pub(crate) fn read_backlog(&mut self) {
+        for name in std::mem::take(&mut self.backlog) {
+            self.on_readable(&name);
+        }
+    }
+
+    /// Reads whatever the service wrote so far (before reporting its exit).
+    pub(crate) fn drain(&mut self, name: &str) {
+        self.on_readable(name);
+    }
+
+    /// A line the init itself adds to a service's log (a container's image
+    /// pull, say), after whatever the service wrote before it.
+    pub(crate) fn append(&mut self, io: &mut Io, name: &str, line: &str) {
+        if !self.by_service.contains_key(name) && self.writer_for(io, name).is_err() {
             return;
         }
-        let Some(log) = init.logs.by_service.get_mut(name) else {
+        self.drain(name);
+        let mut bytes = line.as_bytes().to_vec();
+        if !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        self.ingest(name, &bytes);
+    }
+
+    fn ingest(&mut self, name: &str, chunk: &[u8]) {
+        let max_bytes = self.max_bytes;
+        let Some(log) = self.by_service.get_mut(name) else {
             return;
         };
-        match log.read.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                total += n;
-                ingest(init, name, buf.get(..n).unwrap_or_default());
+        // Whole lines are written; the unfinished last one waits in `partial`.
+        let mut joined = std::mem::take(&mut log.partial);
+        let data: &[u8] = if joined.is_empty() {
+            chunk
+        } else {
+            joined.extend_from_slice(chunk);
+            &joined
+        };
+        let cut = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        let (complete, mut tail) = data.split_at(cut);
+        let mut split = Vec::new();
+        while tail.len() >= MAX_LINE {
+            // A very long line is split, not lost.
+            let (line, rest) = tail.split_at(MAX_LINE);
+            split.extend_from_slice(line);
+            split.push(b'\n');
+            tail = rest;
+        }
+        log.partial = tail.to_vec();
+        for part in [complete, split.as_slice()] {
+            if !part.is_empty() {
+                log.lines += count_newlines(part);
+                write_file(log, part, max_bytes);
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return, // WouldBlock: drained
+        }
+        if log.followers.is_empty() || (complete.is_empty() && split.is_empty()) {
+            return;
+        }
+        let mut bytes = complete.to_vec();
+        bytes.extend_from_slice(&split);
+        for t in &log.followers {
+            self.out.push(StreamOut::Data {
+                to: *t,
+                bytes: bytes.clone(),
+            });
         }
     }
-}
 
-/// Pipes left with unread output by the budget: read a share of each.
-pub fn read_backlog(init: &mut Init) {
-    for name in std::mem::take(&mut init.logs.backlog) {
-        on_readable(init, &name);
+    /// Output for followers since the last call, in order.
+    pub(crate) fn take_output(&mut self) -> Vec<StreamOut> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// The service was deleted: close its pipe and end every follow stream.
+    pub(crate) fn on_removed(&mut self, io: &mut Io, name: &str) {
+        self.drain(name);
+        let Some(log) = self.by_service.remove(name) else {
+            return;
+        };
+        io.deregister(&mut SourceFd(&log.read.as_raw_fd()), log.token);
+        for t in log.followers {
+            self.out.push(StreamOut::End { to: t });
+        }
+    }
+
+    /// `follower` gets every line `name` writes from now on (the pipe is
+    /// made now, so lines from the service's next run reach it too).
+    pub(crate) fn follow(&mut self, io: &mut Io, name: &str, follower: Token) -> io::Result<()> {
+        self.writer_for(io, name)?;
+        if let Some(log) = self.by_service.get_mut(name) {
+            log.followers.push(follower);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn forget_follower(&mut self, follower: Token) {
+        for log in self.by_service.values_mut() {
+            log.followers.retain(|t| *t != follower);
+        }
+    }
+
+    /// The last `n` lines the service wrote (both log files), for error
+    /// messages and `tail=N`.
+    pub(crate) fn tail(&self, name: &str, n: usize) -> Vec<u8> {
+        let path = self.path(name);
+        let mut text = read_tail(&path, n);
+        if count_lines(&text) < n {
+            let older = read_tail(&path.with_extension("log.1"), n);
+            let mut joined = older;
+            joined.extend_from_slice(&text);
+            text = joined;
+        }
+        last_lines(&text, n).to_vec()
+    }
+
+    /// Both log files, the older first.
+    pub(crate) fn read_all(&self, name: &str) -> Vec<u8> {
+        let path = self.path(name);
+        let mut all = std::fs::read(path.with_extension("log.1")).unwrap_or_default();
+        all.extend(std::fs::read(&path).unwrap_or_default());
+        all
+    }
+
+    /// A short excerpt of the last lines, for error messages.
+    pub(crate) fn excerpt(&mut self, name: &str, n: usize) -> Option<String> {
+        self.drain(name);
+        let t = self.tail(name, n);
+        let s = String::from_utf8_lossy(&t).trim_end().to_string();
+        (!s.is_empty()).then_some(s)
     }
 }
 
@@ -155,66 +296,6 @@ fn count_newlines(data: &[u8]) -> u64 {
     data.chunks(255)
         .map(|c| u64::from(c.iter().map(|b| u8::from(*b == b'\n')).sum::<u8>()))
         .sum()
-}
-
-/// Reads whatever the service wrote so far (before reporting its exit).
-pub fn drain(init: &mut Init, name: &str) {
-    on_readable(init, name);
-}
-
-/// A line the init itself adds to a service's log (a container's image
-/// pull, say), after whatever the service wrote before it.
-pub fn append(init: &mut Init, name: &str, line: &str) {
-    if !init.logs.by_service.contains_key(name) && writer_for(init, name).is_err() {
-        return;
-    }
-    drain(init, name);
-    let mut bytes = line.as_bytes().to_vec();
-    if !bytes.ends_with(b"\n") {
-        bytes.push(b'\n');
-    }
-    ingest(init, name, &bytes);
-}
-
-fn ingest(init: &mut Init, name: &str, chunk: &[u8]) {
-    let max_bytes = init.logs.max_bytes;
-    let Some(log) = init.logs.by_service.get_mut(name) else {
-        return;
-    };
-    // Whole lines are written; the unfinished last one waits in `partial`.
-    let mut joined = std::mem::take(&mut log.partial);
-    let data: &[u8] = if joined.is_empty() {
-        chunk
-    } else {
-        joined.extend_from_slice(chunk);
-        &joined
-    };
-    let cut = data.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
-    let (complete, mut tail) = data.split_at(cut);
-    let mut split = Vec::new();
-    while tail.len() >= MAX_LINE {
-        // A very long line is split, not lost.
-        let (line, rest) = tail.split_at(MAX_LINE);
-        split.extend_from_slice(line);
-        split.push(b'\n');
-        tail = rest;
-    }
-    log.partial = tail.to_vec();
-    for part in [complete, split.as_slice()] {
-        if !part.is_empty() {
-            log.lines += count_newlines(part);
-            write_file(log, part, max_bytes);
-        }
-    }
-    if log.followers.is_empty() || (complete.is_empty() && split.is_empty()) {
-        return;
-    }
-    let followers = log.followers.clone();
-    let mut data = http::chunk(complete);
-    data.extend_from_slice(&http::chunk(&split));
-    for t in followers {
-        push_to_follower(init, t, &data);
-    }
 }
 
 fn open_current(log: &mut ServiceLog) -> bool {
@@ -302,59 +383,6 @@ fn write_file(log: &mut ServiceLog, data: &[u8], max_bytes: u64) {
     }
 }
 
-fn push_to_follower(init: &mut Init, token: Token, data: &[u8]) {
-    let Some(conn) = init.conns.get_mut(&token) else {
-        return;
-    };
-    if conn.wbuf.len() + data.len() > MAX_PENDING_OUTPUT {
-        // A follower that does not read is cut off rather than buffered
-        // without bound.
-        init.close_conn(token);
-        return;
-    }
-    conn.wbuf.extend_from_slice(data);
-    init.flush_conn(token);
-}
-
-/// The service was deleted: close its pipe and end every follow stream.
-pub fn on_removed(init: &mut Init, name: &str) {
-    drain(init, name);
-    let Some(log) = init.logs.by_service.remove(name) else {
-        return;
-    };
-    let _ = init
-        .registry()
-        .deregister(&mut SourceFd(&log.read.as_raw_fd()));
-    init.pipes.remove(&log.token);
-    for t in log.followers {
-        if let Some(conn) = init.conns.get_mut(&t) {
-            conn.wbuf.extend_from_slice(http::last_chunk());
-            conn.state = ConnState::Closing;
-        }
-        init.flush_conn(t);
-    }
-}
-
-pub fn forget_follower(init: &mut Init, token: Token) {
-    for log in init.logs.by_service.values_mut() {
-        log.followers.retain(|t| *t != token);
-    }
-}
-
-/// The last `n` lines the service wrote (both log files), for error
-/// messages and `tail=N`.
-pub fn tail(init: &Init, name: &str, n: usize) -> Vec<u8> {
-    let path = init.logs.path(name);
-    let mut text = read_tail(&path, n);
-    if count_lines(&text) < n {
-        let older = read_tail(&path.with_extension("log.1"), n);
-        let mut joined = older;
-        joined.extend_from_slice(&text);
-        text = joined;
-    }
-    last_lines(&text, n).to_vec()
-}
-
 fn count_lines(text: &[u8]) -> usize {
     text.iter().filter(|b| **b == b'\n').count()
 }
@@ -399,63 +427,6 @@ pub fn last_lines(text: &[u8], n: usize) -> &[u8] {
         }
     }
     text
-}
-
-/// A short excerpt of the last lines, for error messages.
-pub fn excerpt(init: &mut Init, name: &str, n: usize) -> Option<String> {
-    drain(init, name);
-    let t = tail(init, name, n);
-    let s = String::from_utf8_lossy(&t).trim_end().to_string();
-    (!s.is_empty()).then_some(s)
-}
-
-pub(crate) fn handle(
-    init: &mut Init,
-    token: Token,
-    name: &str,
-    tail_n: Option<usize>,
-    follow: bool,
-    req: &Request,
-) -> Result<Reply, ApiError> {
-    if init.sup.get(name).is_none() {
-        return Err(ApiError::NotFound(name.to_string()));
-    }
-    drain(init, name);
-    let body = match tail_n {
-        Some(n) => tail(init, name, n),
-        None => {
-            let path = init.logs.path(name);
-            let mut all = std::fs::read(path.with_extension("log.1")).unwrap_or_default();
-            all.extend(std::fs::read(&path).unwrap_or_default());
-            all
-        }
-    };
-    if !follow {
-        let mut r = Response::text(200, body);
-        r.keep_alive = req.keep_alive;
-        return Ok(Reply::Now(r));
-    }
-    // Make sure the pipe exists, so lines from the next run reach us too.
-    if let Err(e) = writer_for(init, name) {
-        return Err(ApiError::Internal(format!(
-            "cannot open the log of '{name}': {e}"
-        )));
-    }
-    let Some(conn) = init.conns.get_mut(&token) else {
-        return Ok(Reply::Deferred);
-    };
-    conn.wbuf
-        .extend_from_slice(&http::chunked_head(200, "text/plain"));
-    if !body.is_empty() {
-        conn.wbuf.extend_from_slice(&http::chunk(&body));
-    }
-    conn.state = ConnState::Streaming;
-    conn.deadline = None;
-    if let Some(log) = init.logs.by_service.get_mut(name) {
-        log.followers.push(token);
-    }
-    init.flush_conn(token);
-    Ok(Reply::Deferred)
 }
 
 #[cfg(test)]

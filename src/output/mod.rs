@@ -1,4 +1,4 @@
 //! Service output (log pipes, files, follow streams) and exec commands.
 
-pub mod exec;
-pub mod logs;
+pub(crate) mod exec;
+pub(crate) mod logs;

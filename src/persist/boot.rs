@@ -1,20 +1,27 @@
 //! Bringing the services back: drop-in files and the state file at start,
 //! and applying wanted states (the boot restore and `POST /v1/restore`).
+//! Works on the supervisor and the restore report; the reactor carries out
+//! the actions that follow.
 
+use crate::config::Config;
 use crate::core::supervisor::{Phase, Progress, Source, Supervisor, Wanted};
+use crate::persist::report::RestoreTracker;
 use crate::persist::state_file::{self, Loaded, SavedService, StateFile};
-use crate::reactor::Init;
+use std::path::Path;
 use std::time::Instant;
 
 /// At start: the state file first (what the user wanted), then drop-ins
-/// (their files win for their own definitions), then start what is wanted up.
-pub fn load_and_start(init: &mut Init, now: Instant) {
-    let (saved, error) = match state_file::load(&init.cfg.state_file) {
+/// (their files win for their own definitions), then start what is wanted
+/// up. Returns why the state file could not be used, if it could not.
+pub(crate) fn boot(
+    cfg: &Config,
+    sup: &mut Supervisor,
+    restore: &mut RestoreTracker,
+    now: Instant,
+) -> Option<String> {
+    let (saved, error) = match state_file::load(&cfg.state_file) {
         Loaded::Missing => {
-            crate::info!(
-                "no state file at {}: first boot",
-                init.cfg.state_file.display()
-            );
+            crate::info!("no state file at {}: first boot", cfg.state_file.display());
             (None, None)
         }
         Loaded::Ok(s) => (Some(s), None),
@@ -24,73 +31,69 @@ pub fn load_and_start(init: &mut Init, now: Instant) {
                 .unwrap_or_else(|| "could not be moved aside".into());
             let msg = format!(
                 "state file {} is unusable: {error} ({kept})",
-                init.cfg.state_file.display()
+                cfg.state_file.display()
             );
             crate::error!("{msg}; starting as on a first boot");
             (None, Some(msg))
         }
     };
-    init.state_error = error.clone();
-    for (name, def) in crate::dropin::load_dir(&init.cfg.services_dir) {
+    for (name, def) in crate::dropin::load_dir(&cfg.services_dir) {
         match def {
             Ok(def) => {
-                if let Err(e) = init.sup.upsert(&name, def, Source::File, now) {
+                if let Err(e) = sup.upsert(&name, def, Source::File, now) {
                     crate::error!("drop-in '{name}': {e}");
-                    init.sup.add_broken(&name, e.to_string());
+                    sup.add_broken(&name, e.to_string());
                 }
             }
             Err(e) => {
                 crate::error!("drop-in '{name}' is broken: {e}");
-                init.sup.add_broken(&name, e);
+                sup.add_broken(&name, e);
             }
         }
     }
     if let Some(s) = &saved {
         for (name, svc) in &s.services {
-            if svc.source != Source::Api || init.sup.get(name).is_some() {
+            if svc.source != Source::Api || sup.get(name).is_some() {
                 continue;
             }
             if let Some(def) = &svc.definition {
-                if let Err(e) = init.sup.upsert(name, def.clone(), Source::Api, now) {
+                if let Err(e) = sup.upsert(name, def.clone(), Source::Api, now) {
                     crate::error!("saved service '{name}': {e}");
                 }
             }
         }
     }
-    let names: Vec<String> = init.sup.services().map(|s| s.name.clone()).collect();
+    let names: Vec<String> = sup.services().map(|s| s.name.clone()).collect();
     for name in names {
         let saved_wanted = saved
             .as_ref()
             .and_then(|s| s.services.get(&name))
             .map(|s| s.wanted);
-        let wanted = saved_wanted.unwrap_or_else(|| match init.sup.get(&name) {
+        let wanted = saved_wanted.unwrap_or_else(|| match sup.get(&name) {
             Some(s) if s.source == Source::File && s.def.autostart && s.broken.is_none() => {
                 Wanted::Up
             }
             _ => Wanted::Down,
         });
-        init.sup.set_wanted(&name, wanted);
+        sup.set_wanted(&name, wanted);
     }
-    apply(init, "boot", error, None, now);
+    apply(sup, restore, "boot", error.clone(), now);
+    error
 }
 
 /// Starts every service wanted up that is not running (a crashed one
 /// included) and stops every one wanted down that runs.
-pub fn apply(
-    init: &mut Init,
+pub(crate) fn apply(
+    sup: &mut Supervisor,
+    restore: &mut RestoreTracker,
     trigger: &'static str,
     error: Option<String>,
-    waiter: Option<(mio::Token, bool)>,
     now: Instant,
 ) {
-    init.restore.begin(trigger, error);
-    if let Some((token, keep_alive)) = waiter {
-        init.restore.add_waiter(token, keep_alive);
-    }
+    restore.begin(trigger, error);
     // After a memory snapshot, waits restart from now.
-    init.sup.rearm(now);
-    let plan: Vec<(String, Wanted, bool, bool)> = init
-        .sup
+    sup.rearm(now);
+    let plan: Vec<(String, Wanted, bool, bool)> = sup
         .services()
         .map(|s| {
             (
@@ -104,27 +107,23 @@ pub fn apply(
     for (name, wanted, running, active) in plan {
         match wanted {
             Wanted::Up if running => {}
-            Wanted::Up => match init.sup.start(&name, now) {
-                Ok(Progress::Done) => init.restore.started_already(&name),
-                Ok(Progress::Pending) => init.restore.expect_start(&name),
-                Err(e) => init.restore.failed(&name, e.to_string()),
+            Wanted::Up => match sup.start(&name) {
+                Ok(Progress::Done) => restore.started_already(&name),
+                Ok(Progress::Pending) => restore.expect_start(&name),
+                Err(e) => restore.failed(&name, e.to_string()),
             },
             Wanted::Down if active => {
-                if init.sup.stop(&name, now).is_ok() {
-                    init.restore.stopped(&name);
+                if sup.stop(&name, now).is_ok() {
+                    restore.stopped(&name);
                 }
             }
             Wanted::Down => {}
         }
     }
-    init.run_actions(now);
-    if let Some(done) = init.restore.take_finished() {
-        crate::api::answer_restore(init, done);
-    }
 }
 
 /// What the state file records now.
-pub fn snapshot(sup: &Supervisor) -> StateFile {
+pub(crate) fn snapshot(sup: &Supervisor) -> StateFile {
     let services = sup
         .services()
         .map(|s| {
@@ -148,16 +147,16 @@ pub fn snapshot(sup: &Supervisor) -> StateFile {
 /// Re-reads the state file for `POST /v1/restore`: definitions that are
 /// missing come back, wanted states are taken from it. Returns the problem
 /// with the file, if any (then the live wanted states are used).
-pub fn reload_wanted(init: &mut Init, now: Instant) -> Option<String> {
-    match state_file::load(&init.cfg.state_file) {
+pub(crate) fn reload_wanted(path: &Path, sup: &mut Supervisor, now: Instant) -> Option<String> {
+    match state_file::load(path) {
         Loaded::Ok(s) => {
             for (name, svc) in &s.services {
-                if init.sup.get(name).is_none() {
+                if sup.get(name).is_none() {
                     if let (Source::Api, Some(def)) = (svc.source, &svc.definition) {
-                        let _ = init.sup.upsert(name, def.clone(), Source::Api, now);
+                        let _ = sup.upsert(name, def.clone(), Source::Api, now);
                     }
                 }
-                init.sup.set_wanted(name, svc.wanted);
+                sup.set_wanted(name, svc.wanted);
             }
             None
         }
@@ -173,7 +172,7 @@ pub fn reload_wanted(init: &mut Init, now: Instant) -> Option<String> {
 
 /// The line a boot test reads: how long from the init's start (and from the
 /// kernel's) until every autostart service settled.
-pub fn log_ready(init: &Init, report: &serde_json::Value) {
+pub(crate) fn log_ready(started: Instant, report: &serde_json::Value) {
     let count = |k: &str| report[k].as_array().map(Vec::len).unwrap_or(0);
     let since_kernel = std::fs::read_to_string("/proc/uptime")
         .ok()
@@ -183,7 +182,7 @@ pub fn log_ready(init: &Init, report: &serde_json::Value) {
         "boot complete: {} services running, {} failed, {} ms after init start (kernel uptime {} s)",
         count("started_services"),
         count("failed_services"),
-        init.stats.started.elapsed().as_millis(),
+        started.elapsed().as_millis(),
         since_kernel
     );
 }

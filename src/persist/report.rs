@@ -3,16 +3,15 @@
 //! once every service it started is `running` or `failed`.
 
 use crate::core::supervisor::Outcome;
-use mio::Token;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 #[derive(Default)]
-pub struct RestoreTracker {
+pub(crate) struct RestoreTracker {
     current: Option<Run>,
     /// The last finished report (`GET /v1/restore`).
-    pub last: Option<Value>,
+    last: Option<Value>,
 }
 
 struct Run {
@@ -23,18 +22,12 @@ struct Run {
     stopped: Vec<String>,
     failed: Vec<(String, String)>,
     state_file_error: Option<String>,
-    waiters: Vec<(Token, bool)>,
-}
-
-pub struct Finished {
-    pub report: Value,
-    pub waiters: Vec<(Token, bool)>,
 }
 
 impl RestoreTracker {
+    /// A new restore replaces one still running (whose waiters then wait
+    /// for the new one's report).
     pub fn begin(&mut self, trigger: &'static str, state_file_error: Option<String>) {
-        // A new restore replaces one still running; its waiters move over.
-        let waiters = self.current.take().map(|r| r.waiters).unwrap_or_default();
         self.current = Some(Run {
             trigger,
             at: SystemTime::now(),
@@ -43,12 +36,12 @@ impl RestoreTracker {
             stopped: Vec::new(),
             failed: Vec::new(),
             state_file_error,
-            waiters,
         });
     }
 
-    pub fn is_running(&self) -> bool {
-        self.current.is_some()
+    /// The last finished report (`GET /v1/restore`).
+    pub fn last(&self) -> Option<&Value> {
+        self.last.as_ref()
     }
 
     pub fn expect_start(&mut self, name: &str) {
@@ -76,18 +69,6 @@ impl RestoreTracker {
         }
     }
 
-    pub fn add_waiter(&mut self, token: Token, keep_alive: bool) {
-        if let Some(r) = &mut self.current {
-            r.waiters.push((token, keep_alive));
-        }
-    }
-
-    pub fn forget_waiter(&mut self, token: Token) {
-        if let Some(r) = &mut self.current {
-            r.waiters.retain(|(t, _)| *t != token);
-        }
-    }
-
     pub fn on_settled(&mut self, name: &str, outcome: &Outcome) {
         let Some(r) = &mut self.current else {
             return;
@@ -97,7 +78,7 @@ impl RestoreTracker {
         }
         match outcome {
             Outcome::Running => r.started.push(name.to_string()),
-            Outcome::Failed(why) => r.failed.push((name.to_string(), why.clone())),
+            Outcome::Failed(why) => r.failed.push((name.to_string(), why.to_string())),
             Outcome::Stopped => r
                 .failed
                 .push((name.to_string(), "stopped before it was running".into())),
@@ -108,7 +89,7 @@ impl RestoreTracker {
     }
 
     /// The report, once nothing is pending any more.
-    pub fn take_finished(&mut self) -> Option<Finished> {
+    pub fn take_finished(&mut self) -> Option<Value> {
         if self.current.as_ref().is_some_and(|r| r.pending.is_empty()) {
             let r = self.current.take()?;
             let report = json!({
@@ -120,10 +101,7 @@ impl RestoreTracker {
                 "state_file_error": r.state_file_error,
             });
             self.last = Some(report.clone());
-            return Some(Finished {
-                report,
-                waiters: r.waiters,
-            });
+            return Some(report);
         }
         None
     }
@@ -132,6 +110,7 @@ impl RestoreTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::supervisor::{Cause, StartError};
 
     #[test]
     fn report_waits_for_every_start() {
@@ -144,16 +123,21 @@ mod tests {
         t.on_settled("a", &Outcome::Running);
         t.on_settled("zzz", &Outcome::Running);
         assert!(t.take_finished().is_none());
-        t.on_settled("b", &Outcome::Failed("cmd 'x' not found on PATH".into()));
-        let f = t.take_finished().unwrap();
-        assert_eq!(f.report["started_services"], json!(["a"]));
-        assert_eq!(f.report["stopped_services"], json!(["c"]));
-        assert_eq!(f.report["failed_services"][0]["name"], "b");
-        assert!(f.report["failed_services"][0]["error"]
+        t.on_settled(
+            "b",
+            &Outcome::Failed(
+                Cause::Start(StartError::Spawn("cmd 'x' not found on PATH".into())).into(),
+            ),
+        );
+        let report = t.take_finished().unwrap();
+        assert_eq!(report["started_services"], json!(["a"]));
+        assert_eq!(report["stopped_services"], json!(["c"]));
+        assert_eq!(report["failed_services"][0]["name"], "b");
+        assert!(report["failed_services"][0]["error"]
             .as_str()
             .unwrap()
             .contains("not found"));
-        assert_eq!(t.last.as_ref(), Some(&f.report));
-        assert!(!t.is_running());
+        assert_eq!(t.last(), Some(&report));
+        assert!(t.take_finished().is_none(), "reported once");
     }
 }

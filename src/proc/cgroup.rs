@@ -106,14 +106,6 @@ impl Cgroups {
         busy
     }
 
-    pub fn at(base: PathBuf) -> Cgroups {
-        Cgroups {
-            base,
-            owned: false,
-            memory: true,
-        }
-    }
-
     pub fn base(&self) -> &Path {
         &self.base
     }

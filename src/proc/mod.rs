@@ -1,7 +1,9 @@
-//! Processes: spawning, reaping, cgroups, and launching services.
+//! Processes: spawning, reaping, cgroups, launching services and waiting
+//! for their trees to be gone.
 
-pub mod cgroup;
-pub mod child;
-pub mod launcher;
-pub mod reaper;
+pub(crate) mod cgroup;
+pub(crate) mod child;
+pub(crate) mod launcher;
+pub(crate) mod reaper;
 pub mod spawn;
+pub(crate) mod trees;

@@ -51,6 +51,31 @@ impl Graph for BTreeMap<String, Vec<String>> {
     }
 }
 
+/// A graph as it would be with `name` (re)defined to need `needs`.
+pub struct WithNeeds<'a> {
+    pub base: &'a dyn Graph,
+    pub name: &'a str,
+    pub needs: &'a [String],
+}
+
+impl Graph for WithNeeds<'_> {
+    fn needs_of(&self, name: &str) -> Option<&[String]> {
+        if name == self.name {
+            return Some(self.needs);
+        }
+        self.base.needs_of(name)
+    }
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String])) {
+        let own = self.name;
+        self.base.each(&mut |n, needs| {
+            if n != own {
+                f(n, needs);
+            }
+        });
+        f(self.name, self.needs);
+    }
+}
+
 /// Missing needs count as leaves (allowed at definition time; reported
 /// when a start needs them).
 struct Lenient<'a>(&'a dyn Graph);

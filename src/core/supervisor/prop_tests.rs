@@ -202,8 +202,12 @@ impl World {
         let (name, gen) = self.spawns.swap_remove(i);
         if fail {
             self.note(format!("spawn of {name} gen {gen} failed"));
-            self.sup
-                .on_spawned(&name, gen, Err("no such command".into()), self.now);
+            self.sup.on_spawned(
+                &name,
+                gen,
+                Err(StartError::Spawn("no such command".into())),
+                self.now,
+            );
             return;
         }
         let pid = self.next_pid;
@@ -278,7 +282,7 @@ impl World {
         for (name, wanted, running, active) in plan {
             match wanted {
                 Wanted::Up if !running => {
-                    let p = self.sup.start(&name, self.now);
+                    let p = self.sup.start(&name);
                     self.wait_on(&name, p);
                 }
                 Wanted::Down if active => {
@@ -308,7 +312,7 @@ impl World {
             }
             1 | 2 => {
                 self.note(format!("start {name}"));
-                let p = self.sup.start(&name, self.now);
+                let p = self.sup.start(&name);
                 self.wait_on(&name, p);
             }
             3 => {

@@ -1,6 +1,7 @@
 //! One supervised service: its definition, where it is in its life
 //! (`Phase`), and how that maps to the contract's four status words.
 
+use super::failure::Cause;
 use crate::core::definition::Definition;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
@@ -24,39 +25,13 @@ pub enum Wanted {
     Down,
 }
 
-/// How a process ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitStatus {
-    Code(i32),
-    Signal(i32),
-}
-
-impl ExitStatus {
-    /// The shell convention: the code, or 128 + the signal number.
-    pub fn code(self) -> i32 {
-        match self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => 128 + s,
-        }
-    }
-    pub fn is_clean(self) -> bool {
-        self == ExitStatus::Code(0)
-    }
-    pub fn describe(self) -> String {
-        match self {
-            ExitStatus::Code(c) => format!("exited with code {c}"),
-            ExitStatus::Signal(s) => format!("killed by signal {s}"),
-        }
-    }
-}
-
 /// What to do once a stopping service's processes are all gone.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AfterStop {
     /// `stopped`.
     Rest,
-    /// `failed` with this error.
-    Fail(String),
+    /// `failed` for this cause.
+    Fail(Cause),
     /// Start again at once (restart, or start during stop).
     Restart,
     /// Start again after the backoff delay (crash under the restart policy).

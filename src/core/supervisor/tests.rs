@@ -44,7 +44,7 @@ fn spawned(s: &mut Supervisor, name: &str, pid: Pid, now: Instant) {
 #[test]
 fn plain_service_runs_at_spawn_and_settles() {
     let (mut s, now) = sup_with(&[("web", r#"{"cmd":"sleep"}"#)]);
-    assert_eq!(s.start("web", now), Ok(Progress::Pending));
+    assert_eq!(s.start("web"), Ok(Progress::Pending));
     let a = s.take_actions();
     assert_eq!(spawns(&a), ["web"]);
     assert!(a.contains(&Action::Persist), "wanted state persisted");
@@ -56,7 +56,7 @@ fn plain_service_runs_at_spawn_and_settles() {
         outcome: Outcome::Running
     }));
     assert_eq!(
-        s.start("web", now),
+        s.start("web"),
         Ok(Progress::Done),
         "start of running is a no-op"
     );
@@ -70,7 +70,7 @@ fn needs_start_in_order_each_after_its_need_is_ready() {
         ("cache", r#"{"cmd":"c","needs":["db"],"health_port":6379}"#),
         ("app", r#"{"cmd":"a","needs":["cache"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     assert_eq!(
         spawns(&s.take_actions()),
         ["db"],
@@ -102,10 +102,15 @@ fn failed_need_fails_dependent_with_its_name() {
         ("db", r#"{"cmd":"db"}"#),
         ("app", r#"{"cmd":"a","needs":["db"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     s.take_actions();
     let g = gen_of(&s, "db");
-    s.on_spawned("db", g, Err("cmd 'db' not found on PATH".into()), now);
+    s.on_spawned(
+        "db",
+        g,
+        Err(StartError::Spawn("cmd 'db' not found on PATH".into())),
+        now,
+    );
     assert_eq!(status(&s, "db"), "failed");
     assert_eq!(status(&s, "app"), "failed");
     let err = s.get("app").unwrap().error.clone().unwrap();
@@ -121,8 +126,8 @@ fn failed_need_fails_dependent_with_its_name() {
 
 #[test]
 fn missing_need_and_cycle_are_errors_not_hangs() {
-    let (mut s, now) = sup_with(&[("app", r#"{"cmd":"a","needs":["ghost"]}"#)]);
-    let e = s.start("app", now).unwrap_err();
+    let (mut s, _) = sup_with(&[("app", r#"{"cmd":"a","needs":["ghost"]}"#)]);
+    let e = s.start("app").unwrap_err();
     assert!(e.to_string().contains("'ghost'"), "{e}");
     assert_eq!(status(&s, "app"), "failed");
 
@@ -152,7 +157,7 @@ fn health_timeout_kills_before_failing() {
         "db",
         r#"{"cmd":"db","health_port":1234,"health_timeout_secs":2}"#,
     )]);
-    s.start("db", now).unwrap();
+    s.start("db").unwrap();
     s.take_actions();
     spawned(&mut s, "db", 7, now);
     let a = s.take_actions();
@@ -200,7 +205,7 @@ fn health_timeout_kills_before_failing() {
 #[test]
 fn stale_timer_is_ignored() {
     let (mut s, now) = sup_with(&[("db", r#"{"cmd":"db","health_port":1234}"#)]);
-    s.start("db", now).unwrap();
+    s.start("db").unwrap();
     spawned(&mut s, "db", 7, now);
     let a = s.take_actions();
     let t = a
@@ -216,7 +221,7 @@ fn stale_timer_is_ignored() {
 }
 
 fn run(s: &mut Supervisor, name: &str, pid: Pid, now: Instant) {
-    s.start(name, now).unwrap();
+    s.start(name).unwrap();
     s.take_actions();
     spawned(s, name, pid, now);
     s.take_actions();
@@ -361,7 +366,7 @@ fn restart_policies() {
 #[test]
 fn death_before_health_fails_with_exit_status() {
     let (mut s, now) = sup_with(&[("db", r#"{"cmd":"db","health_port":99}"#)]);
-    s.start("db", now).unwrap();
+    s.start("db").unwrap();
     spawned(&mut s, "db", 4, now);
     s.take_actions();
     s.on_exit(4, ExitStatus::Code(2), now);
@@ -427,7 +432,7 @@ fn start_during_stop_restarts_after() {
     let (mut s, now) = sup_with(&[("w", r#"{"cmd":"w"}"#)]);
     run(&mut s, "w", 5, now);
     s.stop("w", now).unwrap();
-    assert_eq!(s.start("w", now), Ok(Progress::Pending));
+    assert_eq!(s.start("w"), Ok(Progress::Pending));
     s.take_actions();
     s.on_exit(5, ExitStatus::Signal(15), now);
     tree_empty(&mut s, "w", now);
@@ -440,7 +445,7 @@ fn stop_while_waiting_for_needs_settles_stopped() {
         ("db", r#"{"cmd":"db","health_port":5}"#),
         ("app", r#"{"cmd":"a","needs":["db"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     s.take_actions();
     assert_eq!(s.stop("app", now), Ok(Progress::Done));
     assert_eq!(status(&s, "app"), "stopped");
@@ -458,7 +463,7 @@ fn shutdown_stops_dependents_first_and_keeps_wanted() {
         ("db", r#"{"cmd":"db"}"#),
         ("app", r#"{"cmd":"a","needs":["db"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     s.take_actions();
     spawned(&mut s, "db", 1, now);
     s.take_actions();
@@ -490,7 +495,7 @@ fn shutdown_stops_dependents_first_and_keeps_wanted() {
     tree_empty(&mut s, "db", now);
     assert!(s.take_actions().contains(&Action::ShutdownComplete));
     assert_eq!(s.get("db").unwrap().wanted, Wanted::Up, "wanted state kept");
-    assert!(s.start("db", now).is_err(), "no starts during shutdown");
+    assert!(s.start("db").is_err(), "no starts during shutdown");
 }
 
 #[test]
@@ -524,11 +529,11 @@ fn changed_definition_restarts_running_service() {
 
 #[test]
 fn broken_dropin_is_failed_and_cannot_start() {
-    let (mut s, now) = sup_with(&[("app", r#"{"cmd":"a","needs":["bad"]}"#)]);
+    let (mut s, _) = sup_with(&[("app", r#"{"cmd":"a","needs":["bad"]}"#)]);
     s.add_broken("bad", "bad.toml: expected `=`".into());
     assert_eq!(status(&s, "bad"), "failed");
-    assert!(matches!(s.start("bad", now), Err(SupError::Failed(m)) if m.contains("expected")));
-    assert!(matches!(s.start("app", now), Err(SupError::Failed(m)) if m.contains("'bad'")));
+    assert!(matches!(s.start("bad"), Err(SupError::Failed(m)) if m.contains("expected")));
+    assert!(matches!(s.start("app"), Err(SupError::Failed(m)) if m.contains("'bad'")));
 }
 
 #[test]
@@ -541,7 +546,7 @@ fn huge_timeouts_never_overflow_a_deadline() {
     d.stop_timeout_secs = 1e19;
     d.health_timeout_secs = 1e19;
     s.upsert("w", d, Source::Api, now).unwrap();
-    s.start("w", now).unwrap();
+    s.start("w").unwrap();
     s.take_actions();
     spawned(&mut s, "w", 10, now);
     let health_at = s.take_actions().iter().find_map(|a| match a {
@@ -641,21 +646,21 @@ fn needs_depth_is_limited_and_nothing_is_lost() {
     s.upsert("c63", def(r#"{"cmd":"x"}"#), Source::Api, now)
         .unwrap();
     s.take_actions();
-    assert_eq!(s.start("c0", now), Ok(Progress::Pending));
+    assert_eq!(s.start("c0"), Ok(Progress::Pending));
     assert_eq!(spawns(&s.take_actions()), ["c63"], "the deepest need first");
 }
 
 #[test]
 fn a_late_spawn_of_a_deleted_or_restarted_service_is_killed_and_changes_nothing() {
     let (mut s, now) = sup_with(&[("c", r#"{"cmd":"c"}"#)]);
-    s.start("c", now).unwrap();
+    s.start("c").unwrap();
     let old_gen = gen_of(&s, "c");
     s.take_actions();
     // Deleted while it was being spawned, then defined and started again.
     s.delete("c", now).unwrap();
     s.upsert("c", def(r#"{"cmd":"c"}"#), Source::Api, now)
         .unwrap();
-    s.start("c", now).unwrap();
+    s.start("c").unwrap();
     s.take_actions();
     let new_gen = gen_of(&s, "c");
     s.on_spawned("c", old_gen, Ok(100), now);
@@ -687,7 +692,7 @@ fn shutdown_completes_when_a_waiting_dependent_frees_its_need() {
         ("db", r#"{"cmd":"db"}"#),
         ("app", r#"{"cmd":"a","needs":["db"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     let db_gen = gen_of(&s, "db");
     s.take_actions();
     s.shutdown(now);
@@ -713,7 +718,7 @@ fn a_waiting_service_redefined_with_other_needs_does_not_wait_for_ever() {
         ("fast", r#"{"cmd":"f"}"#),
         ("app", r#"{"cmd":"a","needs":["slow"]}"#),
     ]);
-    s.start("app", now).unwrap();
+    s.start("app").unwrap();
     s.take_actions();
     // While app waits for slow, its needs become fast only.
     s.upsert(
@@ -733,7 +738,7 @@ fn a_waiting_service_redefined_with_other_needs_does_not_wait_for_ever() {
 #[test]
 fn a_start_refused_while_stopping_keeps_the_process_tracked() {
     let (mut s, now) = sup_with(&[("a", r#"{"cmd":"a"}"#)]);
-    s.start("a", now).unwrap();
+    s.start("a").unwrap();
     s.take_actions();
     spawned(&mut s, "a", 30, now);
     s.stop("a", now).unwrap();
@@ -747,7 +752,7 @@ fn a_start_refused_while_stopping_keeps_the_process_tracked() {
     )
     .unwrap();
     s.take_actions();
-    assert!(s.start("a", now).is_err());
+    assert!(s.start("a").is_err());
     assert!(matches!(s.get("a").unwrap().phase, Phase::Stopping { .. }));
     assert!(s.on_exit(30, ExitStatus::Signal(15), now));
     let watch = s.take_actions().into_iter().find_map(|a| match a {

@@ -1,0 +1,1000 @@
+//! The supervisor's state machine: every service's phase, moved by
+//! requests and inputs, with the actions it wants carried out queued in
+//! order. No syscalls: tested without processes.
+
+use super::backoff;
+use super::deps::{self, DepError, Graph, WithNeeds};
+use super::exit::ExitStatus;
+use super::failure::{Cause, Failure, StartError};
+use super::service::{AfterStop, Phase, Pid, Service, Source, Wanted};
+use crate::core::definition::Definition;
+use crate::core::limits::{self, deadline};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimerKind {
+    HealthDeadline,
+    StopKill,
+    RestartAfter,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Timer {
+    pub name: String,
+    pub gen: u64,
+    pub kind: TimerKind,
+}
+
+/// How a service settled, for answers that wait on it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Running,
+    Stopped,
+    Failed(Failure),
+    Deleted,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Spawn the service's process; answer with `on_spawned(name, gen, ..)`.
+    Spawn {
+        name: String,
+        gen: u64,
+    },
+    /// Tell `on_ready(name, gen)` once `port` accepts on loopback.
+    WatchPort {
+        name: String,
+        gen: u64,
+        port: u16,
+    },
+    /// SIGTERM to the process group (and the service's cgroup).
+    Terminate {
+        name: String,
+        pgid: Pid,
+    },
+    /// SIGKILL to the whole tree (process group, and `cgroup.kill`).
+    KillTree {
+        name: String,
+        pgid: Pid,
+    },
+    /// Tell `on_tree_empty(name, gen)` once no process of the tree is left.
+    WatchTree {
+        name: String,
+        gen: u64,
+        pgid: Pid,
+    },
+    Schedule {
+        at: Instant,
+        timer: Timer,
+    },
+    Settled {
+        name: String,
+        outcome: Outcome,
+    },
+    /// A definition or a wanted state changed: write the state file.
+    Persist,
+    Removed {
+        name: String,
+    },
+    ShutdownComplete,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum SupError {
+    NotFound(String),
+    /// A needs cycle, a missing need, or an operation refused in this state.
+    Conflict(String),
+    /// The service cannot start: a broken drop-in file.
+    Failed(String),
+}
+
+impl fmt::Display for SupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupError::NotFound(n) => write!(f, "service '{n}' is not defined"),
+            SupError::Conflict(m) | SupError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// An event from the outside world, as the reactor feeds it in: the one
+/// way kernel events (and subsystems' answers) reach the supervisor.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The answer to `Action::Spawn`: the process runs, or could not start.
+    Spawned {
+        name: String,
+        gen: u64,
+        result: Result<Pid, StartError>,
+    },
+    /// The health port of `name` accepted a connection.
+    Ready { name: String, gen: u64 },
+    /// A service's main process exited.
+    Exited { pid: Pid, status: ExitStatus },
+    /// No process of the service's tree is left.
+    TreeEmpty { name: String, gen: u64 },
+    /// One of the supervisor's own timers fired.
+    Timer(Timer),
+}
+
+/// Whether a request is already answered or waits for the service to settle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    Done,
+    Pending,
+}
+
+#[derive(Default)]
+pub struct Supervisor {
+    services: BTreeMap<String, Service>,
+    by_pid: HashMap<Pid, String>,
+    actions: Vec<Action>,
+    shutting_down: bool,
+    shutdown_reported: bool,
+    /// Services created so far: each one's generations start at a new
+    /// base, so a timer or spawn of a deleted service never passes for
+    /// one defined again under the same name.
+    created: u64,
+}
+
+impl Graph for BTreeMap<String, Service> {
+    fn needs_of(&self, name: &str) -> Option<&[String]> {
+        self.get(name).map(|s| s.def.needs.as_slice())
+    }
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String])) {
+        for (n, s) in self {
+            f(n, &s.def.needs);
+        }
+    }
+}
+
+impl Supervisor {
+    pub fn new() -> Supervisor {
+        Supervisor::default()
+    }
+
+    /// Actions produced since the last call, in order.
+    pub fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.actions)
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Service> {
+        self.services.get(name)
+    }
+
+    pub fn services(&self) -> impl Iterator<Item = &Service> {
+        self.services.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.services.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// The service whose main process this is, if any.
+    pub fn owner_of(&self, pid: Pid) -> Option<&str> {
+        self.by_pid.get(&pid).map(String::as_str)
+    }
+
+    // ----- definitions -------------------------------------------------
+
+    /// Creates or replaces a definition. Returns whether it was created.
+    /// A changed definition of a running service restarts it.
+    pub fn upsert(
+        &mut self,
+        name: &str,
+        def: Definition,
+        source: Source,
+        now: Instant,
+    ) -> Result<bool, SupError> {
+        self.check_upsert(name, &def)?;
+        self.actions.push(Action::Persist);
+        let Some(svc) = self.services.get_mut(name) else {
+            let svc = self.new_service(name, def, source);
+            self.services.insert(name.to_string(), svc);
+            return Ok(true);
+        };
+        let changed = svc.def != def || svc.broken.is_some();
+        svc.def = def;
+        svc.source = source;
+        svc.broken = None;
+        if changed {
+            match svc.phase {
+                Phase::Starting { pid } | Phase::Running { pid, .. } => {
+                    self.begin_stop(name, pid, AfterStop::Restart, now);
+                }
+                Phase::WaitingNeeds => {
+                    // Its needs changed while it waited for them: start the
+                    // new ones (or fail on a missing one) and look again,
+                    // or it would wait for a need it no longer has.
+                    let _ = self.start(name);
+                    self.try_advance(name);
+                }
+                _ => {}
+            }
+        }
+        Ok(false)
+    }
+
+    fn new_service(&mut self, name: &str, def: Definition, source: Source) -> Service {
+        self.created = self.created.wrapping_add(1);
+        let mut svc = Service::new(name, def, source);
+        svc.gen = self.created << 32;
+        svc
+    }
+
+    /// Refuses a definition that would break a limit or close a cycle.
+    fn check_upsert(&self, name: &str, def: &Definition) -> Result<(), SupError> {
+        if !self.services.contains_key(name) && self.services.len() >= limits::MAX_SERVICES {
+            return Err(SupError::Conflict(format!(
+                "cannot define '{name}': the init holds at most {} services",
+                limits::MAX_SERVICES
+            )));
+        }
+        let graph = WithNeeds {
+            base: &self.services,
+            name,
+            needs: &def.needs,
+        };
+        if let Some(cycle) = deps::find_cycle(&graph, name) {
+            return Err(SupError::Conflict(DepError::Cycle(cycle).to_string()));
+        }
+        deps::check_depth_through(&graph, name, limits::MAX_NEEDS_DEPTH)
+            .map_err(|e| SupError::Conflict(format!("cannot define '{name}': {e}")))
+    }
+
+    /// A drop-in file that could not be loaded: shown as `failed`. Returns
+    /// false (and adds nothing) when the init already holds its maximum of
+    /// services.
+    pub fn add_broken(&mut self, name: &str, error: String) -> bool {
+        if !self.services.contains_key(name) && self.services.len() >= limits::MAX_SERVICES {
+            return false;
+        }
+        let mut svc = self.new_service(name, placeholder_def(), Source::File);
+        svc.phase = Phase::Failed;
+        svc.error = Some(error.clone());
+        svc.broken = Some(error);
+        self.services.insert(name.to_string(), svc);
+        true
+    }
+
+    /// Sets the wanted state without acting (state-file restore at boot).
+    pub fn set_wanted(&mut self, name: &str, wanted: Wanted) {
+        if let Some(s) = self.services.get_mut(name) {
+            s.wanted = wanted;
+        }
+    }
+
+    // ----- requests ----------------------------------------------------
+
+    /// Starts `name`, its needs first. Pending until it is running or failed.
+    pub fn start(&mut self, name: &str) -> Result<Progress, SupError> {
+        if self.shutting_down {
+            return Err(SupError::Conflict("the init is shutting down".into()));
+        }
+        let svc = self
+            .services
+            .get(name)
+            .ok_or_else(|| SupError::NotFound(name.to_string()))?;
+        if let Some(b) = &svc.broken {
+            return Err(SupError::Failed(format!(
+                "service '{name}' cannot start: {b}"
+            )));
+        }
+        if matches!(svc.phase, Phase::Running { .. }) {
+            return Ok(Progress::Done);
+        }
+        let order = match deps::start_order(&self.services, name) {
+            Ok(o) => o,
+            Err(e) => {
+                let msg = e.to_string();
+                self.fail_unless_busy(name, Cause::Needs(msg.clone()));
+                return Err(match e {
+                    DepError::Cycle(_) => SupError::Conflict(msg),
+                    DepError::Missing { .. } => SupError::Failed(msg),
+                });
+            }
+        };
+        if let Some(b) = order.iter().find_map(|n| {
+            self.services
+                .get(n)
+                .and_then(|s| s.broken.clone())
+                .map(|b| (n, b))
+        }) {
+            let cause = Cause::NeedBroken {
+                need: b.0.clone(),
+                error: b.1,
+            };
+            let msg = cause.to_string();
+            self.fail_unless_busy(name, cause);
+            return Err(SupError::Failed(msg));
+        }
+        let mut changed = false;
+        for n in &order {
+            if let Some(s) = self.services.get_mut(n) {
+                changed |= s.wanted != Wanted::Up;
+                s.wanted = Wanted::Up;
+            }
+        }
+        if changed {
+            self.actions.push(Action::Persist);
+        }
+        for n in &order {
+            self.kick(n);
+        }
+        Ok(match self.services.get(name).map(|s| &s.phase) {
+            Some(Phase::Running { .. }) => Progress::Done,
+            _ => Progress::Pending,
+        })
+    }
+
+    /// Stops `name` (only it; services that need it keep running).
+    pub fn stop(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        let r = self.stop_request(name, now);
+        self.after_event(now);
+        r
+    }
+
+    fn stop_request(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        let svc = self
+            .services
+            .get_mut(name)
+            .ok_or_else(|| SupError::NotFound(name.to_string()))?;
+        if svc.wanted != Wanted::Down {
+            svc.wanted = Wanted::Down;
+            self.actions.push(Action::Persist);
+        }
+        Ok(self.stop_now(name, AfterStop::Rest, now))
+    }
+
+    /// Stop then start; a service that is not running just starts.
+    pub fn restart(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        if self.shutting_down {
+            return Err(SupError::Conflict("the init is shutting down".into()));
+        }
+        let svc = self
+            .services
+            .get_mut(name)
+            .ok_or_else(|| SupError::NotFound(name.to_string()))?;
+        match svc.phase.clone() {
+            Phase::Starting { pid } | Phase::Running { pid, .. } => {
+                svc.wanted = Wanted::Up;
+                self.actions.push(Action::Persist);
+                self.begin_stop(name, pid, AfterStop::Restart, now);
+                Ok(Progress::Pending)
+            }
+            Phase::Stopping { pid, then } if then != AfterStop::Delete => {
+                svc.wanted = Wanted::Up;
+                svc.phase = Phase::Stopping {
+                    pid,
+                    then: AfterStop::Restart,
+                };
+                self.actions.push(Action::Persist);
+                Ok(Progress::Pending)
+            }
+            _ => self.start(name).map(|_| Progress::Pending),
+        }
+    }
+
+    /// Stops and removes the definition.
+    pub fn delete(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        let r = self.delete_request(name, now);
+        self.after_event(now);
+        r
+    }
+
+    fn delete_request(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        if !self.services.contains_key(name) {
+            return Err(SupError::NotFound(name.to_string()));
+        }
+        self.actions.push(Action::Persist);
+        let p = self.stop_now(name, AfterStop::Delete, now);
+        Ok(p)
+    }
+
+    /// Re-arms every pending wait from `now` (after a restore from a
+    /// snapshot): health deadlines and stop timeouts start over, backoffs
+    /// end at once, ports are watched again.
+    pub fn rearm(&mut self, now: Instant) {
+        let names: Vec<String> = self.services.keys().cloned().collect();
+        for name in names {
+            let Some(svc) = self.services.get_mut(&name) else {
+                continue;
+            };
+            match svc.phase.clone() {
+                Phase::Starting { pid } => {
+                    svc.set_phase(Phase::Starting { pid });
+                    let gen = svc.gen;
+                    let at = deadline(now, health_timeout(&svc.def));
+                    if let Some(port) = svc.def.health_port() {
+                        self.actions.push(Action::WatchPort {
+                            name: name.clone(),
+                            gen,
+                            port,
+                        });
+                    }
+                    self.schedule(&name, gen, TimerKind::HealthDeadline, at);
+                }
+                Phase::Stopping {
+                    pid: Some(pid),
+                    then,
+                } => {
+                    svc.set_phase(Phase::Stopping {
+                        pid: Some(pid),
+                        then,
+                    });
+                    let gen = svc.gen;
+                    let at = deadline(now, stop_timeout(&svc.def));
+                    self.schedule(&name, gen, TimerKind::StopKill, at);
+                }
+                Phase::BackingOff => {
+                    let gen = svc.gen;
+                    self.schedule(&name, gen, TimerKind::RestartAfter, now);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Orderly shutdown: stop every service, dependents before their needs,
+    /// keeping wanted states. Ends with `Action::ShutdownComplete`.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        self.advance_shutdown(now);
+    }
+
+    // ----- events ------------------------------------------------------
+
+    /// Feeds one input; its actions join the queue (`take_actions`).
+    pub fn handle(&mut self, input: Input, now: Instant) {
+        match input {
+            Input::Spawned { name, gen, result } => self.on_spawned(&name, gen, result, now),
+            Input::Ready { name, gen } => self.on_ready(&name, gen, now),
+            Input::Exited { pid, status } => {
+                self.on_exit(pid, status, now);
+            }
+            Input::TreeEmpty { name, gen } => self.on_tree_empty(&name, gen, now),
+            Input::Timer(t) => self.on_timer(&t, now),
+        }
+    }
+
+    pub fn on_spawned(
+        &mut self,
+        name: &str,
+        gen: u64,
+        result: Result<Pid, StartError>,
+        now: Instant,
+    ) {
+        self.spawned(name, gen, result, now);
+        self.after_event(now);
+    }
+
+    fn spawned(&mut self, name: &str, gen: u64, result: Result<Pid, StartError>, now: Instant) {
+        let current = self
+            .services
+            .get(name)
+            .is_some_and(|s| s.gen == gen && s.phase == Phase::Spawning);
+        if !current {
+            // Stopped, deleted or started again while it was being
+            // prepared: kill what came of it, and leave the service (maybe
+            // a newer run of it) alone. Its exit is an orphan's.
+            if let Ok(pid) = result {
+                self.actions.push(Action::KillTree {
+                    name: name.to_string(),
+                    pgid: pid,
+                });
+            }
+            return;
+        }
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        match result {
+            Ok(pid) => {
+                self.by_pid.insert(pid, name.to_string());
+                svc.pgid = Some(pid);
+                svc.started_at = Some(now);
+                match svc.def.health_port() {
+                    Some(port) => {
+                        svc.set_phase(Phase::Starting { pid });
+                        let at = deadline(now, health_timeout(&svc.def));
+                        let gen = svc.gen;
+                        self.actions.push(Action::WatchPort {
+                            name: name.to_string(),
+                            gen,
+                            port,
+                        });
+                        self.schedule(name, gen, TimerKind::HealthDeadline, at);
+                    }
+                    None => self.become_running(name, pid, now),
+                }
+            }
+            Err(e) => self.fail(name, Cause::Start(e)),
+        }
+    }
+
+    pub fn on_ready(&mut self, name: &str, gen: u64, now: Instant) {
+        self.ready(name, gen, now);
+        self.after_event(now);
+    }
+
+    fn ready(&mut self, name: &str, gen: u64, now: Instant) {
+        let Some(svc) = self.services.get(name) else {
+            return;
+        };
+        if let (true, Phase::Starting { pid }) = (svc.gen == gen, &svc.phase) {
+            let pid = *pid;
+            self.become_running(name, pid, now);
+        }
+    }
+
+    /// A child exited. Returns false when it was no service's main process
+    /// (an orphan, or a helper the loop tracks itself).
+    pub fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> bool {
+        let Some(name) = self.by_pid.remove(&pid) else {
+            return false;
+        };
+        let shutting_down = self.shutting_down;
+        let Some(svc) = self.services.get_mut(&name) else {
+            return true;
+        };
+        if svc.phase.main_pid() != Some(pid) {
+            return true;
+        }
+        svc.exit_code = Some(status.code());
+        let then = match svc.phase.clone() {
+            Phase::Starting { .. } => {
+                let port = svc.def.health_port().unwrap_or(0);
+                AfterStop::Fail(Cause::ExitedBeforeReady { status, port })
+            }
+            Phase::Running { since, .. } => {
+                use crate::core::definition::RestartPolicy::*;
+                let restart = match svc.def.restart {
+                    Always => true,
+                    OnFailure => !status.is_clean(),
+                    Never => false,
+                } && !shutting_down
+                    && svc.wanted == Wanted::Up;
+                if now.saturating_duration_since(since) >= backoff::STABLE_RUN {
+                    svc.backoff_level = 0;
+                }
+                if restart {
+                    crate::info!("service '{name}' {}; restarting", status.describe());
+                    AfterStop::Backoff
+                } else if status.is_clean() {
+                    AfterStop::Rest
+                } else {
+                    AfterStop::Fail(Cause::Exited(status))
+                }
+            }
+            Phase::Stopping { then, .. } => then,
+            _ => return true,
+        };
+        self.drain(&name, then);
+        true
+    }
+
+    /// Every process of the service's tree is gone.
+    pub fn on_tree_empty(&mut self, name: &str, gen: u64, now: Instant) {
+        let Some(svc) = self.services.get(name) else {
+            return;
+        };
+        if svc.gen != gen {
+            return;
+        }
+        if let Phase::Stopping { pid: None, then } = svc.phase.clone() {
+            self.finish_stop(name, then, now);
+        }
+    }
+
+    pub fn on_timer(&mut self, timer: &Timer, now: Instant) {
+        self.timer_fired(timer);
+        self.after_event(now);
+    }
+
+    fn timer_fired(&mut self, timer: &Timer) {
+        let Some(svc) = self.services.get_mut(&timer.name) else {
+            return;
+        };
+        if svc.gen != timer.gen {
+            return;
+        }
+        let name = timer.name.as_str();
+        match (timer.kind, svc.phase.clone()) {
+            (TimerKind::HealthDeadline, Phase::Starting { pid }) => {
+                let cause = Cause::HealthTimeout {
+                    port: svc.def.health_port().unwrap_or(0),
+                    secs: svc.def.health_timeout_secs,
+                };
+                crate::warn!("service '{name}': {cause}; killing it");
+                // Killed before it is marked failed: nothing keeps running.
+                svc.set_phase(Phase::Stopping {
+                    pid: Some(pid),
+                    then: AfterStop::Fail(cause),
+                });
+                let pgid = svc.pgid.unwrap_or(pid);
+                self.actions.push(Action::KillTree {
+                    name: name.to_string(),
+                    pgid,
+                });
+            }
+            (TimerKind::StopKill, Phase::Stopping { pid: Some(pid), .. }) => {
+                crate::warn!("service '{name}' did not stop in time; sending SIGKILL");
+                let pgid = svc.pgid.unwrap_or(pid);
+                self.actions.push(Action::KillTree {
+                    name: name.to_string(),
+                    pgid,
+                });
+            }
+            (TimerKind::RestartAfter, Phase::BackingOff) => {
+                svc.set_phase(Phase::WaitingNeeds);
+                self.try_advance(name);
+            }
+            _ => {}
+        }
+    }
+
+    // ----- internals ---------------------------------------------------
+
+    fn schedule(&mut self, name: &str, gen: u64, kind: TimerKind, at: Instant) {
+        self.actions.push(Action::Schedule {
+            at,
+            timer: Timer {
+                name: name.to_string(),
+                gen,
+                kind,
+            },
+        });
+    }
+
+    /// Moves a wanted-up service towards running.
+    fn kick(&mut self, name: &str) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        match svc.phase.clone() {
+            Phase::Stopped | Phase::Failed | Phase::BackingOff => {
+                svc.error = None;
+                svc.set_phase(Phase::WaitingNeeds);
+                self.try_advance(name);
+            }
+            Phase::Stopping {
+                pid,
+                then: AfterStop::Rest | AfterStop::Fail(_),
+            } => {
+                svc.phase = Phase::Stopping {
+                    pid,
+                    then: AfterStop::Restart,
+                };
+            }
+            _ => {}
+        }
+    }
+
+    /// Spawns a waiting service once every need runs; fails it when a need
+    /// failed or is stopped.
+    fn try_advance(&mut self, name: &str) {
+        let Some(svc) = self.services.get(name) else {
+            return;
+        };
+        if svc.phase != Phase::WaitingNeeds {
+            return;
+        }
+        for need in &svc.def.needs {
+            let problem = match self.services.get(need) {
+                None => Some(Cause::NeedMissing(need.clone())),
+                Some(n) => match &n.phase {
+                    Phase::Running { .. } => None,
+                    Phase::Failed => Some(Cause::NeedFailed {
+                        need: need.clone(),
+                        error: n.error.as_deref().unwrap_or("unknown error").to_string(),
+                    }),
+                    Phase::Stopped => Some(Cause::NeedStopped(need.clone())),
+                    _ => return, // still on its way: wait
+                },
+            };
+            if let Some(cause) = problem {
+                self.fail(name, cause);
+                return;
+            }
+        }
+        if let Some(svc) = self.services.get_mut(name) {
+            svc.set_phase(Phase::Spawning);
+            let gen = svc.gen;
+            self.actions.push(Action::Spawn {
+                name: name.to_string(),
+                gen,
+            });
+        }
+    }
+
+    fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
+        if let Some(svc) = self.services.get_mut(name) {
+            svc.set_phase(Phase::Running { pid, since: now });
+            svc.error = None;
+            crate::debug!("service '{name}' is running (pid {pid})");
+            self.settled(name, Outcome::Running);
+        }
+    }
+
+    fn fail(&mut self, name: &str, cause: Cause) {
+        if let Some(svc) = self.services.get_mut(name) {
+            crate::warn!("service '{name}' failed: {cause}");
+            svc.set_phase(Phase::Failed);
+            svc.error = Some(cause.to_string());
+            self.settled(name, Outcome::Failed(cause.into()));
+        }
+    }
+
+    /// A start that cannot even begin: fails the service, unless it still
+    /// has processes (it is stopping or starting): those are tracked to
+    /// their end, never forgotten behind a `failed`.
+    fn fail_unless_busy(&mut self, name: &str, cause: Cause) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        if matches!(svc.phase, Phase::Starting { .. } | Phase::Stopping { .. }) {
+            svc.error = Some(cause.to_string());
+        } else {
+            self.fail(name, cause);
+        }
+    }
+
+    /// A failure's report gained the service's last lines of output (the
+    /// reactor reads them): the service's `error` says it all.
+    pub fn explain(&mut self, name: &str, failure: &Failure) {
+        if let Some(s) = self.services.get_mut(name) {
+            s.error = Some(failure.to_string());
+        }
+    }
+
+    /// Announces a settled service and lets whatever waits on it move.
+    fn settled(&mut self, name: &str, outcome: Outcome) {
+        self.actions.push(Action::Settled {
+            name: name.to_string(),
+            outcome,
+        });
+        let waiting: Vec<String> = self
+            .services
+            .values()
+            .filter(|s| s.phase == Phase::WaitingNeeds && s.def.needs.iter().any(|n| n == name))
+            .map(|s| s.name.clone())
+            .collect();
+        for w in waiting {
+            self.try_advance(&w);
+        }
+    }
+
+    /// Stops whatever runs now; returns whether the caller must wait.
+    fn stop_now(&mut self, name: &str, then: AfterStop, now: Instant) -> Progress {
+        let Some(svc) = self.services.get_mut(name) else {
+            return Progress::Done;
+        };
+        match svc.phase.clone() {
+            Phase::Starting { pid } | Phase::Running { pid, .. } => {
+                self.begin_stop(name, pid, then, now);
+                Progress::Pending
+            }
+            Phase::Stopping { pid, then: old } => {
+                let then = if old == AfterStop::Delete { old } else { then };
+                svc.phase = Phase::Stopping { pid, then };
+                Progress::Pending
+            }
+            Phase::Stopped
+            | Phase::Failed
+            | Phase::WaitingNeeds
+            | Phase::Spawning
+            | Phase::BackingOff => {
+                if then == AfterStop::Delete {
+                    self.remove(name);
+                } else {
+                    if svc.phase != Phase::Failed || !self.shutting_down {
+                        svc.set_phase(Phase::Stopped);
+                    }
+                    self.settled(name, Outcome::Stopped);
+                }
+                Progress::Done
+            }
+        }
+    }
+
+    fn begin_stop(&mut self, name: &str, pid: Pid, then: AfterStop, now: Instant) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        svc.set_phase(Phase::Stopping {
+            pid: Some(pid),
+            then,
+        });
+        let pgid = svc.pgid.unwrap_or(pid);
+        let at = deadline(now, stop_timeout(&svc.def));
+        let gen = svc.gen;
+        self.actions.push(Action::Terminate {
+            name: name.to_string(),
+            pgid,
+        });
+        self.schedule(name, gen, TimerKind::StopKill, at);
+    }
+
+    /// The main process is gone: kill what is left of its tree and wait.
+    fn drain(&mut self, name: &str, then: AfterStop) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        svc.set_phase(Phase::Stopping { pid: None, then });
+        let gen = svc.gen;
+        if let Some(pgid) = svc.pgid {
+            self.actions.push(Action::KillTree {
+                name: name.to_string(),
+                pgid,
+            });
+            self.actions.push(Action::WatchTree {
+                name: name.to_string(),
+                gen,
+                pgid,
+            });
+        } else {
+            self.actions.push(Action::WatchTree {
+                name: name.to_string(),
+                gen,
+                pgid: 0,
+            });
+        }
+    }
+
+    fn finish_stop(&mut self, name: &str, then: AfterStop, now: Instant) {
+        let shutting_down = self.shutting_down;
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        match then {
+            AfterStop::Rest => {
+                svc.set_phase(Phase::Stopped);
+                self.settled(name, Outcome::Stopped);
+            }
+            AfterStop::Fail(msg) => self.fail(name, msg),
+            AfterStop::Restart if !shutting_down => {
+                svc.set_phase(Phase::Stopped);
+                self.kick(name);
+            }
+            AfterStop::Backoff if !shutting_down => {
+                svc.restarts = svc.restarts.saturating_add(1);
+                let delay = backoff::restart_delay(svc.backoff_level);
+                svc.backoff_level = svc.backoff_level.saturating_add(1);
+                if delay.is_zero() {
+                    svc.set_phase(Phase::WaitingNeeds);
+                    self.try_advance(name);
+                } else {
+                    svc.set_phase(Phase::BackingOff);
+                    let gen = svc.gen;
+                    self.schedule(name, gen, TimerKind::RestartAfter, deadline(now, delay));
+                }
+            }
+            AfterStop::Restart | AfterStop::Backoff => {
+                svc.set_phase(Phase::Stopped);
+                self.settled(name, Outcome::Stopped);
+            }
+            AfterStop::Delete => self.remove(name),
+        }
+        if self.shutting_down {
+            self.advance_shutdown(now);
+        }
+    }
+
+    fn remove(&mut self, name: &str) {
+        if self.services.remove(name).is_some() {
+            self.by_pid.retain(|_, n| n != name);
+            self.actions.push(Action::Persist);
+            self.actions.push(Action::Settled {
+                name: name.to_string(),
+                outcome: Outcome::Deleted,
+            });
+            self.actions.push(Action::Removed {
+                name: name.to_string(),
+            });
+            // Dependents waiting on it can no longer start.
+            let waiting: Vec<String> = self
+                .services
+                .values()
+                .filter(|s| s.phase == Phase::WaitingNeeds && s.def.needs.iter().any(|n| n == name))
+                .map(|s| s.name.clone())
+                .collect();
+            for w in waiting {
+                self.try_advance(&w);
+            }
+        }
+    }
+
+    /// Stops every active service none of whose dependents is still active.
+    fn advance_shutdown(&mut self, now: Instant) {
+        // A service that stops without waiting (one waiting for its needs,
+        // or still being spawned) may free its needs to stop in turn: go
+        // round until a pass changes nothing.
+        loop {
+            let active: Vec<String> = self
+                .services
+                .values()
+                .filter(|s| s.phase.is_active())
+                .map(|s| s.name.clone())
+                .collect();
+            if active.is_empty() {
+                if !self.shutdown_reported {
+                    self.shutdown_reported = true;
+                    self.actions.push(Action::ShutdownComplete);
+                }
+                return;
+            }
+            // Once per pass: asking "is it needed?" of every pair would
+            // make a shutdown of many services cubic.
+            let needed_by_active: HashSet<String> = active
+                .iter()
+                .filter_map(|n| self.services.get(n))
+                .flat_map(|s| s.def.needs.iter().cloned())
+                .collect();
+            let mut settled_now = false;
+            for name in &active {
+                let stopping = matches!(
+                    self.services.get(name).map(|s| &s.phase),
+                    Some(Phase::Stopping { .. })
+                );
+                if !needed_by_active.contains(name) && !stopping {
+                    settled_now |= self.stop_now(name, AfterStop::Rest, now) == Progress::Done;
+                }
+            }
+            if !settled_now {
+                return;
+            }
+        }
+    }
+
+    /// During a shutdown, every event may let more services stop.
+    fn after_event(&mut self, now: Instant) {
+        if self.shutting_down {
+            self.advance_shutdown(now);
+        }
+    }
+}
+
+/// Validated at definition time; clamped again here so that no value can
+/// make a deadline overflow.
+fn stop_timeout(def: &Definition) -> Duration {
+    limits::clamped_secs(def.stop_timeout_secs, limits::MAX_STOP_TIMEOUT_SECS)
+}
+
+fn health_timeout(def: &Definition) -> Duration {
+    limits::clamped_secs(def.health_timeout_secs, limits::MAX_HEALTH_TIMEOUT_SECS)
+}
+
+fn placeholder_def() -> Definition {
+    Definition {
+        cmd: String::new(),
+        args: vec![],
+        env: BTreeMap::new(),
+        working_dir: None,
+        user: None,
+        health_port: None,
+        needs: vec![],
+        container: false,
+        image: None,
+        restart: Default::default(),
+        stop_timeout_secs: 10.0,
+        health_timeout_secs: 60.0,
+        autostart: false,
+    }
+}
+
+#[cfg(test)]
+#[path = "prop_tests.rs"]
+mod prop_tests;
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;

@@ -1,0 +1,419 @@
+//! The loop itself: the `Reactor` (every subsystem's owner), its set-up,
+//! the poll loop with its pause detection and panic guard, events routed
+//! by token owner, timers, and the state file written before answers.
+
+use crate::api::handlers::View;
+use crate::api::server::{ensure_parent, ApiServer};
+use crate::config::Config;
+use crate::containers::driver::Containers;
+use crate::core::supervisor::{Input, Supervisor};
+use crate::health::watcher::HealthWatcher;
+use crate::io::{Io, Owner, TimerKey};
+use crate::output::exec::Execs;
+use crate::output::logs::Logs;
+use crate::persist::report::RestoreTracker;
+use crate::persist::state_file;
+use crate::pid1::HaltMode;
+use crate::proc::cgroup::Cgroups;
+use crate::proc::launcher::Launcher;
+use crate::proc::trees::TreeWatcher;
+use crate::stats::Stats;
+use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
+use mio::{Events, Interest, Token};
+use signal_hook_mio::v1_0::Signals;
+use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+/// Within a long batch of events, answers go out at least this often.
+const ANSWER_EVERY: Duration = Duration::from_millis(10);
+/// Orphans a second whose service is looked up (see `reap`).
+pub(super) const ATTRIBUTION_RATE: f64 = 1000.0;
+/// A poll that returns this much later than its timeout was a pause.
+const PAUSE_SLACK: Duration = Duration::from_millis(1500);
+
+/// The init at run time: the supervisor, every subsystem, and the loop's
+/// I/O handle they borrow.
+pub struct Reactor {
+    pub(super) cfg: Config,
+    pub(super) io: Io,
+    pub(super) signals: Signals,
+    pub(super) api: ApiServer,
+    pub(super) sup: Supervisor,
+    pub(super) launcher: Launcher,
+    pub(super) trees: TreeWatcher,
+    pub(super) health: HealthWatcher,
+    pub(super) logs: Logs,
+    pub(super) execs: Execs,
+    pub(super) containers: Containers,
+    pub(super) cgroups: Option<Cgroups>,
+    pub(super) stats: Stats,
+    pub(super) restore: RestoreTracker,
+    /// Why the state file could not be used at start, if it could not.
+    pub(super) state_error: Option<String>,
+    /// The state file is behind the supervisor.
+    pub(super) dirty: bool,
+    pub(super) halt: Option<HaltMode>,
+    /// Set when the init must stop reading its API (shutdown finished).
+    pub(super) finished: bool,
+    /// When the loop last checked the clock (see `notice_pause`).
+    last_tick: Instant,
+    /// Orphan attributions left, and when the budget was last refilled.
+    pub(super) attribution: (f64, Instant),
+}
+
+impl Reactor {
+    /// Sets up the socket, signals and directories. Errors here are fatal
+    /// start-up errors (the caller halts cleanly as PID 1).
+    pub fn new(cfg: Config, pid1: bool) -> Result<Reactor, String> {
+        let mut io = Io::new().map_err(|e| format!("cannot create poll: {e}"))?;
+        let mut signals =
+            Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGHUP, SIGUSR1, SIGUSR2])
+                .map_err(|e| format!("cannot set up signal handling: {e}"))?;
+        io.register(&mut signals, Interest::READABLE, Owner::Signals)
+            .map_err(|e| format!("cannot register signals: {e}"))?;
+        let api = ApiServer::bind(&cfg.socket, &mut io)
+            .map_err(|e| format!("cannot listen on {}: {e}", cfg.socket.display()))?;
+        if let Err(e) = std::fs::create_dir_all(&cfg.log_dir) {
+            crate::warn!("unable to create {}: {e}", cfg.log_dir.display());
+        }
+        if let Err(e) = ensure_parent(&cfg.state_file) {
+            crate::warn!("unable to create the state file's directory: {e}");
+        }
+        if !pid1 {
+            become_subreaper();
+        }
+        raise_fd_limit();
+        let cgroups = Cgroups::detect(instance_name(&cfg, pid1).as_deref());
+        match &cgroups {
+            Some(c) => crate::info!("service cgroups under {}", c.base().display()),
+            None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
+        }
+        Ok(Reactor {
+            logs: Logs::new(&cfg.log_dir),
+            containers: Containers::new(&cfg),
+            cfg,
+            io,
+            signals,
+            api,
+            sup: Supervisor::new(),
+            launcher: Launcher::default(),
+            trees: TreeWatcher::default(),
+            health: HealthWatcher::new(),
+            execs: Execs::default(),
+            cgroups,
+            stats: Stats::new(pid1),
+            restore: RestoreTracker::default(),
+            state_error: None,
+            dirty: false,
+            halt: None,
+            finished: false,
+            last_tick: Instant::now(),
+            attribution: (ATTRIBUTION_RATE, Instant::now()),
+        })
+    }
+
+    /// Loads drop-ins and the state file, starts what should run, then
+    /// serves until an orderly shutdown has stopped every service.
+    pub fn run(mut self) -> HaltMode {
+        let now = Instant::now();
+        self.state_error =
+            crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
+        self.route(now);
+        self.write_state_if_dirty();
+        let mut events = Events::with_capacity(256);
+        while !self.finished {
+            self.turn(&mut events);
+        }
+        self.write_state_if_dirty();
+        self.execs.kill_all();
+        self.containers.abandon_tasks();
+        if let Some(cg) = &self.cgroups {
+            cg.cleanup();
+        }
+        self.halt.unwrap_or(HaltMode::PowerOff)
+    }
+
+    /// One iteration: wait, handle the events, the timers that are due, and
+    /// the waits answered meanwhile; then the state file, then the answers.
+    pub(super) fn turn(&mut self, events: &mut Events) {
+        // The checks tile the whole iteration: work done since the
+        // timers ran, the poll itself, and the event handling.
+        self.notice_pause(Some(Duration::ZERO));
+        self.discard_stale_timers();
+        let timeout = if self.logs.has_backlog() {
+            Some(Duration::ZERO) // output still waits in a pipe
+        } else {
+            self.io.timers().next_timeout(Instant::now())
+        };
+        let polled = self.io.poll(events, timeout);
+        self.notice_pause(timeout);
+        if let Err(e) = polled {
+            if e.kind() != io::ErrorKind::Interrupted {
+                crate::error!("poll failed: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            return;
+        }
+        let batch: Vec<(Token, bool, bool)> = events
+            .iter()
+            .map(|e| {
+                let closed = e.is_read_closed() || e.is_error();
+                (e.token(), e.is_readable() || closed, e.is_writable())
+            })
+            .collect();
+        let mut answered_at = Instant::now();
+        for (token, readable, writable) in batch {
+            self.guarded(|r| r.on_event(token, readable, writable));
+            // A long batch (a burst of starts) still answers as it goes:
+            // state written first, as at the end of an iteration.
+            if answered_at.elapsed() >= ANSWER_EVERY {
+                self.write_state_and_answer();
+                answered_at = Instant::now();
+            }
+        }
+        self.guarded(|r| r.logs.read_backlog());
+        self.notice_pause(Some(Duration::ZERO));
+        let now = Instant::now();
+        let due = self.io.timers().pop_due(now);
+        for key in due {
+            self.guarded(|r| r.on_timer(key, now));
+        }
+        self.guarded(|r| r.route(Instant::now()));
+        self.write_state_and_answer();
+    }
+
+    /// Time that passed far beyond what the loop waited for or worked on
+    /// means the VM (or the init) was paused: the monotonic clock jumped.
+    /// Deadlines move by the lost time, so no backoff, health deadline or
+    /// stop timeout fires because of the pause. Checked after each poll
+    /// (`asked` is its timeout; None means it could sleep forever), and
+    /// before and after the rest of each iteration (`asked` zero), so a
+    /// pause is seen wherever it hits.
+    fn notice_pause(&mut self, asked: Option<Duration>) {
+        let now = Instant::now();
+        let gap = now.saturating_duration_since(self.last_tick);
+        self.last_tick = now;
+        let Some(asked) = asked else {
+            return; // an endless wait: nothing was pending
+        };
+        if gap > asked + PAUSE_SLACK {
+            let lost = gap - asked;
+            crate::warn!(
+                "the clock jumped {:.1}s (paused?); moving deadlines by as much",
+                lost.as_secs_f64()
+            );
+            self.io.timers().shift(lost);
+        }
+    }
+
+    /// Timers are cancelled lazily; dropping the stale ones at the head
+    /// before sleeping means a cancelled timer never wakes the init (an
+    /// idle init makes no wake-ups at all).
+    fn discard_stale_timers(&mut self) {
+        while let Some(key) = self.io.timers().peek().cloned() {
+            let stale = match &key {
+                TimerKey::Service(t) => self.sup.get(&t.name).is_none_or(|s| s.gen != t.gen),
+                TimerKey::PortScan => self.health.is_idle(),
+                TimerKey::TreeCheck => self.trees.is_idle(),
+                TimerKey::ConnSweep => self.api.sweep_is_stale(),
+                TimerKey::Exec(id) => !self.execs.has(*id),
+            };
+            if !stale {
+                return;
+            }
+            match key {
+                TimerKey::PortScan => self.health.timer_gone(),
+                TimerKey::TreeCheck => self.trees.timer_gone(),
+                _ => {}
+            }
+            self.io.timers().discard_first();
+        }
+    }
+
+    /// Runs one handler and routes what it caused; a panic in it is logged
+    /// and the loop goes on (PID 1 must never die).
+    pub(super) fn guarded(&mut self, f: impl FnOnce(&mut Reactor)) {
+        let handled = catch_unwind(AssertUnwindSafe(|| {
+            f(self);
+            self.route(Instant::now());
+        }));
+        if let Err(p) = handled {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            crate::error!("recovered from a panic in an event handler: {msg}");
+        }
+    }
+
+    /// One readiness event, routed by who owns its token.
+    fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
+        let Some(owner) = self.io.owner(token).cloned() else {
+            return; // a closed source: tokens are never reused
+        };
+        let io = &mut self.io;
+        match owner {
+            Owner::Signals => self.on_signals(),
+            Owner::Listener => self.api.accept_all(io),
+            Owner::Conn => self.on_conn_event(token, readable, writable),
+            Owner::Probe => {
+                if let Some(input) = self.health.on_probe(io, token) {
+                    self.feed(input);
+                }
+            }
+            Owner::Log(name) => self.logs.on_readable(&name),
+            Owner::ExecOut { id, err } => self.execs.on_output(io, id, err),
+            Owner::ExecIn { id } => self.execs.on_input(io, id),
+            Owner::Spawn { pid } => {
+                if let Some(input) = self.launcher.on_pipe(io, &self.sup, pid) {
+                    self.feed(input);
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, key: TimerKey, now: Instant) {
+        match key {
+            TimerKey::Service(t) => self.feed(Input::Timer(t)),
+            TimerKey::PortScan => {
+                self.health.timer_gone();
+                for input in self.health.scan(&mut self.io, now) {
+                    self.feed(input);
+                }
+            }
+            TimerKey::TreeCheck => {
+                self.trees.timer_gone();
+                self.check_trees(now);
+            }
+            TimerKey::ConnSweep => self.api.sweep(&mut self.io, now),
+            TimerKey::Exec(id) => self.execs.on_timeout(id),
+        }
+    }
+
+    /// What the API handlers may read.
+    pub(super) fn view(&self) -> View<'_> {
+        View {
+            sup: &self.sup,
+            logs: &self.logs,
+            containers: &self.containers,
+            cgroups: self.cgroups.as_ref(),
+            stats: &self.stats,
+            last_restore: self.restore.last(),
+            state_file: &self.cfg.state_file,
+            state_error: self.state_error.as_deref(),
+            connections: self.api.connections(),
+            shutting_down: self.halt.is_some(),
+        }
+    }
+
+    // ----- state file ----------------------------------------------------
+
+    /// The waits answered meanwhile go on with their pipelined requests;
+    /// then the state file, then the answers that depend on it.
+    pub(super) fn write_state_and_answer(&mut self) {
+        self.guarded(|r| r.resume_answered());
+        self.write_state_if_dirty();
+        self.api.flush_deferred(&mut self.io);
+    }
+
+    fn write_state_if_dirty(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        if let Err(e) = self.write_state() {
+            crate::error!(
+                "unable to write the state file {}: {e}",
+                self.cfg.state_file.display()
+            );
+            self.dirty = true; // retried at the next change
+        }
+    }
+
+    pub(super) fn write_state(&mut self) -> io::Result<()> {
+        let t0 = Instant::now();
+        let snapshot = crate::persist::boot::snapshot(&self.sup);
+        state_file::write_atomic(&self.cfg.state_file, &state_file::encode(&snapshot))?;
+        self.stats.state_writes += 1;
+        self.stats.last_state_write_us = t0.elapsed().as_micros() as u64;
+        Ok(())
+    }
+}
+
+/// A plain supervisor's cgroups live in a subtree named after its socket:
+/// stable across its own restarts, distinct from any other instance's.
+fn instance_name(cfg: &Config, pid1: bool) -> Option<String> {
+    (!pid1).then(|| {
+        format!(
+            "iris-{:016x}",
+            fnv1a(cfg.socket.as_os_str().as_encoded_bytes())
+        )
+    })
+}
+
+/// Orphans of services come to us, not to the real PID 1.
+fn become_subreaper() {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    if rc != 0 {
+        crate::warn!(
+            "unable to become a child subreaper: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
+
+/// FNV-1a: a stable short name for a path.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Many connections and service pipes need more than the default 1024 fds.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_handler_does_not_end_the_loop() {
+        let dir = std::env::temp_dir().join(format!("iris-guard-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let cfg = Config {
+            socket: dir.join("s.sock"),
+            services_dir: dir.join("init.d"),
+            state_file: dir.join("state.json"),
+            log_dir: dir.join("logs"),
+        };
+        let mut r = Reactor::new(cfg, false).unwrap();
+        let mut after = false;
+        r.guarded(|_| panic!("boom in a handler"));
+        r.guarded(|r| {
+            // The init is still whole: the supervisor takes requests.
+            let def = crate::core::definition::Definition::from_json(br#"{"cmd":"true"}"#).unwrap();
+            r.sup
+                .upsert(
+                    "ok",
+                    def,
+                    crate::core::supervisor::Source::Api,
+                    Instant::now(),
+                )
+                .unwrap();
+            after = true;
+        });
+        assert!(after && r.sup.get("ok").is_some());
+        if let Some(cg) = &r.cgroups {
+            cg.cleanup();
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
