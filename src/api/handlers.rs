@@ -144,6 +144,8 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
             let _: Value = parse_body(&req.body)?;
             let def =
                 Definition::from_json(&req.body).map_err(|e| ApiError::InvalidDefinition(e.0))?;
+            crate::containers::image::check_image_field(def.image.as_deref())
+                .map_err(ApiError::InvalidDefinition)?;
             Command::Put { name, def }
         }
         Route::DeleteService(name) => Command::Delete(name),
@@ -211,6 +213,8 @@ fn system(view: &View) -> Value {
         "state_file_writes": view.stats.state_writes,
         "state_file_last_write_us": view.stats.last_state_write_us,
         "shutting_down": view.shutting_down,
+        // Lines of the init's own log its console did not take in time.
+        "console_dropped_lines": crate::console::dropped_lines(),
     })
 }
 

@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 const ANSWER_EVERY: Duration = Duration::from_millis(10);
 /// Orphans a second whose service is looked up (see `reap`).
 pub(super) const ATTRIBUTION_RATE: f64 = 1000.0;
+/// How soon the init's own log is offered again to a console that did not
+/// take all of it.
+const CONSOLE_RETRY: Duration = Duration::from_millis(100);
 /// A poll that returns this much later than its timeout was a pause.
 const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 
@@ -144,7 +147,13 @@ impl Reactor {
         let timeout = if self.logs.has_backlog() {
             Some(Duration::ZERO) // output still waits in a pipe
         } else {
-            self.io.timers().next_timeout(Instant::now())
+            let next = self.io.timers().next_timeout(Instant::now());
+            if crate::console::pending_bytes() > 0 {
+                // The init's own log waits for a slow console: try again soon.
+                Some(next.map_or(CONSOLE_RETRY, |t| t.min(CONSOLE_RETRY)))
+            } else {
+                next
+            }
         };
         let polled = self.io.poll(events, timeout);
         self.notice_pause(timeout);
@@ -181,6 +190,7 @@ impl Reactor {
         }
         self.guarded(|r| r.route(Instant::now()));
         self.write_state_and_answer();
+        crate::console::flush();
     }
 
     /// Time that passed far beyond what the loop waited for or worked on
