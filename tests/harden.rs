@@ -177,7 +177,8 @@ fn chain_state_file(dir: &std::path::Path, n: usize) {
 fn a_state_file_with_a_huge_needs_chain_boots() {
     let t = TempDir::new("chain");
     // Deep enough that a walk recursing per level overflows the stack.
-    chain_state_file(t.path(), 100_000);
+    chain_state_file(t.path(), 60_000);
+    let original_len = std::fs::metadata(paths(t.path()).2).unwrap().len();
     let log = std::fs::File::create(t.path().join("init.log")).unwrap();
     let init = start_with_stderr(t.path(), Stdio::from(log));
     let (s, v) = init.req("GET", "/v1/system", None);
@@ -188,7 +189,19 @@ fn a_state_file_with_a_huge_needs_chain_boots() {
     let first = init.service("s000000");
     assert_eq!(first["needs"], json!(["s000001"]), "{first}");
     let log = std::fs::read_to_string(t.path().join("init.log")).unwrap();
-    assert!(log.contains("at most 1024 services"), "{log:.2000}");
+    assert!(log.contains("at most 64 are allowed"), "{log:.2000}");
+    assert!(log.contains("more services not loaded"), "{log:.2000}");
+    let not_loaded = log.lines().filter(|l| l.contains("not loaded")).count();
+    assert!(not_loaded <= 11, "a summary, not a line per service");
+    // Nothing is lost: the file they came from is kept, and said so.
+    let err = v["state_file_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(err.contains("could not be loaded"), "{v}");
+    let kept = err.rsplit("kept as ").next().unwrap_or_default();
+    let kept_len = std::fs::metadata(kept).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(kept_len, original_len, "{err}");
     let (s, v) = init.req("GET", "/v1/services", None);
     assert_eq!(s, 200);
     assert_eq!(v.as_array().map(Vec::len), Some(count as usize));
@@ -256,4 +269,51 @@ fn a_fifo_drop_in_does_not_hang_the_start() {
     let big = init.service("big");
     let err = big["error"].as_str().unwrap_or_default();
     assert!(err.contains("larger than the limit"), "{big}");
+}
+
+#[test]
+fn a_supervisor_restarted_after_kill_9_runs_each_service_once() {
+    let t = TempDir::new("kill9");
+    let mut init = Init::start(t.path());
+    // A sleep unusual enough to count these processes by.
+    let secs = format!("{}", 2_000_000 + std::process::id());
+    let def = json!({"cmd": "sleep", "args": [secs]}).to_string();
+    let (s, v) = init.put("once", &def);
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = init.req("POST", "/v1/services/once/start", None);
+    assert_eq!(s, 200, "{v}");
+    let first = v["pid"].as_i64().unwrap() as i32;
+    init.kill();
+    assert!(alive(first), "a service outlives a SIGKILLed supervisor");
+    let init = Init::start(t.path());
+    let v = init.wait_status("once", "running");
+    let second = v["pid"].as_i64().unwrap() as i32;
+    assert_ne!(first, second);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while alive(first) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(!alive(first), "the previous run's process was ended");
+    assert_eq!(pids_with_cmdline(&format!("sleep {secs}")), [second]);
+}
+
+#[test]
+fn the_image_store_drops_what_nothing_uses_at_boot() {
+    let t = TempDir::new("gc");
+    let state_dir = paths(t.path()).2.parent().unwrap().to_path_buf();
+    // An image no service uses, a pull whose skopeo was killed, its files.
+    let junk = [
+        state_dir.join("images/docker.io%2Flibrary%2Fgone%3A1"),
+        state_dir.join("pulling/docker.io%2Flibrary%2Fkilled%3A1"),
+        state_dir.join("tmp/container_images_storage42"),
+    ];
+    for d in &junk {
+        std::fs::create_dir_all(d.join("blobs")).unwrap();
+    }
+    let init = Init::start(t.path());
+    let (s, _) = init.req("GET", "/v1/system", None);
+    assert_eq!(s, 200);
+    for d in &junk {
+        assert!(!d.exists(), "{} is gone", d.display());
+    }
 }

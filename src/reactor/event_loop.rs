@@ -32,6 +32,8 @@ pub(super) const ATTRIBUTION_RATE: f64 = 1000.0;
 /// How soon the init's own log is offered again to a console that did not
 /// take all of it.
 const CONSOLE_RETRY: Duration = Duration::from_millis(100);
+/// How long start-up waits for a previous run's leftovers to die.
+const LEFTOVER_PATIENCE: Duration = Duration::from_secs(5);
 /// A poll that returns this much later than its timeout was a pause.
 const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 
@@ -89,7 +91,19 @@ impl Reactor {
         raise_fd_limit();
         let cgroups = Cgroups::detect(instance_name(&cfg, pid1).as_deref());
         match &cgroups {
-            Some(c) => crate::info!("service cgroups under {}", c.base().display()),
+            Some(c) => {
+                crate::info!("service cgroups under {}", c.base().display());
+                // A plain supervisor killed before (kill -9) left its
+                // services running: end them before starting them again.
+                let left = c.empty_leftovers(LEFTOVER_PATIENCE);
+                if !left.is_empty() {
+                    crate::warn!(
+                        "killed what a previous run left of {} services: {}",
+                        left.len(),
+                        left.join(", ")
+                    );
+                }
+            }
             None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
         }
         Ok(Reactor {
@@ -122,6 +136,7 @@ impl Reactor {
         let now = Instant::now();
         self.state_error =
             crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
+        self.containers.collect_garbage(&self.sup);
         self.route(now);
         self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
