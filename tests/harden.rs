@@ -317,3 +317,45 @@ fn the_image_store_drops_what_nothing_uses_at_boot() {
         assert!(!d.exists(), "{} is gone", d.display());
     }
 }
+
+#[test]
+fn the_socket_flag_never_deletes_what_is_not_a_socket() {
+    let t = TempDir::new("sockpath");
+    let socket = paths(t.path()).0;
+    std::fs::create_dir_all(socket.parent().unwrap()).unwrap();
+    for kind in ["file", "dir"] {
+        if kind == "file" {
+            std::fs::write(&socket, "precious").unwrap();
+        } else {
+            std::fs::create_dir(&socket).unwrap();
+        }
+        let log = t.path().join("init.log");
+        let mut child = Command::new(BIN)
+            .args(init_args(t.path()))
+            .env("IRIS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let status = wait_child(&mut child, std::time::Duration::from_secs(20));
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        assert!(status.is_some_and(|s| !s.success()), "{kind}: refused");
+        let err = std::fs::read_to_string(&log).unwrap();
+        assert!(err.contains("refusing to replace"), "{kind}: {err}");
+        if kind == "file" {
+            assert_eq!(std::fs::read_to_string(&socket).unwrap(), "precious");
+            std::fs::remove_file(&socket).unwrap();
+        } else {
+            assert!(socket.is_dir());
+            std::fs::remove_dir(&socket).unwrap();
+        }
+    }
+    // A stale socket (nobody serves it) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let init = Init::start(t.path());
+    let (s, _) = init.req("GET", "/v1/system", None);
+    assert_eq!(s, 200);
+}

@@ -49,13 +49,38 @@ fn bind_socket(path: &Path) -> io::Result<UnixListener> {
             format!("another process is serving {}", path.display()),
         ));
     }
-    let _ = std::fs::remove_file(path);
+    remove_stale_socket(path)?;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let listener = listener?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Removes what a previous run left at `path`, a socket nobody serves;
+/// anything else there (a file, a directory, a link) is refused, never
+/// deleted: `--socket` pointing at the wrong path must not destroy it.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(m) => {
+            let what = if m.is_dir() {
+                "a directory"
+            } else if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "a file that is not a socket"
+            };
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is {what}; refusing to replace it", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Root, or the init's own uid, may use the API (`SO_PEERCRED`).
