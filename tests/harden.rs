@@ -359,3 +359,46 @@ fn the_socket_flag_never_deletes_what_is_not_a_socket() {
     let (s, _) = init.req("GET", "/v1/system", None);
     assert_eq!(s, 200);
 }
+
+#[test]
+fn a_change_the_state_file_cannot_hold_is_not_a_success() {
+    let t = TempDir::new("durable");
+    let init = Init::start(t.path());
+    let state = paths(t.path()).2;
+    let (s, v) = init.put("kept", r#"{"cmd":"sleep","args":["100"]}"#);
+    assert_eq!(s, 201, "{v}");
+    // The state file is written through a temporary file beside it: a
+    // directory in its place makes every write fail (root ignores modes).
+    let tmp = state.with_file_name(".state.json.tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let (s, v) = init.put("lost", r#"{"cmd":"sleep","args":["100"]}"#);
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["error"], "state_not_durable", "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("state file"),
+        "{v}"
+    );
+    let (s, v) = init.req("POST", "/v1/services/kept/start", None);
+    assert_eq!(s, 503, "a wanted state that is not on disk: {v}");
+    let (s, v) = init.req("POST", "/v1/checkpoint", None);
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (503, Some("state_not_durable")),
+        "{v}"
+    );
+    // Reads still succeed; the file on disk is the last good one.
+    let (s, _) = init.req("GET", "/v1/services/lost", None);
+    assert_eq!(s, 200, "made in memory, reported as not durable");
+    let on_disk = std::fs::read_to_string(&state).unwrap();
+    assert!(on_disk.contains("kept") && !on_disk.contains("lost"));
+    // Once the disk takes writes again, the next change is durable, and
+    // with it everything before.
+    std::fs::remove_dir(&tmp).unwrap();
+    let (s, v) = init.put("later", r#"{"cmd":"sleep","args":["100"]}"#);
+    assert_eq!(s, 201, "{v}");
+    let on_disk = std::fs::read_to_string(&state).unwrap();
+    assert!(on_disk.contains("lost") && on_disk.contains("later"));
+}

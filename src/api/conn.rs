@@ -1,6 +1,7 @@
 //! One API connection: its buffers, where it is in the request cycle, its
 //! deadline, and whether its peer may change anything.
 
+use super::http::Response;
 use mio::net::UnixStream;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -33,6 +34,9 @@ pub struct Conn {
     pub stream: UnixStream,
     pub rbuf: Vec<u8>,
     pub wbuf: Vec<u8>,
+    /// Answers held until the state file is written (see `Response::durable`)
+    /// and the answers behind them, in order.
+    pub queued: Vec<Response>,
     pub state: ConnState,
     /// Root (or our own uid): may use the API. Others get 403.
     pub trusted: bool,
@@ -56,6 +60,7 @@ impl Conn {
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
+            queued: Vec::new(),
             state: ConnState::Idle,
             trusted,
             deadline: Some(now + IDLE_TIMEOUT),
@@ -106,6 +111,6 @@ impl Conn {
     }
 
     pub fn wants_close(&self) -> bool {
-        self.state == ConnState::Closing && self.wbuf.is_empty()
+        self.state == ConnState::Closing && self.wbuf.is_empty() && self.queued.is_empty()
     }
 }

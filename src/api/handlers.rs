@@ -72,6 +72,22 @@ pub(crate) enum Command {
     Halt(HaltMode),
 }
 
+impl Command {
+    /// Whether its success reports a change the state file must hold.
+    pub(crate) fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Put { .. }
+                | Command::Delete(_)
+                | Command::Start { .. }
+                | Command::Restart { .. }
+                | Command::Stop { .. }
+                | Command::Checkpoint
+                | Command::Restore
+        )
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Handled {
     Answer(Answer),

@@ -239,8 +239,17 @@ impl ApiServer {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        conn.wbuf.extend_from_slice(&resp.to_bytes());
-        let deadline = if resp.keep_alive {
+        let keep_alive = resp.keep_alive;
+        if resp.durable || !conn.queued.is_empty() {
+            // Sent once the state file is written (`flush_deferred`).
+            conn.queued.push(resp);
+            if !self.flush_pending.contains(&token) {
+                self.flush_pending.push(token);
+            }
+        } else {
+            conn.wbuf.extend_from_slice(&resp.to_bytes());
+        }
+        let deadline = if keep_alive {
             conn.state = ConnState::Idle;
             now + conn::IDLE_TIMEOUT
         } else {
@@ -267,6 +276,8 @@ impl ApiServer {
     /// iteration (`take_resumable`), never from inside the caller.
     pub(crate) fn answer(&mut self, io: &mut Io, p: Pending, mut resp: Response) {
         resp.keep_alive = resp.keep_alive && p.keep_alive;
+        // A start, stop, delete or restore reports a change.
+        resp.durable |= matches!(p.wait, Await::Goal { .. } | Await::Restore);
         self.respond(io, p.conn, resp);
         if !self.resume.contains(&p.conn) {
             self.resume.push(p.conn);
@@ -338,9 +349,27 @@ impl ApiServer {
         }
     }
 
-    /// Writes every answer queued for the end of the iteration.
-    pub(crate) fn flush_deferred(&mut self, io: &mut Io) {
+    /// Writes every answer queued for the end of the iteration, once the
+    /// state file was written (`durable`: Err says why it was not). An
+    /// answer reporting a change that is not on disk becomes a 503: no
+    /// success for a change a crash would lose.
+    pub(crate) fn flush_deferred(&mut self, io: &mut Io, durable: Result<(), &str>) {
         for token in std::mem::take(&mut self.flush_pending) {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                for resp in std::mem::take(&mut conn.queued) {
+                    let resp = match durable {
+                        Err(why) if resp.durable && (200..300).contains(&resp.status) => {
+                            ApiError::NotDurable(format!(
+                                "the change was made but is not durable: {why}; \
+                                 the init writes the state file again at the next change"
+                            ))
+                            .to_response(resp.keep_alive)
+                        }
+                        _ => resp,
+                    };
+                    conn.wbuf.extend_from_slice(&resp.to_bytes());
+                }
+            }
             self.flush(io, token);
         }
     }
@@ -517,7 +546,7 @@ mod tests {
         assert_eq!(api.take_resumable(), [token]);
         let second = api.next_request(&mut io, token).unwrap();
         assert_eq!(second.path, "/v1/system");
-        api.flush_deferred(&mut io);
+        api.flush_deferred(&mut io, Ok(()));
         let mut got = vec![0u8; 4096];
         let n = client.read(&mut got).unwrap();
         assert!(String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200 OK"));

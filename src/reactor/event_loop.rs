@@ -138,12 +138,13 @@ impl Reactor {
             crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
         self.containers.collect_garbage(&self.sup);
         self.route(now);
-        self.write_state_if_dirty();
+        // No answer waits on these two writes; a failure is logged.
+        let _ = self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
         while !self.finished {
             self.turn(&mut events);
         }
-        self.write_state_if_dirty();
+        let _ = self.write_state_if_dirty();
         self.execs.kill_all();
         self.containers.abandon_tasks();
         if let Some(cg) = &self.cgroups {
@@ -339,22 +340,28 @@ impl Reactor {
     /// then the state file, then the answers that depend on it.
     pub(super) fn write_state_and_answer(&mut self) {
         self.guarded(|r| r.resume_answered());
-        self.write_state_if_dirty();
-        self.api.flush_deferred(&mut self.io);
+        let durable = self.write_state_if_dirty();
+        self.api.flush_deferred(
+            &mut self.io,
+            durable.as_ref().map(|_| ()).map_err(String::as_str),
+        );
     }
 
-    fn write_state_if_dirty(&mut self) {
+    /// Ok when the state file holds the supervisor's state (now or already).
+    fn write_state_if_dirty(&mut self) -> Result<(), String> {
         if !self.dirty {
-            return;
+            return Ok(());
         }
         self.dirty = false;
-        if let Err(e) = self.write_state() {
-            crate::error!(
+        self.write_state().map_err(|e| {
+            let why = format!(
                 "unable to write the state file {}: {e}",
                 self.cfg.state_file.display()
             );
-            self.dirty = true; // retried at the next change
-        }
+            crate::error!("{why}");
+            self.dirty = true; // retried at the next iteration
+            why
+        })
     }
 
     pub(super) fn write_state(&mut self) -> io::Result<()> {
