@@ -169,6 +169,8 @@ mod tests {
             br#"{"cmd":["true"],"timeout_secs":86400.5}"#,
             br#"{"cmd":["true"],"timeout_secs":0}"#,
             br#"{"cmd":["true"],"timeout_secs":-1}"#,
+            // Found by the fuzzer: positive, yet a zero duration.
+            br#"{"cmd":["true"],"timeout_secs":90060.555555555e-55}"#,
         ] {
             assert!(invalid(parse_service_exec(body)).contains("`timeout_secs`"));
         }

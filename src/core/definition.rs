@@ -115,14 +115,14 @@ impl Definition {
         limits::check_secs(
             "stop_timeout_secs",
             self.stop_timeout_secs,
-            true,
+            0.0,
             limits::MAX_STOP_TIMEOUT_SECS,
         )
         .map_err(InvalidDefinition)?;
         limits::check_secs(
             "health_timeout_secs",
             self.health_timeout_secs,
-            false,
+            limits::MIN_TIMEOUT_SECS,
             limits::MAX_HEALTH_TIMEOUT_SECS,
         )
         .map_err(InvalidDefinition)?;

@@ -37,16 +37,18 @@ pub fn clamped_secs(secs: f64, max_secs: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or(Duration::ZERO)
 }
 
-/// Checks a timeout in seconds: finite, above 0 (or at least 0 when
-/// `zero_ok`), at most `max`. The message names the field and the range.
-pub fn check_secs(field: &str, value: f64, zero_ok: bool, max: f64) -> Result<(), String> {
-    let low_ok = if zero_ok { value >= 0.0 } else { value > 0.0 };
-    if value.is_finite() && low_ok && value <= max {
+/// The shortest timeout that is not "at once": a positive value below it
+/// would round down to a zero duration.
+pub const MIN_TIMEOUT_SECS: f64 = 0.001;
+
+/// Checks a timeout in seconds: finite, from `min` to `max` (both
+/// included). The message names the field and the range.
+pub fn check_secs(field: &str, value: f64, min: f64, max: f64) -> Result<(), String> {
+    if value.is_finite() && value >= min && value <= max {
         return Ok(());
     }
-    let low = if zero_ok { ">= 0" } else { "> 0" };
     Err(format!(
-        "`{field}` must be a number {low} and at most {max} (seconds), got {value}"
+        "`{field}` must be a number from {min} to {max} (seconds), got {value}"
     ))
 }
 
@@ -64,7 +66,7 @@ pub fn exec_timeout_ms(field: &str, ms: u64) -> Result<Duration, String> {
 /// An exec timeout in seconds (a service exec's `timeout_secs`).
 pub fn exec_timeout_secs(field: &str, secs: f64) -> Result<Duration, String> {
     let max = MAX_EXEC_TIMEOUT.as_secs_f64();
-    check_secs(field, secs, false, max)?;
+    check_secs(field, secs, MIN_TIMEOUT_SECS, max)?;
     Ok(clamped_secs(secs, max))
 }
 
@@ -96,16 +98,23 @@ mod tests {
 
     #[test]
     fn timeouts_at_the_limits() {
-        assert!(check_secs("t", 3600.0, true, 3600.0).is_ok());
-        assert!(check_secs("t", 0.0, true, 3600.0).is_ok());
+        assert!(check_secs("t", 3600.0, 0.0, 3600.0).is_ok());
+        assert!(check_secs("t", 0.0, 0.0, 3600.0).is_ok());
         for bad in [3600.001, 1e19, f64::INFINITY, f64::NAN, -1.0] {
-            let e = check_secs("stop_timeout_secs", bad, true, 3600.0).unwrap_err();
+            let e = check_secs("stop_timeout_secs", bad, 0.0, 3600.0).unwrap_err();
             assert!(
                 e.contains("`stop_timeout_secs`") && e.contains("3600"),
                 "{e}"
             );
         }
-        assert!(check_secs("t", 0.0, false, 1.0).is_err());
+        assert!(check_secs("t", 0.0, MIN_TIMEOUT_SECS, 1.0).is_err());
+        // Found by the fuzzer: positive, yet a zero duration.
+        assert!(check_secs("t", 9.006e-51, MIN_TIMEOUT_SECS, 1.0).is_err());
+        assert!(exec_timeout_secs("timeout_secs", 9.006e-51).is_err());
+        assert_eq!(
+            exec_timeout_secs("timeout_secs", MIN_TIMEOUT_SECS),
+            Ok(Duration::from_millis(1))
+        );
         assert_eq!(
             exec_timeout_ms("timeout_ms", 86_400_000),
             Ok(Duration::from_secs(86_400))
