@@ -317,6 +317,10 @@ mod tests {
                 r#"{"cmd":"x","health_timeout_secs":0}"#,
                 "health_timeout_secs",
             ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":1e-60}"#,
+                "health_timeout_secs",
+            ),
         ] {
             let e = Definition::from_json(body.as_bytes()).unwrap_err();
             assert!(e.0.contains(field), "{body}: {e}");
