@@ -402,3 +402,35 @@ fn a_change_the_state_file_cannot_hold_is_not_a_success() {
     let on_disk = std::fs::read_to_string(&state).unwrap();
     assert!(on_disk.contains("lost") && on_disk.contains("later"));
 }
+
+#[test]
+fn pipelined_answers_wait_for_a_slow_reader_and_all_arrive() {
+    let t = TempDir::new("pipeline");
+    let init = Init::start(t.path());
+    let (s, v) = init.put(
+        "talker",
+        r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 2000 ]; do echo line $i xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); done; exec sleep 1000"]}"#,
+    );
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = init.req("POST", "/v1/services/talker/start", None);
+    assert_eq!(s, 200, "{v}");
+    init.wait_for("talker", "2000 lines", |v| {
+        v["log_lines"].as_u64() >= Some(2000)
+    });
+    // 60 answers of ~120 KB: several times the init's 1 MiB per-connection
+    // cap. The init stops reading this connection until it is drained.
+    let mut c = init.client();
+    let n = 60;
+    let one = "GET /v1/services/talker/logs HTTP/1.1\r\nHost: x\r\n\r\n";
+    c.send_raw(one.repeat(n).as_bytes());
+    let mut bytes = 0;
+    for i in 0..n {
+        let (s, body) = c.read_response();
+        assert_eq!(s, 200, "answer {i}");
+        assert!(body.starts_with(b"line 0 "), "answer {i} whole");
+        bytes += body.len();
+    }
+    println!("pipeline: {n} answers, {bytes} bytes, all delivered in order");
+    let (s, _) = c.req("GET", "/v1/system", None);
+    assert_eq!(s, 200, "the connection goes on");
+}

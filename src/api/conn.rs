@@ -14,6 +14,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNS: usize = 512;
 /// A follower (logs follow) with this much unsent output is cut off.
 pub const MAX_PENDING_OUTPUT: usize = 4 << 20;
+/// A connection with this much unsent output is not read (nor its buffered
+/// requests parsed) until its client has taken most of it: a client that
+/// pipelines requests and never reads holds at most this plus one answer.
+pub const MAX_UNSENT_ANSWERS: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -45,6 +49,8 @@ pub struct Conn {
     pub peer_closed: bool,
     /// `100 Continue` was sent for the request being read.
     pub continue_sent: bool,
+    /// Reading stopped because too many answers wait unsent.
+    pub held_back: bool,
 }
 
 pub enum ReadResult {
@@ -67,7 +73,14 @@ impl Conn {
             writable_interest: false,
             peer_closed: false,
             continue_sent: false,
+            held_back: false,
         }
+    }
+
+    /// Too much output waits for the client (see `MAX_UNSENT_ANSWERS`).
+    pub fn backed_up(&self) -> bool {
+        let queued: usize = self.queued.iter().map(|r| r.body.len()).sum();
+        self.wbuf.len().saturating_add(queued) >= MAX_UNSENT_ANSWERS
     }
 
     /// Reads until the socket would block, at most `limit` buffered bytes

@@ -151,6 +151,11 @@ impl ApiServer {
     pub(crate) fn read(&mut self, token: Token) {
         let limit = http::MAX_HEAD_BYTES + http::MAX_BODY_BYTES + 1;
         if let Some(conn) = self.conns.get_mut(&token) {
+            if conn.backed_up() {
+                // Left in the kernel: the client blocks on its own sends.
+                conn.held_back = true;
+                return;
+            }
             if let ReadResult::Closed = conn.read_available(limit) {
                 conn.peer_closed = true;
             }
@@ -165,6 +170,10 @@ impl ApiServer {
             let now = Instant::now();
             let conn = self.conns.get_mut(&token)?;
             if !matches!(conn.state, ConnState::Idle | ConnState::Reading) || conn.rbuf.is_empty() {
+                return None;
+            }
+            if conn.backed_up() {
+                conn.held_back = true;
                 return None;
             }
             match http::parse_request(&conn.rbuf) {
@@ -379,9 +388,22 @@ impl ApiServer {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
+        let before = conn.wbuf.len();
         if conn.flush().is_err() || conn.wants_close() {
             self.close(io, token);
             return;
+        }
+        if conn.wbuf.len() < before && conn.state == ConnState::Idle {
+            // A client that takes its answers is not idle.
+            conn.deadline = Some(Instant::now() + conn::IDLE_TIMEOUT);
+        }
+        if conn.held_back && !conn.backed_up() {
+            // Drained: its pipelined requests are read and served again at
+            // the end of the loop iteration.
+            conn.held_back = false;
+            if !self.resume.contains(&token) {
+                self.resume.push(token);
+            }
         }
         let want_write = !conn.wbuf.is_empty();
         if want_write != conn.writable_interest {
