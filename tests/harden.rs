@@ -434,3 +434,192 @@ fn pipelined_answers_wait_for_a_slow_reader_and_all_arrive() {
     let (s, _) = c.req("GET", "/v1/system", None);
     assert_eq!(s, 200, "the connection goes on");
 }
+
+/// The number of open descriptors of a process.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn out_of_descriptors_a_client_gets_503_and_the_api_recovers() {
+    use std::os::unix::process::CommandExt;
+    let t = TempDir::new("emfile");
+    let mut cmd = Command::new(BIN);
+    cmd.args(init_args(t.path()))
+        .env("IRIS_LOG", "error")
+        .stdin(Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe; it only touches the child.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 48,
+                rlim_max: 48,
+            };
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            Ok(())
+        });
+    }
+    let init = Init {
+        child: Some(cmd.spawn().unwrap()),
+        dir: t.path().to_path_buf(),
+        socket: paths(t.path()).0,
+    };
+    init.wait_ready();
+    // Hold connections (each answered once, so each is accepted) until
+    // the init has no descriptor left.
+    let mut held = Vec::new();
+    let mut refused = None;
+    for _ in 0..100 {
+        let mut c = init.client();
+        c.send_raw(b"GET /v1/system HTTP/1.1\r\nHost: x\r\n\r\n");
+        let (s, body) = c.read_response();
+        if s == 503 {
+            refused = Some(String::from_utf8_lossy(&body).into_owned());
+            break;
+        }
+        assert_eq!(s, 200);
+        held.push(c);
+    }
+    let refused = refused.expect("a client over the limit is told");
+    assert!(refused.contains("file descriptors"), "{refused}");
+    println!("emfile: {} connections held, then 503", held.len());
+    drop(held);
+    // Descriptors free again: the API answers as before.
+    let mut ok = false;
+    for _ in 0..100 {
+        let (s, _) = init.req("GET", "/v1/system", None);
+        if s == 200 {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(ok, "the API recovered");
+}
+
+#[test]
+fn deleted_services_leave_no_descriptor_behind() {
+    let t = TempDir::new("fdleak");
+    let init = Init::start(t.path());
+    let mut c = init.client();
+    let before = fd_count(init.pid());
+    for i in 0..50 {
+        let (s, v) = c.req(
+            "PUT",
+            &format!("/v1/services/f{i}"),
+            Some(r#"{"cmd":"sh","args":["-c","echo hi; exec sleep 100"]}"#),
+        );
+        assert_eq!(s, 201, "{v}");
+        let (s, v) = c.req("POST", &format!("/v1/services/f{i}/start"), None);
+        assert_eq!(s, 200, "{v}");
+        let (s, v) = c.req("POST", "/v1/exec", Some(r#"{"cmd":["true"]}"#));
+        assert_eq!(s, 200, "{v}");
+    }
+    let during = fd_count(init.pid());
+    for i in 0..50 {
+        let (s, v) = c.req("DELETE", &format!("/v1/services/f{i}"), None);
+        assert_eq!(s, 200, "{v}");
+    }
+    let after = fd_count(init.pid());
+    println!("fds: {before} before, {during} with 50 services, {after} after deleting them");
+    assert!(after <= before + 2, "{before} -> {after}");
+}
+
+/// Whether this process may raise hard resource limits (CAP_SYS_RESOURCE):
+/// some container sandboxes drop it even for root.
+fn may_raise_hard_limits() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap();
+    const CAP_SYS_RESOURCE: u32 = 24;
+    eff & (1 << CAP_SYS_RESOURCE) != 0
+}
+
+/// PID 1 of a new namespace, powered off (or killed) when dropped.
+struct NsInit {
+    unshare: std::process::Child,
+    init: Init,
+}
+
+impl Drop for NsInit {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.init.req("POST", "/v1/system/poweroff", None)
+        }));
+        if wait_child(&mut self.unshare, std::time::Duration::from_secs(30)).is_none() {
+            // The namespace's init is unshare's only child.
+            let pid = self.unshare.id();
+            let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for k in kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<i32>().ok())
+            {
+                unsafe { libc::kill(k, libc::SIGKILL) };
+            }
+            let _ = self.unshare.wait();
+        }
+    }
+}
+
+#[test]
+fn as_pid_1_the_hard_limit_of_open_files_is_raised() {
+    let t = TempDir::new("nofile");
+    let (socket, _, _, _) = paths(t.path());
+    let log_path = t.path().join("console.log");
+    std::fs::write(&log_path, "").unwrap();
+    // PID 1 of a new namespace, started with a low hard limit (the kernel
+    // starts init with 4096).
+    let unshare = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c"])
+        .arg(r#"mount --bind "$0" /dev/console && ulimit -n 4096 && exec "$@""#)
+        .arg(&log_path)
+        .arg(BIN)
+        .args(init_args(t.path()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("unshare is installed (util-linux)");
+    let ns = NsInit {
+        unshare,
+        init: Init {
+            child: None,
+            dir: t.path().to_path_buf(),
+            socket,
+        },
+    };
+    ns.init.wait_ready();
+    let (_, sys) = ns.init.req("GET", "/v1/system", None);
+    assert_eq!(sys["pid"], 1, "{sys}");
+    // A command inherits the init's limits.
+    let (s, v) = ns.init.req(
+        "POST",
+        "/v1/exec",
+        Some(r#"{"cmd":["sh","-c","ulimit -Hn"]}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    let hard: u64 = v["stdout"].as_str().unwrap().trim().parse().unwrap();
+    let nr_open: u64 = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    if may_raise_hard_limits() {
+        assert_eq!(hard, nr_open.min(1 << 20), "{v}");
+    } else {
+        // Without CAP_SYS_RESOURCE the init says so, and keeps what it has.
+        assert_eq!(hard, 4096, "{v}");
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        assert!(
+            log.contains("unable to raise the limit of open files"),
+            "{log}"
+        );
+        println!("no CAP_SYS_RESOURCE here: the init reported it could not raise the limit");
+    }
+}

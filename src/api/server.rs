@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct ApiServer {
     listener: UnixListener,
+    /// An open descriptor kept in reserve: when `accept` fails for want of
+    /// descriptors, it is closed for a moment so the client can be told
+    /// (503) instead of waiting in the backlog for ever.
+    spare: Option<std::fs::File>,
     conns: HashMap<Token, Conn>,
     pending: Pendings,
     /// Connections with answers to write once the state file is written.
@@ -83,6 +87,18 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// EMFILE (this process) or ENFILE (the system) from `accept`.
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// A descriptor to hold in reserve (see `ApiServer::spare`).
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null")
+        .or_else(|_| std::fs::File::open("/"))
+        .ok()
+}
+
 /// Root, or the init's own uid, may use the API (`SO_PEERCRED`).
 fn peer_is_trusted(stream: &UnixStream) -> bool {
     use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
@@ -103,6 +119,7 @@ impl ApiServer {
     fn with_listener(listener: UnixListener) -> ApiServer {
         ApiServer {
             listener,
+            spare: spare_fd(),
             conns: HashMap::new(),
             pending: Pendings::default(),
             flush_pending: Vec::new(),
@@ -122,8 +139,31 @@ impl ApiServer {
                 Ok((stream, _)) => self.add_conn(io, stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_fds(&e) && self.spare.is_some() => {
+                    // Out of descriptors: free the spare one to take the
+                    // client, tell it, and keep the spare again. Every
+                    // waiting client gets its answer; the API recovers as
+                    // soon as descriptors are free.
+                    self.spare = None;
+                    let answered = match self.listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let err = ApiError::Unavailable(format!(
+                                "the init is out of file descriptors ({e}); try again later"
+                            ));
+                            let bytes = err.to_response(false).to_bytes();
+                            let _ = io::Write::write(&mut stream, &bytes);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    self.spare = spare_fd();
+                    crate::warn!("accept failed: {e}; answered 503");
+                    if !answered || self.spare.is_none() {
+                        return;
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: leave the rest in the backlog.
+                    // Leave the rest in the backlog.
                     crate::warn!("accept failed: {e}");
                     return;
                 }

@@ -88,7 +88,7 @@ impl Reactor {
         if !pid1 {
             become_subreaper();
         }
-        raise_fd_limit();
+        raise_fd_limit(pid1);
         let cgroups = Cgroups::detect(instance_name(&cfg, pid1).as_deref());
         match &cgroups {
             Some(c) => {
@@ -405,10 +405,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Many connections and service pipes need more than the default 1024 fds.
-fn raise_fd_limit() {
+/// As PID 1 the kernel's hard limit (4096) is raised too, to `nr_open`.
+fn raise_fd_limit(pid1: bool) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    const MOST: u64 = 1 << 20;
+    if pid1 {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(MOST)
+            .min(MOST);
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, nr_open, nr_open) {
+            crate::warn!("unable to raise the limit of open files to {nr_open}: {e}");
+        }
+    }
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(MOST), hard);
     }
 }
 
