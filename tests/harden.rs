@@ -623,3 +623,51 @@ fn as_pid_1_the_hard_limit_of_open_files_is_raised() {
         println!("no CAP_SYS_RESOURCE here: the init reported it could not raise the limit");
     }
 }
+
+#[test]
+fn exec_bodies_are_checked_before_anything_runs() {
+    let t = TempDir::new("execbody");
+    let init = Init::start(t.path());
+    let (s, v) = init.put("svc", r#"{"cmd":"sleep","args":["100"]}"#);
+    assert_eq!(s, 201, "{v}");
+    let cases = [
+        ("/v1/exec", r#"[["true"]]"#, "expected an object"),
+        ("/v1/exec", r#"{"cmd":["env"],"env":{"A=B":"x"}}"#, "env"),
+        ("/v1/exec", r#"{"cmd":["env"],"env":{"":"x"}}"#, "env"),
+        (
+            "/v1/exec",
+            r#"{"cmd":["true"],"timeout_ms":86400001}"#,
+            "timeout_ms",
+        ),
+        (
+            "/v1/exec",
+            r#"{"cmd":["true"],"timeout_ms":0}"#,
+            "timeout_ms",
+        ),
+        (
+            "/v1/services/svc/exec",
+            r#"{"cmd":["true"],"timeout_secs":1e19}"#,
+            "timeout_secs",
+        ),
+        (
+            "/v1/services/svc/exec",
+            r#"[["true"], 5]"#,
+            "expected an object",
+        ),
+    ];
+    for (path, body, word) in cases {
+        let (s, v) = init.req("POST", path, Some(body));
+        assert_eq!(s, 400, "{body}: {v}");
+        assert!(
+            v["message"].as_str().unwrap_or_default().contains(word),
+            "{body}: {v}"
+        );
+    }
+    let (s, v) = init.req(
+        "POST",
+        "/v1/exec",
+        Some(r#"{"cmd":["sh","-c","echo $A"],"env":{"A":"a=b"},"timeout_ms":86400000}"#),
+    );
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["stdout"], "a=b\n", "a value may hold '='");
+}
