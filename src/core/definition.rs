@@ -135,6 +135,16 @@ impl Definition {
         Ok(())
     }
 
+    /// Validated at definition time; clamped again so that no value (an
+    /// older state file's) can make a deadline overflow.
+    pub fn stop_timeout(&self) -> std::time::Duration {
+        limits::clamped_secs(self.stop_timeout_secs, limits::MAX_STOP_TIMEOUT_SECS)
+    }
+
+    pub fn health_timeout(&self) -> std::time::Duration {
+        limits::clamped_secs(self.health_timeout_secs, limits::MAX_HEALTH_TIMEOUT_SECS)
+    }
+
     pub fn health_port(&self) -> Option<u16> {
         self.health_port.and_then(|p| u16::try_from(p).ok())
     }

@@ -11,7 +11,7 @@ use crate::core::definition::Definition;
 use crate::core::limits::{self, deadline};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
@@ -414,7 +414,7 @@ impl Supervisor {
                 Phase::Starting { pid } => {
                     svc.set_phase(Phase::Starting { pid });
                     let gen = svc.gen;
-                    let at = deadline(now, health_timeout(&svc.def));
+                    let at = deadline(now, svc.def.health_timeout());
                     if let Some(port) = svc.def.health_port() {
                         self.actions.push(Action::WatchPort {
                             name: name.clone(),
@@ -433,7 +433,7 @@ impl Supervisor {
                         then,
                     });
                     let gen = svc.gen;
-                    let at = deadline(now, stop_timeout(&svc.def));
+                    let at = deadline(now, svc.def.stop_timeout());
                     self.schedule(&name, gen, TimerKind::StopKill, at);
                 }
                 Phase::BackingOff => {
@@ -506,7 +506,7 @@ impl Supervisor {
                 match svc.def.health_port() {
                     Some(port) => {
                         svc.set_phase(Phase::Starting { pid });
-                        let at = deadline(now, health_timeout(&svc.def));
+                        let at = deadline(now, svc.def.health_timeout());
                         let gen = svc.gen;
                         self.actions.push(Action::WatchPort {
                             name: name.to_string(),
@@ -816,7 +816,7 @@ impl Supervisor {
             then,
         });
         let pgid = svc.pgid.unwrap_or(pid);
-        let at = deadline(now, stop_timeout(&svc.def));
+        let at = deadline(now, svc.def.stop_timeout());
         let gen = svc.gen;
         self.actions.push(Action::Terminate {
             name: name.to_string(),
@@ -962,16 +962,6 @@ impl Supervisor {
             self.advance_shutdown(now);
         }
     }
-}
-
-/// Validated at definition time; clamped again here so that no value can
-/// make a deadline overflow.
-fn stop_timeout(def: &Definition) -> Duration {
-    limits::clamped_secs(def.stop_timeout_secs, limits::MAX_STOP_TIMEOUT_SECS)
-}
-
-fn health_timeout(def: &Definition) -> Duration {
-    limits::clamped_secs(def.health_timeout_secs, limits::MAX_HEALTH_TIMEOUT_SECS)
 }
 
 fn placeholder_def() -> Definition {

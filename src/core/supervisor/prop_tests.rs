@@ -9,6 +9,7 @@
 use super::*;
 use crate::core::definition::{Definition, RestartPolicy};
 use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
 
 /// xorshift64: small, fixed seeds, no dependency.
 struct Rng(u64);

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::definition::{Definition, RestartPolicy};
+use std::time::Duration;
 
 fn def(json: &str) -> Definition {
     Definition::from_json(json.as_bytes()).unwrap()
