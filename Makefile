@@ -3,12 +3,20 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build setup run test ci lint unit vm vm-test bench man clean fuzz fuzz-ci
+.PHONY: all build static setup run test ci lint unit vm vm-test bench bench-peers man clean fuzz fuzz-ci
 
 all: build
 
 build:
 	$(CARGO) build --release
+
+# Static, stripped iris-init and irisctl, as the VM image ships them (it has
+# no libc): crt-static on the gnu target gives a static-pie.
+STATIC_DIR := target/x86_64-unknown-linux-gnu/release
+static:
+	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release \
+		--target x86_64-unknown-linux-gnu --bin iris-init --bin irisctl
+	@ls -l $(STATIC_DIR)/iris-init $(STATIC_DIR)/irisctl
 
 # System packages for the examples, the tests, the VM and containers.
 setup:

@@ -578,6 +578,27 @@ impl Bench {
         .to_string()
     }
 
+    /// An HTTP server whose `/healthz` answers 200 only `delay_ms` after
+    /// main(): `mode` "late" listens only then, "503" listens at once and
+    /// answers 503 until then. The service has an `http` health check.
+    fn http_def(&self, name: &str, port: u16, delay_ms: u64, mode: &str) -> String {
+        let args = self.role_args(
+            "http",
+            &[
+                port.to_string(),
+                self.ts_file(name).display().to_string(),
+                delay_ms.to_string(),
+                mode.to_string(),
+            ],
+        );
+        json!({
+            "cmd": self.exe.display().to_string(),
+            "args": args,
+            "health": {"http": {"port": port, "path": "/healthz"}},
+        })
+        .to_string()
+    }
+
     fn idle_def(&self, generation: usize) -> String {
         json!({
             "cmd": self.exe.display().to_string(),
@@ -722,7 +743,7 @@ fn run_bench() -> Vec<String> {
     };
     let mut failed = Vec::new();
     type Section = fn(&mut Bench) -> R<()>;
-    let sections: [(&str, Section); 14] = [
+    let sections: [(&str, Section); 15] = [
         ("init_rss_empty", rss_empty),
         ("service_alone", service_alone),
         ("start_to_running", start_100),
@@ -731,6 +752,7 @@ fn run_bench() -> Vec<String> {
         ("api_get", api_throughput),
         ("put_definition", put_latency),
         ("health_wait", health_wait),
+        ("http_wait", http_wait),
         ("sigkill_restart", sigkill_restart),
         ("orphan_storm", orphan_storm),
         ("exec", exec_round_trip),
@@ -1258,6 +1280,93 @@ fn health_wait(b: &mut Bench) -> R<()> {
     })();
     let stopped = b.post_all(&svc, "stop").map(|_| ());
     result.and(stopped)
+}
+
+/// 100 services with `http` health checks whose `/healthz` answers 200
+/// only after a delay: how soon after that each one is `running`, and what
+/// the wait costs the init. First servers that listen only once healthy
+/// (the check waits for the port in the listening-socket scan, then GETs
+/// at once), then servers that answer 503 first (GET every 250 ms, the
+/// default `interval_ms`).
+fn http_wait(b: &mut Bench) -> R<()> {
+    for (mode, what) in [
+        ("late", "listening only once healthy"),
+        ("503", "answering 503 until healthy, polled every 250 ms"),
+    ] {
+        let svc = names(&format!("http{mode}"), SERVICES);
+        let ports = free_ports(SERVICES)?;
+        let defs: Vec<(String, String)> = svc
+            .iter()
+            .zip(&ports)
+            .map(|(n, p)| (n.clone(), b.http_def(n, *p, LATE_PORT_MS, mode)))
+            .collect();
+        b.put_all(&defs)?;
+        let result = http_round(b, &svc, mode, what);
+        let stopped = b.post_all(&svc, "stop").map(|_| ());
+        let deleted = svc.iter().try_for_each(|n| {
+            b.init
+                .client()?
+                .ok("DELETE", &format!("/v1/services/{n}"), None)
+                .map(|_| ())
+        });
+        result.and(stopped).and(deleted)?;
+    }
+    Ok(())
+}
+
+fn http_round(b: &mut Bench, svc: &[String], mode: &str, what: &str) -> R<()> {
+    let socket = b.init.socket.clone();
+    let reqs = svc
+        .iter()
+        .map(|n| ("POST".to_string(), format!("/v1/services/{n}/start")))
+        .collect();
+    let start = Instant::now();
+    let runner = thread::spawn(move || parallel(&socket, reqs));
+    let window = quiet_window(b, svc, start);
+    let answers = runner.join().map_err(|_| "client thread panicked")??;
+    let elapsed = start.elapsed();
+    all_ok(&answers, "start")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut ready = Vec::new();
+    let mut clean = true;
+    for (n, t) in svc.iter().zip(&answers) {
+        let (main, healthy) = read_stamps(&b.ts_file(n), deadline)?;
+        ready.push(ns_to_ms(t.answered_ns - healthy));
+        if let Ok(((t0, _), (t1, _))) = &window {
+            clean &= main < *t0 && healthy > *t1;
+        }
+    }
+    let tag = if mode == "late" { "" } else { "_503_first" };
+    match &window {
+        Ok(((t0, c0), (t1, c1))) => {
+            let span = ns_to_ms(t1 - t0);
+            fig(
+                &format!("http_wait_cpu{tag}"),
+                format!("{:.2}", c1.ms_since(c0) / span * 100.0),
+                "% of one core",
+                &format!(
+                    "the init's CPU over {} ms while {SERVICES} services with http checks waited, servers {what}{}; {}",
+                    ms(span),
+                    if clean { "" } else { " (WINDOW NOT CLEAN: a spawn or a healthy answer fell inside it)" },
+                    c1.describe_since(c0)
+                ),
+            );
+        }
+        Err(e) => fig(&format!("http_wait_cpu{tag}"), "n/a", "", e),
+    }
+    fig(
+        &format!("readiness_delay_http{tag}"),
+        ms(median(&ready)),
+        "ms",
+        &format!(
+            "median; p95 {} ms; max {} ms; /healthz answering 200 to start answer, servers {what}, \
+             healthy {LATE_PORT_MS} ms after start; all answered after {} ms",
+            ms(pct(&ready, 0.95)),
+            ms(max(&ready)),
+            elapsed.as_millis()
+        ),
+    );
+    Ok(())
 }
 
 /// When (CLOCK_REALTIME ns) and what the init had cost by then.
@@ -1988,6 +2097,7 @@ fn role(args: &[String]) -> ! {
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let code = match arg(0) {
         "listen" => role_listen(arg(1), arg(2), arg(3)),
+        "http" => role_http(arg(1), arg(2), arg(3), arg(4)),
         "idle" => park_forever(),
         "storm" => role_storm(arg(1), arg(2)),
         "flood" => role_flood(),
@@ -2034,6 +2144,59 @@ fn role_listen(port: &str, file: &str, delay_ms: &str) -> i32 {
         if listener.accept().is_err() {
             thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// An HTTP server on 127.0.0.1:`port` whose `GET /healthz` answers 200
+/// from `delay_ms` after main() on: in mode "late" it listens only then,
+/// in mode "503" it listens at once and answers 503 before. Writes
+/// "main_ns healthy_ns" to `file` (and "main_ns" to `file.main` at once).
+fn role_http(port: &str, file: &str, delay_ms: &str, mode: &str) -> i32 {
+    let main = now_ns();
+    let (Ok(port), Ok(delay)) = (port.parse::<u16>(), delay_ms.parse::<u64>()) else {
+        eprintln!("http: bad arguments");
+        return 2;
+    };
+    let _ = fs::write(format!("{file}.main"), format!("{main}\n"));
+    let healthy_at = main + delay as i64 * 1_000_000;
+    if mode == "late" {
+        thread::sleep(Duration::from_millis(delay));
+    }
+    let listener = match TcpListener::bind(("127.0.0.1", port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("http: bind {port}: {e}");
+            return 1;
+        }
+    };
+    let healthy = if mode == "late" { now_ns() } else { healthy_at };
+    let tmp = format!("{file}.tmp");
+    if fs::write(&tmp, format!("{main} {healthy}\n")).is_err() || fs::rename(&tmp, file).is_err() {
+        eprintln!("http: cannot write {file}");
+    }
+    loop {
+        let Ok((mut conn, _)) = listener.accept() else {
+            thread::sleep(Duration::from_millis(1));
+            continue;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut req = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => req.extend_from_slice(&buf[..n]),
+            }
+        }
+        let status = match (req.starts_with(b"GET /healthz "), now_ns() >= healthy) {
+            (true, true) => "200 OK",
+            (true, false) => "503 Service Unavailable",
+            (false, _) => "404 Not Found",
+        };
+        let _ = conn.write_all(
+            format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        );
     }
 }
 

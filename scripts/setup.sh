@@ -16,3 +16,16 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 if [ -f rootfs/setup.sh ]; then bash rootfs/setup.sh; fi
+# The metrics test scrapes GET /v1/metrics with the Prometheus project's
+# own text parser (PyPI prometheus-client), for the python3 on PATH.
+PROMETHEUS_CLIENT=0.26.0
+if ! python3 -c "import sys, importlib.metadata as m; sys.exit(m.version('prometheus-client') != '$PROMETHEUS_CLIENT')" 2>/dev/null; then
+  echo "setup: installing prometheus-client $PROMETHEUS_CLIENT (PyPI)"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  # Debian's own python3 refuses pip installs unless told (PEP 668).
+  python3 -m pip install -q --disable-pip-version-check "prometheus-client==$PROMETHEUS_CLIENT" 2>/dev/null ||
+    python3 -m pip install -q --disable-pip-version-check --break-system-packages "prometheus-client==$PROMETHEUS_CLIENT"
+fi

@@ -2,8 +2,8 @@
 //! are ignored (a Debian /etc/init.d full of shell scripts is fine).
 
 use crate::containers::image::check_image_field;
+use crate::core::bounds;
 use crate::core::definition::{validate_name, Definition};
-use crate::core::limits;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -64,18 +64,18 @@ fn read_dropin(path: &Path) -> Result<String, String> {
     let too_big = || {
         format!(
             "{shown} is larger than the limit of {} bytes for a drop-in file",
-            limits::MAX_DROPIN_BYTES
+            bounds::MAX_DROPIN_BYTES
         )
     };
-    if meta.len() > limits::MAX_DROPIN_BYTES {
+    if meta.len() > bounds::MAX_DROPIN_BYTES {
         return Err(too_big());
     }
     // The size can change under us: never read past the limit.
     let mut bytes = Vec::new();
-    file.take(limits::MAX_DROPIN_BYTES + 1)
+    file.take(bounds::MAX_DROPIN_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if bytes.len() as u64 > limits::MAX_DROPIN_BYTES {
+    if bytes.len() as u64 > bounds::MAX_DROPIN_BYTES {
         return Err(too_big());
     }
     String::from_utf8(bytes).map_err(|_| format!("{shown} is not UTF-8 text"))
@@ -120,7 +120,7 @@ mod tests {
         nix::unistd::mkfifo(&d.join("fifo.toml"), nix::sys::stat::Mode::S_IRWXU).unwrap();
         std::os::unix::fs::symlink("/dev/zero", d.join("zero.toml")).unwrap();
         std::fs::create_dir(d.join("dir.toml")).unwrap();
-        let max = limits::MAX_DROPIN_BYTES as usize;
+        let max = bounds::MAX_DROPIN_BYTES as usize;
         let pad = |n: usize| format!("cmd = \"x\"\n{}", "#".repeat(n - 11) + "\n");
         std::fs::write(d.join("at-limit.toml"), pad(max)).unwrap();
         std::fs::write(d.join("too-big.toml"), pad(max + 1)).unwrap();

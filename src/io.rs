@@ -20,6 +20,10 @@ pub(crate) enum Owner {
     Conn,
     /// A health probe's connect.
     Probe,
+    /// An `http` or `tcp` check's connection.
+    Check,
+    /// The notify socket of a service.
+    Notify(String),
     /// A service's stdout+stderr pipe.
     Log(String),
     /// An exec's stdout (`err: false`) or stderr.
@@ -45,6 +49,8 @@ pub(crate) enum TimerKey {
     TreeCheck,
     ConnSweep,
     Exec(u64),
+    /// A check's timeout or next attempt (`CheckRunner`).
+    Check(u64),
 }
 
 pub(crate) struct Io {

@@ -510,3 +510,41 @@ fn restore_after_an_init_restart_brings_the_container_back() {
     let (s, v) = exec(&second, "ctr-keep", json!({"cmd": ["hostname"]}));
     assert_eq!((s, v["stdout"].as_str()), (200, Some("ctr-keep\n")), "{v}");
 }
+
+#[test]
+fn readiness_checks_of_a_container_run_inside_it() {
+    let f = fixture();
+    let t = TempDir::new("ctr-checks");
+    let init = Init::start(t.path());
+    // The file exists only in the container's own file system: the check
+    // passes only when it runs inside the container.
+    let ready = format!("/tmp/ready-{}", std::process::id());
+    assert!(!Path::new(&ready).exists());
+    put(
+        &init,
+        "ctr-exec",
+        json!({"cmd": "sh", "args": ["-c", format!("sleep 0.3; touch {ready}; exec sleep 100000")],
+               "container": true, "image": f.image,
+               "health": {"exec": ["test", "-f", ready], "interval_ms": 50}}),
+    );
+    let (s, v) = start(&init, "ctr-exec");
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+    assert!(
+        v["health_result"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exited with code 0"),
+        "{v}"
+    );
+    assert!(!Path::new(&ready).exists(), "not the host's file");
+    put(
+        &init,
+        "ctr-log",
+        json!({"cmd": "sh", "args": ["-c", "sleep 0.3; echo the container says ready; exec sleep 100000"],
+               "container": true, "image": f.image,
+               "health": {"log": "container says ready"}}),
+    );
+    let (s, v) = start(&init, "ctr-log");
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+    assert!(log_of(t.path(), "ctr-log").contains("the container says ready"));
+}

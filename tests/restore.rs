@@ -123,7 +123,10 @@ fn crash_at_random_moments_leaves_a_valid_state_file() {
             std::thread::spawn(move || {
                 let mut acked = base;
                 let mut in_flight = None;
-                let mut i = 0u64;
+                // Each round begins with another service, so every one is
+                // written even when a loaded machine acknowledges only one
+                // PUT per round.
+                let mut i = round;
                 let Ok(stream) = std::os::unix::net::UnixStream::connect(&sock) else {
                     return (acked, in_flight);
                 };

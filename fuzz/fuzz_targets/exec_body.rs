@@ -3,7 +3,7 @@
 #![no_main]
 
 use iris_init::api::exec_request::{parse_sandbox_exec, parse_service_exec};
-use iris_init::core::limits::MAX_EXEC_TIMEOUT;
+use iris_init::core::bounds::MAX_EXEC_TIMEOUT;
 use libfuzzer_sys::fuzz_target;
 
 fn is_object(data: &[u8]) -> bool {

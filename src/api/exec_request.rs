@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use crate::core::definition::validate_env;
-use crate::core::{json_object, limits};
+use crate::core::{bounds, json_object};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -33,7 +33,7 @@ impl SandboxExec {
         self.timeout_ms
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_TIMEOUT)
-            .min(limits::MAX_EXEC_TIMEOUT)
+            .min(bounds::MAX_EXEC_TIMEOUT)
     }
 }
 
@@ -52,7 +52,7 @@ impl ServiceExec {
     /// Checked by `parse_service_exec`: positive and at most a day.
     pub fn timeout(&self) -> Duration {
         self.timeout_secs
-            .map(|s| limits::clamped_secs(s, limits::MAX_EXEC_TIMEOUT.as_secs_f64()))
+            .map(|s| bounds::clamped_secs(s, bounds::MAX_EXEC_TIMEOUT.as_secs_f64()))
             .unwrap_or(DEFAULT_TIMEOUT)
     }
 }
@@ -89,7 +89,7 @@ pub fn parse_sandbox_exec(bytes: &[u8]) -> Result<SandboxExec, ApiError> {
     check_cmd(&b.cmd)?;
     validate_env("env", &b.env).map_err(|e| ApiError::InvalidDefinition(e.0))?;
     if let Some(ms) = b.timeout_ms {
-        limits::exec_timeout_ms("timeout_ms", ms).map_err(ApiError::InvalidDefinition)?;
+        bounds::exec_timeout_ms("timeout_ms", ms).map_err(ApiError::InvalidDefinition)?;
     }
     Ok(b)
 }
@@ -99,7 +99,7 @@ pub fn parse_service_exec(bytes: &[u8]) -> Result<ServiceExec, ApiError> {
     let b: ServiceExec = body(bytes)?;
     check_cmd(&b.cmd)?;
     if let Some(s) = b.timeout_secs {
-        limits::exec_timeout_secs("timeout_secs", s).map_err(ApiError::InvalidDefinition)?;
+        bounds::exec_timeout_secs("timeout_secs", s).map_err(ApiError::InvalidDefinition)?;
     }
     Ok(b)
 }
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn timeouts_at_the_limit() {
-        let max = limits::MAX_EXEC_TIMEOUT;
+        let max = bounds::MAX_EXEC_TIMEOUT;
         let b = parse_sandbox_exec(br#"{"cmd":["true"],"timeout_ms":86400000}"#).unwrap();
         assert_eq!(b.timeout(), max);
         let b = parse_service_exec(br#"{"cmd":["true"],"timeout_secs":86400}"#).unwrap();

@@ -6,6 +6,7 @@
 use super::error::ApiError;
 use super::exec_request::{self, SandboxExec, ServiceExec};
 use super::http::{Request, Response};
+use super::metrics;
 use super::model;
 use super::pending::{Answer, Await, GoalKind};
 use super::routes::{self, Route};
@@ -41,7 +42,8 @@ pub(crate) struct View<'a> {
 pub(crate) enum Command {
     Put {
         name: String,
-        def: Definition,
+        /// Boxed: a definition is much larger than the other commands.
+        def: Box<Definition>,
     },
     Delete(String),
     Start {
@@ -106,12 +108,17 @@ fn now_answer(status: u16, v: &Value) -> Result<Handled, ApiError> {
 pub(crate) fn service_value(view: &View, name: &str) -> Option<Value> {
     let s = view.sup.get(name)?;
     let mut extra = serde_json::Map::new();
-    if let Some(n) = view.cgroups.and_then(|cg| cg.oom_kills(name)) {
-        // Killed by the OOM killer during its current (or last) run;
-        // oom_kills counts every run since the service was defined.
+    let oom_kills = view.cgroups.and_then(|cg| cg.oom_kills(name));
+    if let Some(n) = oom_kills {
+        // Killed by the OOM killer during its current (or last) run.
         let base = view.stats.oom_base.get(name).copied().unwrap_or(0);
         extra.insert("oom_killed".into(), json!(n > base));
-        extra.insert("oom_kills".into(), json!(n));
+    }
+    // Every run since the service was defined (its cgroup's memory.events;
+    // 0 where the memory controller is missing: no kill can be seen).
+    extra.insert("oom_kills".into(), json!(oom_kills.unwrap_or(0)));
+    if let Some(usage) = view.cgroups.and_then(|cg| cg.usage(name)) {
+        extra.insert("usage".into(), json!(usage));
     }
     if let Some(log) = view.logs.get(name) {
         // Bytes that could not be written to the log file (a full disk).
@@ -162,7 +169,10 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
                 Definition::from_json(&req.body).map_err(|e| ApiError::InvalidDefinition(e.0))?;
             crate::containers::image::check_image_field(def.image.as_deref())
                 .map_err(ApiError::InvalidDefinition)?;
-            Command::Put { name, def }
+            Command::Put {
+                name,
+                def: Box::new(def),
+            }
         }
         Route::DeleteService(name) => Command::Delete(name),
         Route::Start { name, wait, pull } => Command::Start { name, wait, pull },
@@ -197,6 +207,7 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
             return now_answer(200, view.last_restore.unwrap_or(&none));
         }
         Route::System => return now_answer(200, &system(view)),
+        Route::Metrics => return Ok(Handled::Answer(Answer::Now(metrics(view)))),
         Route::Poweroff => Command::Halt(HaltMode::PowerOff),
         Route::Reboot => Command::Halt(HaltMode::Reboot),
     };
@@ -232,6 +243,35 @@ fn system(view: &View) -> Value {
         // Lines of the init's own log its console did not take in time.
         "console_dropped_lines": crate::console::dropped_lines(),
     })
+}
+
+/// `GET /v1/metrics`: the Prometheus text of the init and each service.
+fn metrics(view: &View) -> Response {
+    let services: Vec<metrics::ServiceFacts> = view
+        .sup
+        .services()
+        .map(|s| {
+            let usage = view.cgroups.and_then(|cg| cg.usage(&s.name));
+            metrics::ServiceFacts {
+                name: s.name.clone(),
+                up: matches!(s.phase, Phase::Running { .. }),
+                restarts: u64::from(s.restarts),
+                oom_kills: view
+                    .cgroups
+                    .and_then(|cg| cg.oom_kills(&s.name))
+                    .unwrap_or(0),
+                memory_bytes: usage.and_then(|u| u.memory_bytes),
+                cpu_usec: usage.and_then(|u| u.cpu_usec),
+            }
+        })
+        .collect();
+    let init = metrics::InitFacts {
+        zombies_reaped: view.stats.zombies_reaped,
+        services: view.sup.len(),
+        uptime_secs: view.stats.started.elapsed().as_secs_f64(),
+    };
+    let text = metrics::render(&init, &services);
+    Response::with_type(200, metrics::CONTENT_TYPE, text.into_bytes())
 }
 
 /// `POST /v1/checkpoint`, once the state file is written.
@@ -282,14 +322,17 @@ pub(crate) fn settled_reply(
 ) -> Option<Response> {
     let conflict = |m: String| Some(ApiError::Conflict(m).to_response(true));
     match (kind, outcome) {
-        (GoalKind::Start, Outcome::Running) => Some(service_reply(view, 200, name)),
+        // A oneshot's start succeeds once it exited 0.
+        (GoalKind::Start, Outcome::Running | Outcome::Completed) => {
+            Some(service_reply(view, 200, name))
+        }
         (GoalKind::Start, Outcome::Failed(msg)) => Some(
             ApiError::ServiceFailed(format!("service '{name}' failed: {msg}")).to_response(true),
         ),
         (GoalKind::Start, Outcome::Stopped) => conflict(format!(
             "service '{name}' was stopped before it was running"
         )),
-        (GoalKind::Stop, Outcome::Stopped | Outcome::Failed(_)) => {
+        (GoalKind::Stop, Outcome::Stopped | Outcome::Failed(_) | Outcome::Completed) => {
             Some(service_reply(view, 200, name))
         }
         (GoalKind::Stop, Outcome::Running) => {

@@ -393,7 +393,7 @@ impl Response {
         Self::with_type(status, "text/plain", body)
     }
 
-    fn with_type(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
+    pub fn with_type(status: u16, content_type: &'static str, body: Vec<u8>) -> Self {
         Response {
             status,
             content_type,

@@ -9,6 +9,7 @@ pub mod events;
 pub mod exec_request;
 pub(crate) mod handlers;
 pub mod http;
+pub mod metrics;
 pub(crate) mod model;
 pub(crate) mod pending;
 pub(crate) mod routes;

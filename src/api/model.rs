@@ -29,10 +29,14 @@ pub fn service_json(s: &Service, now: Instant, extra: &serde_json::Map<String, V
         "needs": d.needs,
         "container": d.container,
         "image": d.image.clone().unwrap_or_default(),
-        "restart": d.restart,
+        // A oneshot takes no `restart`: null keeps GET-then-PUT working.
+        "restart": if d.is_oneshot() { Value::Null } else { json!(d.restart) },
         "stop_timeout_secs": d.stop_timeout_secs,
         "health_timeout_secs": d.health_timeout_secs,
         "autostart": d.autostart,
+        "type": d.service_type,
+        "health": d.health,
+        "liveness": d.liveness,
         "status": s.status_word(),
         "pid": pid,
         "exit_code": s.exit_code,
@@ -41,8 +45,15 @@ pub fn service_json(s: &Service, now: Instant, extra: &serde_json::Map<String, V
         "error": s.error,
         "source": match s.source { Source::File => "file", Source::Api => "api" },
         "wanted": s.wanted,
+        "health_result": s.health_result,
+        "liveness_result": s.liveness_result,
+        "liveness_failures": s.liveness_failures,
+        "status_text": s.status_text,
     });
     if let Some(obj) = v.as_object_mut() {
+        if let Some(limits) = &d.limits {
+            obj.insert("limits".into(), json!(limits));
+        }
         for (k, val) in extra {
             obj.insert(k.clone(), val.clone());
         }

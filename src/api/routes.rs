@@ -34,6 +34,8 @@ pub enum Route {
     Restore,
     LastRestore,
     System,
+    /// `GET /v1/metrics`: Prometheus text.
+    Metrics,
     Poweroff,
     Reboot,
 }
@@ -92,6 +94,7 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
             _ => allow("GET, POST"),
         },
         ["v1", "system"] => only(method, "GET", Route::System),
+        ["v1", "metrics"] => only(method, "GET", Route::Metrics),
         ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
         ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
         _ => Err(ApiError::NoRoute(path.to_string())),
@@ -196,6 +199,7 @@ mod tests {
             })
         );
         assert_eq!(route("GET", "/v1/restore", &[]), Ok(Route::LastRestore));
+        assert_eq!(route("GET", "/v1/metrics", &[]), Ok(Route::Metrics));
         assert_eq!(
             route("POST", "/v1/system/poweroff", &[]),
             Ok(Route::Poweroff)
@@ -211,6 +215,7 @@ mod tests {
             ("POST", "/v1/services", 405),
             ("GET", "/v1/services/web/start", 405),
             ("PATCH", "/v1/services/web", 405),
+            ("POST", "/v1/metrics", 405),
             ("GET", "/v1/services/.hidden", 400),
             ("GET", "/v1/services/a%2Fb", 400),
             ("GET", &format!("/v1/services/{}", "x".repeat(65)), 400),

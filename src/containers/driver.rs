@@ -23,7 +23,7 @@ use crate::proc::cgroup::Cgroups;
 use crate::proc::spawn::{self, SpawnSpec};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid as NixPid;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
@@ -66,6 +66,8 @@ struct Ctr {
     removed: bool,
     /// The manifest digest of the image the bundle holds.
     digest: Option<String>,
+    /// Variables the init adds to the definition's `env` (`NOTIFY_SOCKET`).
+    extra_env: BTreeMap<String, String>,
 }
 
 impl Ctr {
@@ -221,8 +223,17 @@ impl Containers {
 
     /// The supervisor's `Spawn` of a container service: prepares it through
     /// the loop and answers `on_spawned` when the runtime runs (or a step failed).
-    pub(crate) fn start(&mut self, cx: &mut Ctx, name: &str, gen: u64) {
+    /// Starts `name`; `extra_env` joins the definition's `env` (the init's
+    /// own variables, such as `NOTIFY_SOCKET`).
+    pub(crate) fn start(
+        &mut self,
+        cx: &mut Ctx,
+        name: &str,
+        gen: u64,
+        extra_env: BTreeMap<String, String>,
+    ) {
         let rec = self.services.entry(name.to_string()).or_default();
+        rec.extra_env = extra_env;
         rec.want = Some(gen);
         rec.cleared = false;
         rec.removed = false;
@@ -495,10 +506,14 @@ impl Containers {
     ) -> Result<(), String> {
         let s = &self.settings;
         let image_config = store::read_image_config(s, image).map_err(|e| e.to_string())?;
+        let mut env = def.env.clone();
+        if let Some(rec) = self.services.get(name) {
+            env.extend(rec.extra_env.clone());
+        }
         let spec = ProcessSpec {
             cmd: def.cmd.clone(),
             args: def.args.clone(),
-            env: def.env.clone(),
+            env,
             working_dir: def.working_dir.clone(),
             user: def.user.clone(),
         };
@@ -901,7 +916,11 @@ impl Containers {
         name: &str,
         cmd: &[String],
     ) -> Result<ContainerExec, ContainerExecError> {
-        let running = matches!(sup.get(name).map(|s| &s.phase), Some(Phase::Running { .. }));
+        // Starting too: a readiness check runs inside the container.
+        let running = matches!(
+            sup.get(name).map(|s| &s.phase),
+            Some(Phase::Running { .. } | Phase::Starting { .. })
+        );
         let runtime = self.services.get(name).and_then(|r| r.runtime);
         if !running || runtime.is_none() {
             return Err(ContainerExecError::NotRunning(name.to_string()));

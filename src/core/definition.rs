@@ -1,7 +1,9 @@
 //! A service definition: the fields of the contract (PUT body, drop-in keys),
 //! their defaults, and validation. Also the rule for service names.
 
-use crate::core::{json_object, limits};
+use super::checks::{self, Check, Health, Liveness};
+use crate::core::limits::Limits;
+use crate::core::{bounds, json_object};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +17,16 @@ pub enum RestartPolicy {
     OnFailure,
     Always,
     Never,
+}
+
+/// A long-running process, or one that runs to completion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceType {
+    #[default]
+    Service,
+    /// Done once it exited 0; `needs` on it means "completed in this boot".
+    Oneshot,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -38,7 +50,7 @@ pub struct Definition {
     pub container: bool,
     #[serde(default, deserialize_with = "empty_is_none")]
     pub image: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "restart_policy")]
     pub restart: RestartPolicy,
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout_secs: f64,
@@ -46,6 +58,43 @@ pub struct Definition {
     pub health_timeout_secs: f64,
     #[serde(default = "default_true")]
     pub autostart: bool,
+    /// The readiness check; `health_port` is its short form.
+    #[serde(
+        default,
+        deserialize_with = "checks::de_health",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub health: Option<Box<Health>>,
+    /// A check repeated while the service runs.
+    #[serde(
+        default,
+        deserialize_with = "checks::de_liveness",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub liveness: Option<Box<Liveness>>,
+    #[serde(default, rename = "type", deserialize_with = "service_type")]
+    pub service_type: ServiceType,
+    /// Resource limits written to the service's cgroup before it runs.
+    #[serde(
+        default,
+        deserialize_with = "crate::core::limits::limits_or_none",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limits: Option<Limits>,
+}
+
+/// Which keys a body names, whatever their values: what serde's defaults
+/// hide (a `restart` given explicitly on a oneshot).
+#[derive(Deserialize, Default)]
+struct Given {
+    #[serde(default)]
+    restart: Option<serde_json::Value>,
+}
+
+impl Given {
+    fn restart_given(&self) -> bool {
+        self.restart.as_ref().is_some_and(|v| !v.is_null())
+    }
 }
 
 fn default_stop_timeout() -> f64 {
@@ -68,6 +117,46 @@ fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
 fn empty_is_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v: Option<String> = Option::deserialize(d)?;
     Ok(v.filter(|s| !s.is_empty()))
+}
+
+/// A word from `words` (null: the default), with a message naming the field.
+fn word<'de, D: Deserializer<'de>, T: Default + Copy>(
+    d: D,
+    field: &str,
+    words: &[(&str, T)],
+) -> Result<T, D::Error> {
+    let names = || {
+        let w: Vec<String> = words.iter().map(|(w, _)| format!("{w:?}")).collect();
+        w.join(", ")
+    };
+    let v = Option::<serde_json::Value>::deserialize(d)?;
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(T::default());
+    };
+    let found = v
+        .as_str()
+        .and_then(|s| words.iter().find(|(w, _)| *w == s).map(|(_, t)| *t));
+    found.ok_or_else(|| {
+        serde::de::Error::custom(format!("`{field}` must be one of {}, got {v}", names()))
+    })
+}
+
+fn restart_policy<'de, D: Deserializer<'de>>(d: D) -> Result<RestartPolicy, D::Error> {
+    use RestartPolicy::*;
+    word(
+        d,
+        "restart",
+        &[
+            ("on-failure", OnFailure),
+            ("always", Always),
+            ("never", Never),
+        ],
+    )
+}
+
+fn service_type<'de, D: Deserializer<'de>>(d: D) -> Result<ServiceType, D::Error> {
+    use ServiceType::*;
+    word(d, "type", &[("service", Service), ("oneshot", Oneshot)])
 }
 
 fn user_spec<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -112,25 +201,53 @@ impl Definition {
                 return bad(format!("`health_port` must be in 1-65535, got {p}"));
             }
         }
-        limits::check_secs(
+        bounds::check_secs(
             "stop_timeout_secs",
             self.stop_timeout_secs,
             0.0,
-            limits::MAX_STOP_TIMEOUT_SECS,
+            bounds::MAX_STOP_TIMEOUT_SECS,
         )
         .map_err(InvalidDefinition)?;
-        limits::check_secs(
+        bounds::check_secs(
             "health_timeout_secs",
             self.health_timeout_secs,
-            limits::MIN_TIMEOUT_SECS,
-            limits::MAX_HEALTH_TIMEOUT_SECS,
+            bounds::MIN_TIMEOUT_SECS,
+            bounds::MAX_HEALTH_TIMEOUT_SECS,
         )
         .map_err(InvalidDefinition)?;
         if self.container && self.image.is_none() {
             return bad("`image` is required when `container` is true".into());
         }
+        self.validate_checks()?;
         for n in &self.needs {
             validate_name(n).map_err(|e| InvalidDefinition(format!("`needs`: {e}")))?;
+        }
+        if let Some(l) = &self.limits {
+            l.validate().map_err(InvalidDefinition)?;
+        }
+        Ok(())
+    }
+
+    /// `health` against `health_port`, `type` against `restart`/`health`.
+    fn validate_checks(&self) -> Result<(), InvalidDefinition> {
+        let bad = |m: &str| Err(InvalidDefinition(m.to_string()));
+        if self.health.is_some() && self.health_port.is_some() {
+            return bad(
+                "`health_port` and `health` are both set: `health_port: N` is the short \
+                 form of `health: {\"tcp\": N}`; use one",
+            );
+        }
+        if self.service_type == ServiceType::Oneshot {
+            if self.health.is_some() || self.health_port.is_some() {
+                return bad(
+                    "`health` does not apply to a oneshot service: it is done once it exits 0",
+                );
+            }
+            if self.liveness.is_some() {
+                return bad(
+                    "`liveness` does not apply to a oneshot service: it never runs as a server",
+                );
+            }
         }
         Ok(())
     }
@@ -138,29 +255,65 @@ impl Definition {
     /// Validated at definition time; clamped again so that no value (an
     /// older state file's) can make a deadline overflow.
     pub fn stop_timeout(&self) -> std::time::Duration {
-        limits::clamped_secs(self.stop_timeout_secs, limits::MAX_STOP_TIMEOUT_SECS)
+        bounds::clamped_secs(self.stop_timeout_secs, bounds::MAX_STOP_TIMEOUT_SECS)
     }
 
+    /// The readiness deadline (`health.timeout_secs` or
+    /// `health_timeout_secs`), clamped likewise.
     pub fn health_timeout(&self) -> std::time::Duration {
-        limits::clamped_secs(self.health_timeout_secs, limits::MAX_HEALTH_TIMEOUT_SECS)
+        bounds::clamped_secs(self.health_timeout_secs(), bounds::MAX_HEALTH_TIMEOUT_SECS)
     }
 
     pub fn health_port(&self) -> Option<u16> {
         self.health_port.and_then(|p| u16::try_from(p).ok())
     }
 
+    /// The readiness check, from `health` or its short form `health_port`.
+    pub fn readiness(&self) -> Option<Check> {
+        match (&self.health, self.health_port()) {
+            (Some(h), _) => Some(h.check.clone()),
+            (None, Some(port)) => Some(Check::Tcp(port)),
+            (None, None) => None,
+        }
+    }
+
+    /// Seconds to wait for readiness: `health.timeout_secs`, else
+    /// `health_timeout_secs` (the older key).
+    pub fn health_timeout_secs(&self) -> f64 {
+        self.health
+            .as_ref()
+            .and_then(|h| h.timeout_secs)
+            .unwrap_or(self.health_timeout_secs)
+    }
+
+    pub fn is_oneshot(&self) -> bool {
+        self.service_type == ServiceType::Oneshot
+    }
+
     pub fn from_json(body: &[u8]) -> Result<Definition, InvalidDefinition> {
         let def: Definition = json_object::from_slice(body)
             .map_err(|e| InvalidDefinition(format!("invalid definition: {e}")))?;
-        def.validate()?;
+        let given: Given = serde_json::from_slice(body).unwrap_or_default();
+        def.validate_given(&given)?;
         Ok(def)
     }
 
     pub fn from_toml(text: &str) -> Result<Definition, InvalidDefinition> {
         let def: Definition =
             toml::from_str(text).map_err(|e| InvalidDefinition(one_line(&e.to_string())))?;
-        def.validate()?;
+        let given: Given = toml::from_str(text).unwrap_or_default();
+        def.validate_given(&given)?;
         Ok(def)
+    }
+
+    fn validate_given(&self, given: &Given) -> Result<(), InvalidDefinition> {
+        self.validate()?;
+        if self.is_oneshot() && given.restart_given() {
+            return Err(InvalidDefinition(
+                "`restart` does not apply to a oneshot service: it runs once per start".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -277,10 +430,139 @@ mod tests {
             (br#"{"cmd":"x","restart":"sometimes"}"#, "sometimes"),
             (br#"{"cmd":"x","needs":["../etc"]}"#, "needs"),
             (br#"{"cmd":"x""#, "invalid definition"),
+            (
+                br#"{"cmd":"x","limits":{"memory_max":"1T"}}"#,
+                "limits.memory_max",
+            ),
+            (br#"{"cmd":"x","limits":{"pids_max":0}}"#, "limits.pids_max"),
+            (br#"{"cmd":"x","limits":{"cpus":1}}"#, "cpus"),
+            (br#"{"cmd":"x","limits":5}"#, "limits"),
         ];
         for (i, (body, word)) in cases.iter().enumerate() {
             let e = Definition::from_json(body).unwrap_err();
             assert!(e.0.contains(word), "case {i}: {e}");
+        }
+    }
+
+    #[test]
+    fn checks_and_types_parse() {
+        let d = Definition::from_json(
+            br#"{"cmd":"web","health":{"http":{"port":8080,"path":"/healthz"},"timeout_secs":5},
+                "liveness":{"exec":["true"],"interval_secs":1},"type":"service"}"#,
+        )
+        .unwrap();
+        assert!(matches!(d.readiness(), Some(Check::Http(ref h)) if h.port == 8080));
+        assert_eq!(d.health_timeout_secs(), 5.0);
+        assert_eq!(d.liveness.as_ref().map(|l| l.failures), Some(3));
+        let d = Definition::from_json(br#"{"cmd":"r","health_port":6379,"health_timeout_secs":9}"#)
+            .unwrap();
+        assert_eq!(d.readiness(), Some(Check::Tcp(6379)));
+        assert_eq!(d.health_timeout_secs(), 9.0);
+        let d =
+            Definition::from_json(br#"{"cmd":"m","type":"oneshot","restart":null,"health":null}"#)
+                .unwrap();
+        assert!(d.is_oneshot() && d.readiness().is_none());
+        assert_eq!(d.service_type, ServiceType::Oneshot);
+    }
+
+    #[test]
+    fn definition_round_trips_through_json() {
+        let d = Definition::from_json(
+            br#"{"cmd":"w","health":{"exec":["pg_isready"],"interval_ms":100},
+                "liveness":{"tcp":5432,"failures":2},"type":"oneshot"}"#,
+        );
+        assert!(d.is_err(), "health on a oneshot");
+        let d = Definition::from_json(
+            br#"{"cmd":"w","health":{"exec":["pg_isready"],"interval_ms":100},
+                "liveness":{"tcp":5432,"failures":2}}"#,
+        )
+        .unwrap();
+        let back: Definition = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(back, d);
+    }
+
+    #[test]
+    fn bad_check_and_type_values_name_the_field() {
+        let cases: &[(&[u8], &str)] = &[
+            (
+                br#"{"cmd":"x","health_port":1,"health":{"tcp":1}}"#,
+                "`health_port` and `health`",
+            ),
+            (
+                br#"{"cmd":"x","health":{"http":{"port":0}}}"#,
+                "`health.http.port`",
+            ),
+            (br#"{"cmd":"x","health":{}}"#, "`health`"),
+            (
+                br#"{"cmd":"x","health":{"tcp":1,"exec":["a"]}}"#,
+                "more than one",
+            ),
+            (
+                br#"{"cmd":"x","health":{"tcp":1,"timeout_secs":"5"}}"#,
+                "`health.timeout_secs`",
+            ),
+            (br#"{"cmd":"x","liveness":{"log":"x"}}"#, "`liveness.log`"),
+            (br#"{"cmd":"x","type":"daemon"}"#, "`type`"),
+            (br#"{"cmd":"x","type":5}"#, "`type`"),
+            (br#"{"cmd":"x","restart":"sometimes"}"#, "`restart`"),
+            (
+                br#"{"cmd":"x","type":"oneshot","restart":"always"}"#,
+                "`restart` does not apply",
+            ),
+            (
+                br#"{"cmd":"x","type":"oneshot","restart":"on-failure"}"#,
+                "`restart`",
+            ),
+            (
+                br#"{"cmd":"x","type":"oneshot","health":{"tcp":1}}"#,
+                "`health` does not apply",
+            ),
+            (
+                br#"{"cmd":"x","type":"oneshot","health_port":1}"#,
+                "`health` does not apply",
+            ),
+            (
+                br#"{"cmd":"x","type":"oneshot","liveness":{"tcp":1}}"#,
+                "`liveness`",
+            ),
+        ];
+        for (i, (body, word)) in cases.iter().enumerate() {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(e.0.contains(word), "case {i}: {e}");
+        }
+    }
+
+    #[test]
+    fn checks_in_toml() {
+        let d = Definition::from_toml(
+            "cmd = \"postgres\"\n[health]\nexec = [\"pg_isready\", \"-h\", \"127.0.0.1\"]\ntimeout_secs = 30\n\n[liveness]\ntcp = 5432\ninterval_secs = 5\nfailures = 2\n",
+        )
+        .unwrap();
+        assert_eq!(d.readiness().map(|c| c.kind()), Some("exec"));
+        assert_eq!(d.health_timeout_secs(), 30.0);
+        assert_eq!(d.liveness.map(|l| l.failures), Some(2));
+        let d = Definition::from_toml("cmd = \"m\"\ntype = \"oneshot\"\n").unwrap();
+        assert!(d.is_oneshot());
+        for (text, word) in [
+            (
+                "cmd = \"x\"\nhealth = { http = { port = 99999 } }\n",
+                "health.http.port",
+            ),
+            (
+                "cmd = \"x\"\nhealth_port = 1\nhealth = { tcp = 1 }\n",
+                "health_port",
+            ),
+            (
+                "cmd = \"x\"\ntype = \"oneshot\"\nrestart = \"never\"\n",
+                "restart",
+            ),
+            (
+                "cmd = \"x\"\nhealth = { notify = false }\n",
+                "health.notify",
+            ),
+        ] {
+            let e = Definition::from_toml(text).unwrap_err();
+            assert!(e.0.contains(word), "{text}: {e}");
         }
     }
 
@@ -302,8 +584,8 @@ mod tests {
     fn timeouts_have_a_maximum() {
         let at_max = format!(
             r#"{{"cmd":"x","stop_timeout_secs":{},"health_timeout_secs":{}}}"#,
-            limits::MAX_STOP_TIMEOUT_SECS,
-            limits::MAX_HEALTH_TIMEOUT_SECS
+            bounds::MAX_STOP_TIMEOUT_SECS,
+            bounds::MAX_HEALTH_TIMEOUT_SECS
         );
         assert!(Definition::from_json(at_max.as_bytes()).is_ok());
         for (body, field) in [
@@ -364,5 +646,23 @@ mod tests {
         assert!(!d.autostart);
         let e = Definition::from_toml("cmd = \"x\"\nhelth_port = 1\n").unwrap_err();
         assert!(e.0.contains("helth_port"), "{e}");
+    }
+
+    #[test]
+    fn limits_in_json_and_toml() {
+        let d =
+            Definition::from_json(br#"{"cmd":"x","limits":{"memory_max":"32M","cpu_max":0.5}}"#)
+                .unwrap();
+        let l = d.limits.unwrap();
+        assert_eq!((l.memory_max, l.cpu_max), (Some(32 << 20), Some(0.5)));
+        let d = Definition::from_toml("cmd = \"x\"\n[limits]\npids_max = 64\n").unwrap();
+        assert_eq!(d.limits.and_then(|l| l.pids_max), Some(64));
+        // `{}` and null are no limits at all (an identical PUT either way).
+        for body in [
+            &br#"{"cmd":"x","limits":{}}"#[..],
+            br#"{"cmd":"x","limits":null}"#,
+        ] {
+            assert_eq!(Definition::from_json(body).unwrap().limits, None);
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Watching health ports: while any service waits for its port, one scan
 //! of the listening sockets every few milliseconds serves them all, and a
 //! port seen listening is confirmed with one non-blocking connect. A
-//! confirmed port becomes an `Input::Ready` for the supervisor.
+//! confirmed port becomes an `Input::Ready` for the supervisor. The port
+//! of an `http` check is watched the same way, without the connect: once it
+//! listens, the check runner sends its first `GET`.
 
 use crate::core::supervisor::Input;
 use crate::health::scan::{self, ListenScanner};
@@ -18,6 +20,9 @@ const MAX_SCAN_INTERVAL: Duration = Duration::from_millis(20);
 struct PortWatch {
     gen: u64,
     port: u16,
+    /// Only tell that the port listens (an `http` check takes over from
+    /// there): no confirming connect.
+    listen_only: bool,
     probe: Option<Token>,
     /// Confirming connects made so far: they alternate between 127.0.0.1
     /// and ::1, so a service listening on one of them only is found.
@@ -36,6 +41,8 @@ pub(crate) struct HealthWatcher {
     scanner: Option<ListenScanner>,
     scheduled: bool,
     last_scan: Instant,
+    /// Listen-only watches whose port was seen listening, until taken.
+    heard: Vec<(String, u64)>,
 }
 
 impl HealthWatcher {
@@ -53,6 +60,7 @@ impl HealthWatcher {
             scanner,
             scheduled: false,
             last_scan: Instant::now(),
+            heard: Vec::new(),
         }
     }
 
@@ -67,9 +75,39 @@ impl HealthWatcher {
 
     /// Tell `Ready { name, gen }` once `port` accepts on loopback.
     pub(crate) fn watch(&mut self, io: &mut Io, name: String, gen: u64, port: u16, now: Instant) {
+        self.add(io, name, gen, port, false, now);
+    }
+
+    /// Tell (through `take_listening`) once `port` listens on loopback.
+    pub(crate) fn watch_listen(
+        &mut self,
+        io: &mut Io,
+        name: String,
+        gen: u64,
+        port: u16,
+        now: Instant,
+    ) {
+        self.add(io, name, gen, port, true, now);
+    }
+
+    /// Listen-only watches whose port listens now; each is told once.
+    pub(crate) fn take_listening(&mut self) -> Vec<(String, u64)> {
+        std::mem::take(&mut self.heard)
+    }
+
+    fn add(
+        &mut self,
+        io: &mut Io,
+        name: String,
+        gen: u64,
+        port: u16,
+        listen_only: bool,
+        now: Instant,
+    ) {
         let w = PortWatch {
             gen,
             port,
+            listen_only,
             probe: None,
             tries: 0,
         };
@@ -105,6 +143,17 @@ impl HealthWatcher {
         }
         let t0 = Instant::now();
         let open = self.listening(t0);
+        let heard: Vec<String> = self
+            .ports
+            .iter()
+            .filter(|(_, w)| w.listen_only && open.contains(&w.port))
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in heard {
+            if let Some(w) = self.ports.remove(&name) {
+                self.heard.push((name, w.gen));
+            }
+        }
         let found: Vec<(String, u64, u16, bool)> = self
             .ports
             .iter_mut()

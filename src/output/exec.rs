@@ -271,7 +271,7 @@ impl Execs {
         self.by_pid.insert(job.pid, id);
         self.jobs.insert(id, job);
         io.schedule(
-            crate::core::limits::deadline(Instant::now(), plan.timeout),
+            crate::core::bounds::deadline(Instant::now(), plan.timeout),
             TimerKey::Exec(id),
         );
         Ok(id)

@@ -5,6 +5,7 @@
 //! API's business). A service never blocks on its output beyond the
 //! pipe's own buffer.
 
+use crate::health::logline::LineMatch;
 use crate::io::{Io, Owner};
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
@@ -53,6 +54,11 @@ pub(crate) struct Logs {
     dir: PathBuf,
     /// Rotate when the current file reaches this size (one older kept).
     max_bytes: u64,
+    /// `log` readiness checks: the text each service's output is watched
+    /// for (empty when no service has one: then nothing is scanned).
+    line_watch: HashMap<String, LineMatch>,
+    /// Services whose watched text appeared in a line, until taken.
+    matched: Vec<String>,
 }
 
 impl Logs {
@@ -68,6 +74,8 @@ impl Logs {
             out: Vec::new(),
             dir: dir.to_path_buf(),
             max_bytes,
+            line_watch: HashMap::new(),
+            matched: Vec::new(),
         }
     }
 
@@ -184,6 +192,34 @@ impl Logs {
         self.ingest(name, &bytes);
     }
 
+    /// Watches the lines `name` writes from now on for `text` (None: no
+    /// more); a match is told once through `take_matches`.
+    pub(crate) fn watch_line(&mut self, name: &str, text: Option<&str>) {
+        match text {
+            Some(t) => {
+                self.line_watch.insert(name.to_string(), LineMatch::new(t));
+            }
+            None => {
+                self.line_watch.remove(name);
+            }
+        }
+    }
+
+    /// Services whose watched text appeared since the last call.
+    pub(crate) fn take_matches(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.matched)
+    }
+
+    /// Complete lines of `name` for its `log` check.
+    fn scan_lines(&mut self, name: &str, lines: &[u8]) {
+        if let Some(m) = self.line_watch.get_mut(name) {
+            if m.feed(lines) {
+                self.line_watch.remove(name);
+                self.matched.push(name.to_string());
+            }
+        }
+    }
+
     fn ingest(&mut self, name: &str, chunk: &[u8]) {
         let max_bytes = self.max_bytes;
         let Some(log) = self.by_service.get_mut(name) else {
@@ -214,11 +250,19 @@ impl Logs {
                 write_file(log, part, max_bytes);
             }
         }
-        if log.followers.is_empty() || (complete.is_empty() && split.is_empty()) {
+        let followed = !log.followers.is_empty();
+        if !self.line_watch.is_empty() {
+            self.scan_lines(name, complete);
+            self.scan_lines(name, &split);
+        }
+        if !followed || (complete.is_empty() && split.is_empty()) {
             return;
         }
         let mut bytes = complete.to_vec();
         bytes.extend_from_slice(&split);
+        let Some(log) = self.by_service.get(name) else {
+            return;
+        };
         for t in &log.followers {
             self.out.push(StreamOut::Data {
                 to: *t,

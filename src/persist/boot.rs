@@ -154,7 +154,8 @@ pub(crate) fn apply(
             (
                 s.name.clone(),
                 s.wanted,
-                matches!(s.phase, Phase::Running { .. }),
+                // A oneshot done in this boot counts as up: not run again.
+                matches!(s.phase, Phase::Running { .. }) || s.completed,
                 s.phase.is_active(),
             )
         })

@@ -77,7 +77,7 @@ impl RestoreTracker {
             return;
         }
         match outcome {
-            Outcome::Running => r.started.push(name.to_string()),
+            Outcome::Running | Outcome::Completed => r.started.push(name.to_string()),
             Outcome::Failed(why) => r.failed.push((name.to_string(), why.to_string())),
             Outcome::Stopped => r
                 .failed

@@ -2,9 +2,15 @@
 //! it holds every process of the service (daemonized grandchildren too), so
 //! stop can end the whole tree with `cgroup.kill`.
 
+use crate::core::limits::Limits;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// Controllers enabled for every service cgroup where the hierarchy
+/// allows: oom kills and memory use, and process counts. `cpu` is enabled
+/// only once a limit needs it (it changes how CPU time is shared).
+const ACCOUNTING: [&str; 2] = ["memory", "pids"];
 
 /// Where the init creates service cgroups: as PID 1 the root of the
 /// cgroup2 hierarchy; as a plain supervisor a subtree of its own cgroup
@@ -13,12 +19,59 @@ use std::path::{Path, PathBuf};
 /// service's cgroup.
 #[derive(Debug, Clone)]
 pub struct Cgroups {
+    /// The cgroup2 mount point (the top level of the hierarchy).
+    mount: PathBuf,
     base: PathBuf,
     /// A subtree this init made for itself (removed when it exits).
     owned: bool,
     /// The memory controller is enabled for service cgroups (so
     /// `memory.events` exists); otherwise nothing is read for oom kills.
     memory: bool,
+    /// The pids controller is enabled for service cgroups (`pids.current`).
+    pids: bool,
+}
+
+/// A service's resource use, read from its cgroup. A field is None when
+/// its controller is not enabled for the service (`cpu_usec` comes from
+/// `cpu.stat`, which every cgroup2 has).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    pub memory_bytes: Option<u64>,
+    pub memory_peak_bytes: Option<u64>,
+    pub cpu_usec: Option<u64>,
+    pub pids: Option<u64>,
+}
+
+/// Why a service's limits cannot be applied: the controller that is
+/// missing (or refused a value) and why. A start with limits fails with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitError {
+    pub controller: &'static str,
+    pub reason: String,
+}
+
+impl std::fmt::Display for LimitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cannot apply limits: the {} controller {}",
+            self.controller, self.reason
+        )
+    }
+}
+
+impl std::error::Error for LimitError {}
+
+/// The error for limits on a system where the init has no cgroup2 at all
+/// (Ok when the limits need no controller).
+pub fn limits_without_cgroups(limits: &Limits) -> Result<(), LimitError> {
+    match limits.controllers().first() {
+        Some(&controller) => Err(LimitError {
+            controller,
+            reason: "is not available: the init has no cgroup2 hierarchy to put limits in".into(),
+        }),
+        None => Ok(()),
+    }
 }
 
 impl Cgroups {
@@ -44,16 +97,168 @@ impl Cgroups {
             fs::create_dir(&probe).ok()?;
             let _ = fs::remove_dir(&probe);
         }
+        let mut cg = Cgroups {
+            mount,
+            base,
+            owned: instance.is_some(),
+            memory: false,
+            pids: false,
+        };
         // Memory accounting (oom kills in memory.events) and pid counts for
         // the services, where the hierarchy allows it (the VM's root does;
         // a hybrid host's unified tree has no controllers to give).
-        let _ = fs::write(base.join("cgroup.subtree_control"), "+memory +pids");
-        let memory = fs::read_to_string(base.join("cgroup.subtree_control"))
-            .is_ok_and(|c| c.split_whitespace().any(|w| w == "memory"));
-        Some(Cgroups {
-            base,
-            owned: instance.is_some(),
-            memory,
+        for c in ACCOUNTING {
+            let _ = cg.enable(c);
+        }
+        cg.refresh_enabled();
+        Some(cg)
+    }
+
+    /// Notes which accounting controllers the service cgroups have.
+    fn refresh_enabled(&mut self) {
+        let enabled =
+            fs::read_to_string(self.base.join("cgroup.subtree_control")).unwrap_or_default();
+        let has = |c: &str| enabled.split_whitespace().any(|w| w == c);
+        self.memory = has("memory");
+        self.pids = has("pids");
+    }
+
+    /// The cgroups from the top of the hierarchy down to `base`, the
+    /// parent of the service cgroups: each must pass a controller down.
+    fn levels(&self) -> Vec<PathBuf> {
+        let mut out = vec![self.mount.clone()];
+        if let Ok(rel) = self.base.strip_prefix(&self.mount) {
+            let mut at = self.mount.clone();
+            for part in rel.components() {
+                at.push(part);
+                out.push(at.clone());
+            }
+        }
+        out
+    }
+
+    /// Enables `controller` for the service cgroups: in the
+    /// `cgroup.subtree_control` of every level down to their parent
+    /// (written only where it is missing).
+    fn enable(&self, controller: &'static str) -> Result<(), LimitError> {
+        for level in self.levels() {
+            let control = level.join("cgroup.subtree_control");
+            let enabled = fs::read_to_string(&control).unwrap_or_default();
+            if enabled.split_whitespace().any(|w| w == controller) {
+                continue;
+            }
+            let offered = fs::read_to_string(level.join("cgroup.controllers")).unwrap_or_default();
+            if !offered.split_whitespace().any(|w| w == controller) {
+                let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+                return Err(LimitError {
+                    controller,
+                    reason: not_offered(&level, &offered, controller, &own),
+                });
+            }
+            if let Err(e) = fs::write(&control, format!("+{controller}")) {
+                let why = if e.raw_os_error() == Some(libc::EBUSY) {
+                    " (it holds processes, and a cgroup with processes cannot pass a controller to children unless it is the root: run the init as PID 1, or in a cgroup of its own)".to_string()
+                } else {
+                    format!(": {e}")
+                };
+                return Err(LimitError {
+                    controller,
+                    reason: format!("cannot be enabled in {}{why}", level.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the service's limits into its cgroup (made by [`prepare`]
+    /// beforehand), before any of its processes runs in it: enables the
+    /// controllers the limits need, sets every limit file (the kernel's
+    /// default where there is no limit, so a replaced definition leaves
+    /// nothing behind) and `memory.oom.group`. A limit that cannot be set
+    /// is an error naming its controller; resetting a file of a missing
+    /// controller is not.
+    ///
+    /// [`prepare`]: Cgroups::prepare
+    pub fn apply_limits(&self, service: &str, limits: &Limits) -> Result<(), LimitError> {
+        for c in limits.controllers() {
+            self.enable(c)?;
+        }
+        let dir = self.path(service);
+        for w in limits.cgroup_writes() {
+            let file = dir.join(w.file);
+            // cgroupfs answers EACCES, not ENOENT, for a file it lacks.
+            if !file.exists() {
+                if w.required {
+                    return Err(LimitError {
+                        controller: w.controller,
+                        reason: format!("is not enabled for {} (no {})", dir.display(), w.file),
+                    });
+                }
+                continue;
+            }
+            match fs::write(&file, &w.value) {
+                Ok(()) => {}
+                Err(_) if !w.required => {}
+                Err(e) => {
+                    return Err(LimitError {
+                        controller: w.controller,
+                        reason: format!("refused {} = {:?}: {e}", w.file, w.value),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Before a service's process runs: its cgroup made and its `limits`
+    /// written. A cgroup that exists from an earlier run gets the defaults
+    /// back when the definition has no limits any more; a new one needs
+    /// nothing (the launcher makes it).
+    pub fn limit(&self, service: &str, limits: Option<&Limits>) -> Result<(), LimitError> {
+        let existed = self.path(service).exists();
+        if limits.is_none() && !existed {
+            return Ok(());
+        }
+        if let Err(e) = self.prepare(service) {
+            if let Some(controller) = limits.and_then(|l| l.controllers().first().copied()) {
+                return Err(LimitError {
+                    controller,
+                    reason: format!(
+                        "has no cgroup to limit: {} cannot be made: {e}",
+                        self.path(service).display()
+                    ),
+                });
+            }
+            return Ok(());
+        }
+        self.apply_limits(service, limits.unwrap_or(&Limits::default()))
+    }
+
+    /// The service's resource use; None when it has no cgroup (never
+    /// started, or removed).
+    pub fn usage(&self, service: &str) -> Option<Usage> {
+        let dir = self.path(service);
+        let cpu = fs::read_to_string(dir.join("cpu.stat")).ok()?;
+        let number = |file: &str| -> Option<u64> {
+            fs::read_to_string(dir.join(file)).ok()?.trim().parse().ok()
+        };
+        Some(Usage {
+            memory_bytes: if self.memory {
+                number("memory.current")
+            } else {
+                None
+            },
+            memory_peak_bytes: if self.memory {
+                number("memory.peak")
+            } else {
+                None
+            },
+            cpu_usec: stat_value(&cpu, "usage_usec"),
+            pids: if self.pids {
+                number("pids.current")
+            } else {
+                None
+            },
         })
     }
 
@@ -104,6 +309,18 @@ impl Cgroups {
             self.remove(n);
         }
         busy
+    }
+
+    /// Service cgroups in `base`, a plain directory (for tests).
+    #[cfg(test)]
+    pub fn at(base: PathBuf) -> Cgroups {
+        Cgroups {
+            mount: base.clone(),
+            base,
+            owned: false,
+            memory: true,
+            pids: true,
+        }
     }
 
     pub fn base(&self) -> &Path {
@@ -166,9 +383,7 @@ impl Cgroups {
             return None;
         }
         let text = fs::read_to_string(self.path(service).join("memory.events")).ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("oom_kill "))
-            .and_then(|v| v.trim().parse().ok())
+        stat_value(&text, "oom_kill")
     }
 
     /// Removes an empty service cgroup, with the empty child cgroups an OCI
@@ -211,6 +426,38 @@ fn service_of_cgroup(text: &str) -> Option<String> {
         .find_map(|c| c.strip_suffix(".service"))
         .filter(|n| !n.is_empty())
         .map(str::to_string)
+}
+
+/// The value of `key` in a flat keyed file (`cpu.stat`, `memory.events`).
+fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// Why `controller` is not in a level's `cgroup.controllers`: on a v1/v2
+/// hybrid it is attached to a v1 hierarchy (`/proc/self/cgroup` has a line
+/// naming it), otherwise the level above does not pass it down.
+fn not_offered(level: &Path, offered: &str, controller: &str, own: &str) -> String {
+    let offered = match offered.trim() {
+        "" => "none".to_string(),
+        o => o.to_string(),
+    };
+    let in_v1 = own.lines().any(|l| {
+        let mut f = l.splitn(3, ':');
+        f.nth(1)
+            .is_some_and(|ctrls| ctrls.split(',').any(|c| c == controller))
+    });
+    let why = if in_v1 {
+        format!(": this host attaches {controller} to a cgroup v1 hierarchy")
+    } else {
+        String::new()
+    };
+    format!(
+        "is not available to the init: {} offers only {offered}{why}",
+        level.display()
+    )
 }
 
 /// `populated 1` in the text of a `cgroup.events` file.
@@ -393,6 +640,152 @@ mod tests {
                 (PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"), "/".to_string()),
             ]
         );
+    }
+
+    /// A directory shaped like a cgroup2 level whose children get the
+    /// files of `controllers`, with one service cgroup `svc.service`.
+    fn fake_hierarchy(tag: &str, controllers: &str, files: &[&str]) -> (PathBuf, Cgroups) {
+        let base = std::env::temp_dir().join(format!("iris-cg-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        std::fs::create_dir_all(base.join("svc.service")).unwrap();
+        std::fs::write(base.join("cgroup.controllers"), controllers).unwrap();
+        std::fs::write(base.join("cgroup.subtree_control"), controllers).unwrap();
+        for f in files {
+            std::fs::write(base.join("svc.service").join(f), "0\n").unwrap();
+        }
+        (base.clone(), Cgroups::at(base))
+    }
+
+    fn limits(json: &str) -> Limits {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn limits_go_into_the_service_files_before_it_runs() {
+        let files = [
+            "memory.max",
+            "memory.high",
+            "memory.oom.group",
+            "pids.max",
+            "cpu.stat",
+        ];
+        let (base, cg) = fake_hierarchy("apply", "memory pids", &files);
+        cg.apply_limits("svc", &limits(r#"{"memory_max":"32M","pids_max":64}"#))
+            .unwrap();
+        let read = |f: &str| std::fs::read_to_string(base.join("svc.service").join(f)).unwrap();
+        assert_eq!(read("memory.max"), "33554432");
+        assert_eq!(read("memory.high"), "max");
+        assert_eq!(read("memory.oom.group"), "1");
+        assert_eq!(read("pids.max"), "64");
+        // No cpu limit, no cpu controller: nothing to reset, no error.
+        assert!(!base.join("svc.service/cpu.max").exists());
+        // A later definition without limits puts the defaults back.
+        cg.apply_limits("svc", &Limits::default()).unwrap();
+        assert_eq!(read("memory.max"), "max");
+        assert_eq!(read("memory.oom.group"), "0");
+        assert_eq!(read("pids.max"), "max");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn a_limit_whose_controller_is_missing_fails_naming_it() {
+        let (base, cg) = fake_hierarchy("missing", "memory pids", &["memory.max"]);
+        let e = cg
+            .apply_limits("svc", &limits(r#"{"cpu_max":0.5}"#))
+            .unwrap_err();
+        assert_eq!(e.controller, "cpu");
+        assert!(e.to_string().contains("cpu controller"), "{e}");
+        assert!(e.reason.contains("offers only memory pids"), "{e}");
+        // Offered by the level but the service cgroup lacks the files.
+        let e = cg
+            .apply_limits("svc", &limits(r#"{"pids_max":5}"#))
+            .unwrap_err();
+        assert_eq!(e.controller, "pids");
+        assert!(e.reason.contains("pids.max"), "{e}");
+        let none = limits_without_cgroups(&limits(r#"{"memory_high":"1G"}"#)).unwrap_err();
+        assert_eq!(none.controller, "memory");
+        assert!(limits_without_cgroups(&Limits::default()).is_ok());
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn enabling_writes_each_missing_level() {
+        let (base, cg) = fake_hierarchy("enable", "memory pids cpu", &[]);
+        std::fs::write(base.join("cgroup.subtree_control"), "memory").unwrap();
+        cg.enable("cpu").unwrap();
+        // The kernel takes "+cpu" and lists it; the fake keeps the write.
+        let control = std::fs::read_to_string(base.join("cgroup.subtree_control")).unwrap();
+        assert_eq!(control, "+cpu");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn usage_reads_what_the_controllers_give() {
+        let (base, cg) = fake_hierarchy("usage", "memory pids", &[]);
+        let svc = base.join("svc.service");
+        assert_eq!(cg.usage("svc"), None, "no cpu.stat: no cgroup");
+        std::fs::write(svc.join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\n").unwrap();
+        std::fs::write(svc.join("memory.current"), "4096\n").unwrap();
+        std::fs::write(svc.join("memory.peak"), "8192\n").unwrap();
+        std::fs::write(svc.join("pids.current"), "3\n").unwrap();
+        assert_eq!(
+            cg.usage("svc"),
+            Some(Usage {
+                memory_bytes: Some(4096),
+                memory_peak_bytes: Some(8192),
+                cpu_usec: Some(1500),
+                pids: Some(3),
+            })
+        );
+        let no_memory = Cgroups {
+            memory: false,
+            pids: false,
+            ..cg
+        };
+        let u = no_memory.usage("svc").unwrap();
+        assert_eq!(
+            (u.memory_bytes, u.pids, u.cpu_usec),
+            (None, None, Some(1500))
+        );
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn a_controller_held_by_cgroup_v1_is_said_so() {
+        let own = "8:pids:/\n4:memory:/x\n0::/\n";
+        let why = not_offered(
+            Path::new("/sys/fs/cgroup/unified"),
+            "hugetlb\n",
+            "memory",
+            own,
+        );
+        assert!(why.contains("offers only hugetlb"), "{why}");
+        assert!(why.contains("cgroup v1"), "{why}");
+        let why = not_offered(Path::new("/sys/fs/cgroup/a"), "", "cpu", "0::/a\n");
+        assert!(
+            why.contains("offers only none") && !why.contains("v1"),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn levels_run_from_the_mount_down_to_the_base() {
+        let cg = Cgroups {
+            mount: PathBuf::from("/sys/fs/cgroup"),
+            base: PathBuf::from("/sys/fs/cgroup/a/b"),
+            owned: false,
+            memory: false,
+            pids: false,
+        };
+        assert_eq!(
+            cg.levels(),
+            ["/sys/fs/cgroup", "/sys/fs/cgroup/a", "/sys/fs/cgroup/a/b"].map(PathBuf::from)
+        );
+        let root = Cgroups {
+            base: PathBuf::from("/sys/fs/cgroup/"),
+            ..cg
+        };
+        assert_eq!(root.levels(), [PathBuf::from("/sys/fs/cgroup")]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use nix::errno::Errno;
 use nix::sys::resource::{getrlimit, Resource};
@@ -86,19 +87,33 @@ pub(crate) struct UserIds<'a> {
     pub groups: &'a [libc::gid_t],
 }
 
-/// The forked child: stdio, the plan, exec; on failure a record on the error
+/// What the child needs, all built before the fork: the child of a
+/// vfork-style clone runs on the parent's memory and must not allocate.
+pub(crate) struct ChildStart<'a> {
+    /// Sources of the child's 0, 1, 2 (all 3 or above).
+    pub stdio: [RawFd; 3],
+    pub plan: &'a ChildPlan,
+    pub program: &'a CStr,
+    /// Null-terminated.
+    pub argv: &'a [*const libc::c_char],
+    /// Null-terminated.
+    pub envp: &'a [*const libc::c_char],
+    /// Born in its cgroup (`CLONE_INTO_CGROUP`): no `cgroup.procs` write.
+    pub in_cgroup: bool,
+    /// Set by a cloned child as its first act: a child that exits without
+    /// it never ran (the kernel killed it as it was born).
+    pub ran: AtomicBool,
+}
+
+/// The child: stdio, the plan, exec; on failure a record on the error
 /// pipe (the plan wrote its own) and exit 127.
 ///
 /// # Safety
-/// Only in a freshly forked child; every pointer array ends with a null.
-pub(crate) unsafe fn child_exec(
-    stdio: &[RawFd; 3],
-    plan: &ChildPlan,
-    program: &CStr,
-    argv: &[*const libc::c_char],
-    envp: &[*const libc::c_char],
-) -> ! {
-    for (target, source) in (0..).zip(stdio.iter()) {
+/// Only in a freshly forked or cloned child; every pointer array ends with a
+/// null.
+pub(crate) unsafe fn child_exec(start: &ChildStart<'_>) -> ! {
+    let plan = start.plan;
+    for (target, source) in (0..).zip(start.stdio.iter()) {
         // SAFETY: dup2 on fds that are open in the child.
         if unsafe { libc::dup2(*source, target) } == -1 {
             plan.fail(STAGE_EXEC);
@@ -106,10 +121,16 @@ pub(crate) unsafe fn child_exec(
             unsafe { libc::_exit(127) }
         }
     }
-    if plan.run().is_ok() {
+    if plan.run(!start.in_cgroup).is_ok() {
         // SAFETY: program, argv and envp are NUL-terminated strings and
         // null-terminated arrays built before the fork.
-        unsafe { libc::execve(program.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        unsafe {
+            libc::execve(
+                start.program.as_ptr(),
+                start.argv.as_ptr(),
+                start.envp.as_ptr(),
+            )
+        };
         plan.fail(STAGE_EXEC);
     }
     // SAFETY: _exit never returns and runs no atexit handlers.
@@ -119,8 +140,8 @@ pub(crate) unsafe fn child_exec(
 /// Bytes of one error record: the stage byte, then errno (native endian).
 pub(crate) const ERROR_RECORD_LEN: usize = 5;
 
-/// Stage of the record `spawn_async`'s child writes when exec (or a dup2
-/// of its stdio) failed; `spawn` learns of those from std instead.
+/// Stage of the record the child writes when exec (or a dup2 of its stdio)
+/// failed.
 pub(crate) const STAGE_EXEC: u8 = 200;
 
 fn encode_record(stage: u8, errno: i32) -> [u8; ERROR_RECORD_LEN] {
@@ -232,7 +253,8 @@ impl ChildPlan {
     }
 
     /// Runs in the child. Async-signal-safe calls only; nothing allocates.
-    pub(crate) fn run(&self) -> io::Result<()> {
+    /// `join_cgroup`: write to `cgroup.procs` (the child was not born there).
+    pub(crate) fn run(&self, join_cgroup: bool) -> io::Result<()> {
         // Dispositions first, then the mask: a signal arriving in between is
         // then handled by its default action, never by the init's handler.
         reset_signals();
@@ -243,8 +265,8 @@ impl ChildPlan {
                 return Err(self.fail(SetupStep::Session.code()));
             }
         }
-        if let Some(path) = &self.cgroup_procs {
-            join_cgroup(path).map_err(|_| self.fail(SetupStep::Cgroup.code()))?;
+        if let Some(path) = self.cgroup_procs.as_ref().filter(|_| join_cgroup) {
+            write_cgroup_procs(path).map_err(|_| self.fail(SetupStep::Cgroup.code()))?;
         }
         mark_fds_cloexec(self.fd_bound);
         if let Some(user) = &self.user {
@@ -262,13 +284,20 @@ impl ChildPlan {
 
     /// groups, gid, capabilities, uid: in this order, because each later step
     /// removes the privilege the earlier ones need.
+    ///
+    /// Raw system calls, not glibc's wrappers: in a multi-threaded process
+    /// glibc broadcasts an id change to every thread through the thread
+    /// list, which a vfork-style child shares with its parent; the raw call
+    /// changes only the calling task, the child's only thread.
     fn switch_user(&self, user: &UserSwitch) -> io::Result<()> {
         // SAFETY: the pointer and length describe the plan's own Vec.
-        if unsafe { libc::setgroups(user.groups.len(), user.groups.as_ptr()) } == -1 {
+        let set =
+            unsafe { libc::syscall(libc::SYS_setgroups, user.groups.len(), user.groups.as_ptr()) };
+        if set == -1 {
             return Err(self.fail(SetupStep::Groups.code()));
         }
         // SAFETY: setgid takes a plain integer.
-        if unsafe { libc::setgid(user.gid) } == -1 {
+        if unsafe { libc::syscall(libc::SYS_setgid, libc::c_long::from(user.gid)) } == -1 {
             return Err(self.fail(SetupStep::Gid.code()));
         }
         if user.drop_caps {
@@ -297,7 +326,7 @@ impl ChildPlan {
             }
         }
         // SAFETY: setuid takes a plain integer.
-        if unsafe { libc::setuid(user.uid) } == -1 {
+        if unsafe { libc::syscall(libc::SYS_setuid, libc::c_long::from(user.uid)) } == -1 {
             return Err(self.fail(SetupStep::Uid.code()));
         }
         if user.drop_caps {
@@ -379,7 +408,7 @@ fn reset_signals() {
 }
 
 /// Writes "0" (meaning "the writer") to a cgroup.procs file.
-fn join_cgroup(path: &CStr) -> io::Result<()> {
+fn write_cgroup_procs(path: &CStr) -> io::Result<()> {
     // SAFETY: `path` is NUL-terminated; the fd is closed on every path below.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd == -1 {

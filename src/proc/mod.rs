@@ -3,6 +3,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod child;
+pub(crate) mod clone;
 pub(crate) mod launcher;
 pub(crate) mod reaper;
 pub mod spawn;

@@ -7,6 +7,7 @@ use crate::api::server::{ensure_parent, ApiServer};
 use crate::config::Config;
 use crate::containers::driver::Containers;
 use crate::core::supervisor::{Input, Supervisor};
+use crate::health::runner::CheckRunner;
 use crate::health::watcher::HealthWatcher;
 use crate::io::{Io, Owner, TimerKey};
 use crate::output::exec::Execs;
@@ -48,6 +49,7 @@ pub struct Reactor {
     pub(super) launcher: Launcher,
     pub(super) trees: TreeWatcher,
     pub(super) health: HealthWatcher,
+    pub(super) checks: CheckRunner,
     pub(super) logs: Logs,
     pub(super) execs: Execs,
     pub(super) containers: Containers,
@@ -106,6 +108,7 @@ impl Reactor {
             }
             None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
         }
+        let notify_dir = notify_dir(&cfg, pid1);
         Ok(Reactor {
             logs: Logs::new(&cfg.log_dir),
             containers: Containers::new(&cfg),
@@ -117,6 +120,7 @@ impl Reactor {
             launcher: Launcher::default(),
             trees: TreeWatcher::default(),
             health: HealthWatcher::new(),
+            checks: CheckRunner::new(notify_dir),
             execs: Execs::default(),
             cgroups,
             stats: Stats::new(pid1),
@@ -244,6 +248,7 @@ impl Reactor {
                 TimerKey::TreeCheck => self.trees.is_idle(),
                 TimerKey::ConnSweep => self.api.sweep_is_stale(),
                 TimerKey::Exec(id) => !self.execs.has(*id),
+                TimerKey::Check(id) => !self.checks.has_timer(*id),
             };
             if !stale {
                 return;
@@ -290,6 +295,8 @@ impl Reactor {
                 }
             }
             Owner::Log(name) => self.logs.on_readable(&name),
+            Owner::Check => self.checks.on_event(io, token, Instant::now()),
+            Owner::Notify(name) => self.checks.on_notify(io, &name, Instant::now()),
             Owner::ExecOut { id, err } => self.execs.on_output(io, id, err),
             Owner::ExecIn { id } => self.execs.on_input(io, id),
             Owner::Spawn { pid } => {
@@ -315,6 +322,7 @@ impl Reactor {
             }
             TimerKey::ConnSweep => self.api.sweep(&mut self.io, now),
             TimerKey::Exec(id) => self.execs.on_timeout(id),
+            TimerKey::Check(id) => self.checks.on_timer(&mut self.io, id, now),
         }
     }
 
@@ -383,6 +391,17 @@ fn instance_name(cfg: &Config, pid1: bool) -> Option<String> {
             fnv1a(cfg.socket.as_os_str().as_encoded_bytes())
         )
     })
+}
+
+/// Where services' notify sockets go: `/run/iris/notify` as PID 1, next
+/// to the API socket as a plain supervisor.
+fn notify_dir(cfg: &Config, pid1: bool) -> std::path::PathBuf {
+    if pid1 {
+        return std::path::PathBuf::from("/run/iris/notify");
+    }
+    let mut dir = cfg.socket.clone().into_os_string();
+    dir.push(".notify");
+    dir.into()
 }
 
 /// Orphans of services come to us, not to the real PID 1.

@@ -3,6 +3,7 @@
 //! supervisor's actions and the subsystems' effects, and writes the state
 //! file before the answers that depend on it.
 
+mod checks;
 mod event_loop;
 mod reap;
 mod requests;

@@ -105,7 +105,12 @@ impl Reactor {
             // Its last words reach the log before its exit is acted on.
             self.logs.drain(&name);
             self.with_driver(|c, cx| c.on_main_exit(cx, &name, pid));
-            self.feed(Input::Exited { pid, status });
+            if self.oom_killed(&name, status) {
+                crate::warn!("service '{name}' was killed by the OOM killer");
+                self.feed(Input::OomKilled { pid, status });
+            } else {
+                self.feed(Input::Exited { pid, status });
+            }
             return true;
         }
         if let Some(done) = self.execs.on_exit(&mut self.io, pid, status) {
@@ -113,6 +118,20 @@ impl Reactor {
             return true;
         }
         self.with_driver(|c, cx| c.on_exit(cx, pid, status))
+    }
+
+    /// A SIGKILL of a service's main process is the OOM killer's when its
+    /// cgroup counted a kill during this run (`memory.events`, counted
+    /// before the signal is sent).
+    fn oom_killed(&self, name: &str, status: ExitStatus) -> bool {
+        if status != ExitStatus::Signal(libc::SIGKILL) {
+            return false;
+        }
+        let before = self.stats.oom_base.get(name).copied().unwrap_or(0);
+        self.cgroups
+            .as_ref()
+            .and_then(|cg| cg.oom_kills(name))
+            .is_some_and(|n| n > before)
     }
 
     pub(super) fn begin_shutdown(&mut self, mode: HaltMode, why: &str) {

@@ -84,7 +84,7 @@ impl Reactor {
         };
         match cmd {
             Command::Put { name, def } => {
-                let created = self.sup.upsert(&name, def, Source::Api, now)?;
+                let created = self.sup.upsert(&name, *def, Source::Api, now)?;
                 let status = if created { 201 } else { 200 };
                 Ok(Answer::Now(handlers::service_reply(
                     &self.view(),

@@ -6,7 +6,7 @@ use super::event_loop::Reactor;
 use crate::api::handlers;
 use crate::api::pending::{Await, Pending};
 use crate::containers::driver::{Containers, Ctx};
-use crate::core::supervisor::{Action, Input, Outcome};
+use crate::core::supervisor::{Action, Input, Outcome, StartError};
 use crate::io::TimerKey;
 use crate::output::exec::ExecDone;
 use crate::output::logs::StreamOut;
@@ -25,10 +25,16 @@ impl Reactor {
     /// went away, a restore report that is complete.
     pub(super) fn route(&mut self, now: Instant) {
         loop {
+            // Checked first: a restore with nothing to wait for (every
+            // service already as wanted) is finished at once.
+            if let Some(report) = self.restore.take_finished() {
+                self.answer_restore(&report);
+            }
             let actions = self.sup.take_actions();
             let streams = self.logs.take_output();
             let abandoned = self.api.take_abandoned();
-            if actions.is_empty() && streams.is_empty() && abandoned.is_empty() {
+            let checked = self.route_checks(now);
+            if actions.is_empty() && streams.is_empty() && abandoned.is_empty() && !checked {
                 break;
             }
             for a in actions {
@@ -42,9 +48,6 @@ impl Reactor {
             }
             for p in abandoned {
                 self.on_abandoned(p);
-            }
-            if let Some(report) = self.restore.take_finished() {
-                self.answer_restore(&report);
             }
         }
         self.launcher.cancel_stale(&mut self.io, &self.sup);
@@ -75,8 +78,23 @@ impl Reactor {
             Action::Schedule { at, timer } => self.io.schedule(at, TimerKey::Service(timer)),
             Action::Settled { name, outcome } => self.settled(&name, outcome),
             Action::Persist => self.dirty = true,
+            Action::WatchCheck {
+                name,
+                gen,
+                check,
+                interval,
+            } => self.watch_check(name, gen, check, interval, now),
+            Action::Probe {
+                name,
+                gen,
+                check,
+                timeout,
+            } => self
+                .checks
+                .probe(&mut self.io, &name, gen, &check, timeout, now),
             Action::Removed { name } => {
-                self.health.forget(&mut self.io, &name);
+                self.end_readiness(&name);
+                self.checks.forget(&mut self.io, &name);
                 if let Some(cg) = &self.cgroups {
                     cg.remove(&name);
                 }
@@ -112,15 +130,49 @@ impl Reactor {
     /// The supervisor's `Spawn`: a container goes to the driver, a plain
     /// service to the launcher.
     fn spawn(&mut self, name: &str, gen: u64) {
-        let Some(def) = self.sup.get(name).map(|s| s.def.clone()) else {
+        let Some(mut def) = self.sup.get(name).map(|s| s.def.clone()) else {
             return;
         };
         // oom_killed speaks of this run: remember the count so far.
         if let Some(n) = self.cgroups.as_ref().and_then(|cg| cg.oom_kills(name)) {
             self.stats.oom_base.insert(name.to_string(), n);
         }
+        // Limits are in the cgroup before any process of the service runs
+        // in it (a container's runtime too); one that cannot be applied
+        // fails the start.
+        let limited = match &self.cgroups {
+            Some(cg) => cg.limit(name, def.limits.as_ref()),
+            None => def
+                .limits
+                .as_ref()
+                .map_or(Ok(()), crate::proc::cgroup::limits_without_cgroups),
+        };
+        if let Err(e) = limited {
+            crate::warn!("unable to start '{name}': {e}");
+            self.feed(Input::Spawned {
+                name: name.to_string(),
+                gen,
+                result: Err(StartError::Prepare(e.to_string())),
+            });
+            return;
+        }
+        let original_env = def.env.clone();
+        if let Err(e) = self.prepare_checks(name, &mut def) {
+            crate::warn!("unable to start '{name}': {e}");
+            self.feed(Input::Spawned {
+                name: name.to_string(),
+                gen,
+                result: Err(StartError::Prepare(e)),
+            });
+            return;
+        }
         if def.container {
-            self.with_driver(|c, cx| c.start(cx, name, gen));
+            let extra = def
+                .env
+                .into_iter()
+                .filter(|(k, v)| original_env.get(k) != Some(v))
+                .collect();
+            self.with_driver(|c, cx| c.start(cx, name, gen, extra));
             return;
         }
         let cgroups = self.cgroups.as_ref();
@@ -197,7 +249,7 @@ impl Reactor {
     /// is answered.
     fn settled(&mut self, name: &str, outcome: Outcome) {
         let outcome = self.with_last_output(name, outcome);
-        self.health.forget(&mut self.io, name);
+        self.end_readiness(name);
         let waits = self
             .api
             .take_waits(|w| matches!(w, Await::Goal { name: n, .. } if n == name));
@@ -245,6 +297,9 @@ impl Reactor {
 
     /// An exec finished: answer its client, if it is still there.
     pub(super) fn exec_done(&mut self, done: ExecDone) {
+        if self.check_exec_done(&done) {
+            return;
+        }
         let id = done.id;
         for p in self.api.take_waits(|w| *w == Await::Exec(id)) {
             self.api

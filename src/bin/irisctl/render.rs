@@ -149,6 +149,12 @@ pub fn render_status(svc: &Value, now: i64) -> String {
     for key in ordered_keys(obj, STATUS_ORDER) {
         let value = obj.get(key).map(scalar_text).unwrap_or_default();
         out.push_str(&format!("{key}: {value}\n"));
+        if key == "status" {
+            for line in check_lines(obj) {
+                out.push_str(&line);
+                out.push('\n');
+            }
+        }
         if key == "started_at" && obj.get("status").and_then(Value::as_str) == Some("running") {
             if let Some(up) = uptime_of(svc, now) {
                 out.push_str(&format!("uptime: {up}\n"));
@@ -156,6 +162,42 @@ pub fn render_status(svc: &Value, now: i64) -> String {
         }
     }
     out
+}
+
+/// The readiness and liveness checks in words, each with its last result:
+/// `check: GET http://127.0.0.1:8080/healthz (200-399); last: answered 200`.
+fn check_lines(obj: &Map<String, Value>) -> Vec<String> {
+    use iris_init::core::checks::{parse_health, parse_liveness};
+    let text = |k: &str| {
+        obj.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("-")
+            .to_string()
+    };
+    let mut lines = Vec::new();
+    let ready = match (
+        obj.get("health"),
+        obj.get("health_port").and_then(Value::as_u64),
+    ) {
+        (Some(h), _) if h.is_object() => parse_health(h).ok().map(|h| h.check.to_string()),
+        (_, Some(port)) => Some(format!("tcp port {port}")),
+        _ => None,
+    };
+    if let Some(check) = ready {
+        lines.push(format!("check: {check}; last: {}", text("health_result")));
+    }
+    if let Some(l) = obj.get("liveness").and_then(|l| parse_liveness(l).ok()) {
+        let failed = obj.get("liveness_failures").map(scalar_text);
+        lines.push(format!(
+            "liveness check: {} every {}s, restart after {} failures in a row; last: {}; failed {} times in all",
+            l.check,
+            l.interval_secs,
+            l.failures,
+            text("liveness_result"),
+            failed.unwrap_or_else(|| "0".into())
+        ));
+    }
+    lines
 }
 
 /// start/stop/restart: `redis: running (pid 142)`.
@@ -338,6 +380,29 @@ mod tests {
         assert!(lines.contains(&"image: -"));
         assert!(lines.contains(&"uptime: 1h00m"));
         assert!(lines.contains(&"container: false"));
+    }
+
+    #[test]
+    fn status_shows_each_check_and_its_last_result() {
+        let svc = json!({"name": "web", "status": "running", "pid": 7,
+            "health": {"http": {"port": 8080, "path": "/healthz", "status": [200, 399]}, "interval_ms": 250},
+            "health_result": "answered 200",
+            "liveness": {"exec": ["curl", "-f", "localhost"], "interval_secs": 10.0, "failures": 3},
+            "liveness_result": "exited with code 7", "liveness_failures": 4});
+        let text = render_status(&svc, 0);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.get(2).copied(),
+            Some("check: GET http://127.0.0.1:8080/healthz (200-399); last: answered 200")
+        );
+        assert_eq!(
+            lines.get(3).copied(),
+            Some("liveness check: exec curl -f localhost every 10s, restart after 3 failures in a row; last: exited with code 7; failed 4 times in all")
+        );
+        let redis = json!({"name": "redis", "status": "unknown", "health_port": 6379});
+        assert!(render_status(&redis, 0).contains("check: tcp port 6379; last: -\n"));
+        let plain = render_status(&json!({"name": "x", "status": "stopped"}), 0);
+        assert!(!plain.contains("check:"));
     }
 
     #[test]

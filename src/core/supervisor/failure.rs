@@ -3,6 +3,7 @@
 //! restore report).
 
 use super::exit::ExitStatus;
+use crate::core::checks::Check;
 use std::fmt;
 
 /// Why a spawn did not give a process.
@@ -32,8 +33,31 @@ pub enum Cause {
     ExitedBeforeReady { status: ExitStatus, port: u16 },
     /// Its health port did not accept within the deadline.
     HealthTimeout { port: u16, secs: f64 },
+    /// Its main process exited before its readiness check (not `tcp`)
+    /// passed.
+    ExitedBeforeCheck { status: ExitStatus, check: Check },
+    /// Its readiness check (not `tcp`) did not pass within the deadline;
+    /// `last` is the last attempt's result.
+    CheckTimeout {
+        check: Check,
+        secs: f64,
+        last: Option<String>,
+    },
+    /// Its liveness check failed `times` times in a row and its restart
+    /// policy is `never`.
+    Liveness {
+        check: Check,
+        times: u32,
+        last: String,
+    },
     /// It exited while running, and its restart policy keeps it down.
     Exited(ExitStatus),
+    /// The kernel's OOM killer ended it (its cgroup counted the kill),
+    /// at its `memory_max` when it has one.
+    OomKilled {
+        status: ExitStatus,
+        memory_max: Option<u64>,
+    },
     /// Its needs cannot be ordered (a cycle, or a need that is not defined).
     Needs(String),
     /// A need is not defined (any more).
@@ -51,7 +75,12 @@ impl Cause {
     pub fn shows_output(&self) -> bool {
         matches!(
             self,
-            Cause::ExitedBeforeReady { .. } | Cause::HealthTimeout { .. } | Cause::Exited(_)
+            Cause::ExitedBeforeReady { .. }
+                | Cause::HealthTimeout { .. }
+                | Cause::ExitedBeforeCheck { .. }
+                | Cause::CheckTimeout { .. }
+                | Cause::Exited(_)
+                | Cause::OomKilled { .. }
         )
     }
 }
@@ -69,7 +98,31 @@ impl fmt::Display for Cause {
                 f,
                 "health port {port} did not accept a connection within {secs}s"
             ),
+            Cause::ExitedBeforeCheck { status, check } => write!(
+                f,
+                "{} before its health check passed ({check})",
+                status.describe()
+            ),
+            Cause::CheckTimeout { check, secs, last } => {
+                write!(f, "health check ({check}) did not pass within {secs}s")?;
+                match last {
+                    Some(l) => write!(f, "; last result: {l}"),
+                    None => Ok(()),
+                }
+            }
+            Cause::Liveness { check, times, last } => write!(
+                f,
+                "{}; not restarted (restart = never)",
+                liveness_words(check, *times, last)
+            ),
             Cause::Exited(status) => f.write_str(&status.describe()),
+            Cause::OomKilled { status, memory_max } => {
+                write!(f, "killed by the OOM killer ({}", status.describe())?;
+                match memory_max {
+                    Some(bytes) => write!(f, ", memory_max {})", size_words(*bytes)),
+                    None => f.write_str(")"),
+                }
+            }
             Cause::Needs(m) => f.write_str(m),
             Cause::NeedMissing(need) => write!(f, "need '{need}' is not defined"),
             Cause::NeedFailed { need, error } => write!(f, "need '{need}' failed: {error}"),
@@ -77,6 +130,23 @@ impl fmt::Display for Cause {
             Cause::NeedBroken { need, error } => write!(f, "need '{need}' cannot start: {error}"),
         }
     }
+}
+
+/// Why liveness ended a run: "liveness check (...) failed 3 times in a row:
+/// answered 500".
+pub fn liveness_words(check: &Check, times: u32, last: &str) -> String {
+    let plural = if times == 1 { "" } else { "s" };
+    format!("liveness check ({check}) failed {times} time{plural} in a row: {last}")
+}
+
+/// Bytes as the definition may write them: `32M` when exact, else bytes.
+fn size_words(bytes: u64) -> String {
+    for (unit, shift) in [("G", 30), ("M", 20), ("K", 10)] {
+        if bytes >= 1 << shift && bytes.is_multiple_of(1 << shift) {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    format!("{bytes} bytes")
 }
 
 /// A failure as reported: its cause, and the service's last lines of
@@ -130,6 +200,25 @@ mod tests {
         );
         assert!(early.shows_output() && slow.shows_output());
         assert!(Cause::Exited(ExitStatus::Signal(9)).shows_output());
+        let oom = Cause::OomKilled {
+            status: ExitStatus::Signal(9),
+            memory_max: Some(32 << 20),
+        };
+        assert_eq!(
+            oom.to_string(),
+            "killed by the OOM killer (killed by signal 9, memory_max 32M)"
+        );
+        assert!(oom.shows_output());
+        let no_limit = Cause::OomKilled {
+            status: ExitStatus::Signal(9),
+            memory_max: None,
+        };
+        assert_eq!(
+            no_limit.to_string(),
+            "killed by the OOM killer (killed by signal 9)"
+        );
+        assert_eq!(size_words(1000), "1000 bytes");
+        assert_eq!(size_words(3 << 30), "3G");
         let spawn = Cause::Start(StartError::Spawn("cmd 'x' not found on PATH".into()));
         assert!(!spawn.shows_output());
         assert!(!Cause::NeedStopped("db".into()).shows_output());

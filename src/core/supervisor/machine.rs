@@ -7,17 +7,23 @@ use super::deps::{self, DepError, Graph, WithNeeds};
 use super::exit::ExitStatus;
 use super::failure::{Cause, Failure, StartError};
 use super::service::{AfterStop, Phase, Pid, Service, Source, Wanted};
+use crate::core::bounds::{self, deadline};
+use crate::core::checks::Check;
 use crate::core::definition::Definition;
-use crate::core::limits::{self, deadline};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+#[path = "checks.rs"]
+mod checks;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
     HealthDeadline,
     StopKill,
     RestartAfter,
+    /// Time for the next liveness check of a running service.
+    Liveness,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -34,6 +40,8 @@ pub enum Outcome {
     Stopped,
     Failed(Failure),
     Deleted,
+    /// A oneshot exited 0: it is `stopped`, and its start succeeded.
+    Completed,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +56,23 @@ pub enum Action {
         name: String,
         gen: u64,
         port: u16,
+    },
+    /// Tell `on_ready(name, gen)` once this check passes (any kind but
+    /// `tcp`, which is `WatchPort`), trying `http` and `exec` every
+    /// `interval`; `note_readiness` takes each attempt's result.
+    WatchCheck {
+        name: String,
+        gen: u64,
+        check: Check,
+        interval: Duration,
+    },
+    /// Run one liveness check, at most `timeout` long; answer with
+    /// `on_liveness(name, gen, ..)`.
+    Probe {
+        name: String,
+        gen: u64,
+        check: Check,
+        timeout: Duration,
     },
     /// SIGTERM to the process group (and the service's cgroup).
     Terminate {
@@ -109,10 +134,27 @@ pub enum Input {
         gen: u64,
         result: Result<Pid, StartError>,
     },
-    /// The health port of `name` accepted a connection.
+    /// The readiness check of `name` passed (its health port accepted).
     Ready { name: String, gen: u64 },
+    /// One readiness attempt of `name` did not pass: its result in words.
+    CheckResult {
+        name: String,
+        gen: u64,
+        result: String,
+    },
+    /// A liveness check of `name` passed (`Ok`) or failed, in words.
+    Liveness {
+        name: String,
+        gen: u64,
+        result: Result<String, String>,
+    },
+    /// `name` sent `STATUS=...` over its notify socket.
+    StatusText { name: String, text: String },
     /// A service's main process exited.
     Exited { pid: Pid, status: ExitStatus },
+    /// A service's main process was killed by the OOM killer (its cgroup
+    /// counted the kill): an exit that is a crash, and its `error` says so.
+    OomKilled { pid: Pid, status: ExitStatus },
     /// No process of the service's tree is left.
     TreeEmpty { name: String, gen: u64 },
     /// One of the supervisor's own timers fired.
@@ -204,6 +246,9 @@ impl Supervisor {
             return Ok(true);
         };
         let changed = svc.def != def || svc.broken.is_some();
+        if changed {
+            svc.completed = false;
+        }
         svc.def = def;
         svc.source = source;
         svc.broken = None;
@@ -234,10 +279,10 @@ impl Supervisor {
 
     /// Refuses a definition that would break a limit or close a cycle.
     fn check_upsert(&self, name: &str, def: &Definition) -> Result<(), SupError> {
-        if !self.services.contains_key(name) && self.services.len() >= limits::MAX_SERVICES {
+        if !self.services.contains_key(name) && self.services.len() >= bounds::MAX_SERVICES {
             return Err(SupError::Conflict(format!(
                 "cannot define '{name}': the init holds at most {} services",
-                limits::MAX_SERVICES
+                bounds::MAX_SERVICES
             )));
         }
         let graph = WithNeeds {
@@ -248,7 +293,7 @@ impl Supervisor {
         if let Some(cycle) = deps::find_cycle(&graph, name) {
             return Err(SupError::Conflict(DepError::Cycle(cycle).to_string()));
         }
-        deps::check_depth_through(&graph, name, limits::MAX_NEEDS_DEPTH)
+        deps::check_depth_through(&graph, name, bounds::MAX_NEEDS_DEPTH)
             .map_err(|e| SupError::Conflict(format!("cannot define '{name}': {e}")))
     }
 
@@ -256,7 +301,7 @@ impl Supervisor {
     /// false (and adds nothing) when the init already holds its maximum of
     /// services.
     pub fn add_broken(&mut self, name: &str, error: String) -> bool {
-        if !self.services.contains_key(name) && self.services.len() >= limits::MAX_SERVICES {
+        if !self.services.contains_key(name) && self.services.len() >= bounds::MAX_SERVICES {
             return false;
         }
         let mut svc = self.new_service(name, placeholder_def(), Source::File);
@@ -329,7 +374,11 @@ impl Supervisor {
             self.actions.push(Action::Persist);
         }
         for n in &order {
-            self.kick(n);
+            // A need that is a oneshot done in this boot is not run again.
+            let done = self.services.get(n).is_some_and(|s| s.completed);
+            if n == name || !done {
+                self.kick(n);
+            }
         }
         Ok(match self.services.get(name).map(|s| &s.phase) {
             Some(Phase::Running { .. }) => Progress::Done,
@@ -414,15 +463,12 @@ impl Supervisor {
                 Phase::Starting { pid } => {
                     svc.set_phase(Phase::Starting { pid });
                     let gen = svc.gen;
-                    let at = deadline(now, svc.def.health_timeout());
-                    if let Some(port) = svc.def.health_port() {
-                        self.actions.push(Action::WatchPort {
-                            name: name.clone(),
-                            gen,
-                            port,
-                        });
-                    }
-                    self.schedule(&name, gen, TimerKind::HealthDeadline, at);
+                    self.watch_readiness(&name, gen, now);
+                }
+                Phase::Running { pid, since } => {
+                    // A new generation ends the old chain of liveness checks.
+                    svc.set_phase(Phase::Running { pid, since });
+                    self.schedule_liveness(&name, now);
                 }
                 Phase::Stopping {
                     pid: Some(pid),
@@ -459,8 +505,14 @@ impl Supervisor {
         match input {
             Input::Spawned { name, gen, result } => self.on_spawned(&name, gen, result, now),
             Input::Ready { name, gen } => self.on_ready(&name, gen, now),
+            Input::CheckResult { name, gen, result } => self.note_readiness(&name, gen, result),
+            Input::Liveness { name, gen, result } => self.on_liveness(&name, gen, result, now),
+            Input::StatusText { name, text } => self.set_status_text(&name, text),
             Input::Exited { pid, status } => {
                 self.on_exit(pid, status, now);
+            }
+            Input::OomKilled { pid, status } => {
+                self.exited(pid, status, true, now);
             }
             Input::TreeEmpty { name, gen } => self.on_tree_empty(&name, gen, now),
             Input::Timer(t) => self.on_timer(&t, now),
@@ -503,19 +555,13 @@ impl Supervisor {
                 self.by_pid.insert(pid, name.to_string());
                 svc.pgid = Some(pid);
                 svc.started_at = Some(now);
-                match svc.def.health_port() {
-                    Some(port) => {
-                        svc.set_phase(Phase::Starting { pid });
-                        let at = deadline(now, svc.def.health_timeout());
-                        let gen = svc.gen;
-                        self.actions.push(Action::WatchPort {
-                            name: name.to_string(),
-                            gen,
-                            port,
-                        });
-                        self.schedule(name, gen, TimerKind::HealthDeadline, at);
-                    }
-                    None => self.become_running(name, pid, now),
+                if svc.def.readiness().is_some() || svc.def.is_oneshot() {
+                    // A oneshot stays here until its process exits.
+                    svc.set_phase(Phase::Starting { pid });
+                    let gen = svc.gen;
+                    self.watch_readiness(name, gen, now);
+                } else {
+                    self.become_running(name, pid, now);
                 }
             }
             Err(e) => self.fail(name, Cause::Start(e)),
@@ -528,11 +574,14 @@ impl Supervisor {
     }
 
     fn ready(&mut self, name: &str, gen: u64, now: Instant) {
-        let Some(svc) = self.services.get(name) else {
+        let Some(svc) = self.services.get_mut(name) else {
             return;
         };
         if let (true, Phase::Starting { pid }) = (svc.gen == gen, &svc.phase) {
             let pid = *pid;
+            if let Some(Check::Tcp(port)) = svc.def.readiness() {
+                svc.health_result = Some(format!("port {port} accepted a connection"));
+            }
             self.become_running(name, pid, now);
         }
     }
@@ -540,6 +589,11 @@ impl Supervisor {
     /// A child exited. Returns false when it was no service's main process
     /// (an orphan, or a helper the loop tracks itself).
     pub fn on_exit(&mut self, pid: Pid, status: ExitStatus, now: Instant) -> bool {
+        self.exited(pid, status, false, now)
+    }
+
+    /// A child exited, killed by the OOM killer when `oom`.
+    fn exited(&mut self, pid: Pid, status: ExitStatus, oom: bool, now: Instant) -> bool {
         let Some(name) = self.by_pid.remove(&pid) else {
             return false;
         };
@@ -551,10 +605,17 @@ impl Supervisor {
             return true;
         }
         svc.exit_code = Some(status.code());
+        let oom = oom.then(|| Cause::OomKilled {
+            status,
+            memory_max: svc.def.limits.as_ref().and_then(|l| l.memory_max),
+        });
         let then = match svc.phase.clone() {
+            Phase::Starting { .. } if svc.def.is_oneshot() => match status.is_clean() {
+                true => AfterStop::Complete,
+                false => AfterStop::Fail(oom.unwrap_or(Cause::Exited(status))),
+            },
             Phase::Starting { .. } => {
-                let port = svc.def.health_port().unwrap_or(0);
-                AfterStop::Fail(Cause::ExitedBeforeReady { status, port })
+                AfterStop::Fail(oom.unwrap_or_else(|| checks::exited_before_ready(svc, status)))
             }
             Phase::Running { since, .. } => {
                 use crate::core::definition::RestartPolicy::*;
@@ -569,11 +630,19 @@ impl Supervisor {
                 }
                 if restart {
                     crate::info!("service '{name}' {}; restarting", status.describe());
+                    if let Some(cause) = &oom {
+                        // Why it restarted stays visible once it runs again.
+                        svc.error = Some(format!("{cause}; restarted"));
+                        svc.keep_error = true;
+                    } else {
+                        // A plain crash: an earlier reason no longer holds.
+                        svc.keep_error = false;
+                    }
                     AfterStop::Backoff
-                } else if status.is_clean() {
+                } else if status.is_clean() && oom.is_none() {
                     AfterStop::Rest
                 } else {
-                    AfterStop::Fail(Cause::Exited(status))
+                    AfterStop::Fail(oom.unwrap_or(Cause::Exited(status)))
                 }
             }
             Phase::Stopping { then, .. } => then,
@@ -611,10 +680,7 @@ impl Supervisor {
         let name = timer.name.as_str();
         match (timer.kind, svc.phase.clone()) {
             (TimerKind::HealthDeadline, Phase::Starting { pid }) => {
-                let cause = Cause::HealthTimeout {
-                    port: svc.def.health_port().unwrap_or(0),
-                    secs: svc.def.health_timeout_secs,
-                };
+                let cause = checks::deadline_cause(svc);
                 crate::warn!("service '{name}': {cause}; killing it");
                 // Killed before it is marked failed: nothing keeps running.
                 svc.set_phase(Phase::Stopping {
@@ -639,6 +705,7 @@ impl Supervisor {
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
+            (TimerKind::Liveness, Phase::Running { .. }) => self.probe_liveness(name),
             _ => {}
         }
     }
@@ -664,6 +731,8 @@ impl Supervisor {
         match svc.phase.clone() {
             Phase::Stopped | Phase::Failed | Phase::BackingOff => {
                 svc.error = None;
+                svc.completed = false;
+                svc.keep_error = false;
                 svc.set_phase(Phase::WaitingNeeds);
                 self.try_advance(name);
             }
@@ -694,6 +763,7 @@ impl Supervisor {
                 None => Some(Cause::NeedMissing(need.clone())),
                 Some(n) => match &n.phase {
                     Phase::Running { .. } => None,
+                    Phase::Stopped if n.completed => None,
                     Phase::Failed => Some(Cause::NeedFailed {
                         need: need.clone(),
                         error: n.error.as_deref().unwrap_or("unknown error").to_string(),
@@ -720,8 +790,12 @@ impl Supervisor {
     fn become_running(&mut self, name: &str, pid: Pid, now: Instant) {
         if let Some(svc) = self.services.get_mut(name) {
             svc.set_phase(Phase::Running { pid, since: now });
-            svc.error = None;
+            if !svc.keep_error {
+                svc.error = None;
+            }
+            svc.liveness_in_row = 0;
             crate::debug!("service '{name}' is running (pid {pid})");
+            self.schedule_liveness(name, now);
             self.settled(name, Outcome::Running);
         }
     }
@@ -884,6 +958,12 @@ impl Supervisor {
                 self.settled(name, Outcome::Stopped);
             }
             AfterStop::Delete => self.remove(name),
+            AfterStop::Complete => {
+                svc.set_phase(Phase::Stopped);
+                svc.completed = true;
+                crate::info!("oneshot '{name}' completed");
+                self.settled(name, Outcome::Completed);
+            }
         }
         if self.shutting_down {
             self.advance_shutdown(now);
@@ -979,6 +1059,10 @@ fn placeholder_def() -> Definition {
         stop_timeout_secs: 10.0,
         health_timeout_secs: 60.0,
         autostart: false,
+        health: None,
+        liveness: None,
+        service_type: Default::default(),
+        limits: None,
     }
 }
 
@@ -988,3 +1072,7 @@ mod prop_tests;
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "check_tests.rs"]
+mod check_tests;

@@ -130,7 +130,21 @@ impl World {
                     );
                     self.spawns.push((name, gen));
                 }
-                Action::WatchPort { name, gen, .. } => self.ports.push((name, gen)),
+                // Any readiness check passes like a port that opens.
+                Action::WatchPort { name, gen, .. } | Action::WatchCheck { name, gen, .. } => {
+                    self.ports.push((name, gen))
+                }
+                Action::Probe { name, gen, .. } => {
+                    let ok = Ok("answered".to_string());
+                    self.sup.handle(
+                        Input::Liveness {
+                            name,
+                            gen,
+                            result: ok,
+                        },
+                        self.now,
+                    );
+                }
                 Action::Terminate { pgid, .. } => {
                     for p in self.alive.values_mut().filter(|p| p.pgid == pgid) {
                         p.term_requested = true;

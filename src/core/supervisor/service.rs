@@ -38,6 +38,8 @@ pub enum AfterStop {
     Backoff,
     /// Remove the definition.
     Delete,
+    /// A oneshot exited 0: `stopped`, and done for this boot.
+    Complete,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -48,7 +50,8 @@ pub enum Phase {
     WaitingNeeds,
     /// A spawn was requested; the loop answers with `on_spawned`.
     Spawning,
-    /// Spawned; waiting for `health_port` to accept.
+    /// Spawned; waiting for its readiness check to pass (or, for a
+    /// oneshot, for its process to exit).
     Starting {
         pid: Pid,
     },
@@ -109,6 +112,21 @@ pub struct Service {
     /// Bumped on every phase change: timers and probes carry it, so a stale
     /// one is ignored instead of cancelled.
     pub gen: u64,
+    /// A oneshot that exited 0 in this boot (and has not run since).
+    pub completed: bool,
+    /// The last result of the readiness check, in words.
+    pub health_result: Option<String>,
+    /// The last result of the liveness check, in words.
+    pub liveness_result: Option<String>,
+    /// Failed liveness checks, in total.
+    pub liveness_failures: u32,
+    /// Failed liveness checks in a row since the last one that passed.
+    pub liveness_in_row: u32,
+    /// `error` says why liveness or an OOM kill restarted it: it stays once
+    /// the service runs again, until the next start request or failure.
+    pub keep_error: bool,
+    /// The last `STATUS=` the service sent over `NOTIFY_SOCKET`.
+    pub status_text: Option<String>,
 }
 
 impl Service {
@@ -127,6 +145,13 @@ impl Service {
             error: None,
             pgid: None,
             gen: 0,
+            completed: false,
+            health_result: None,
+            liveness_result: None,
+            liveness_failures: 0,
+            liveness_in_row: 0,
+            keep_error: false,
+            status_text: None,
         }
     }
 

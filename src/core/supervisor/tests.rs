@@ -554,7 +554,7 @@ fn huge_timeouts_never_overflow_a_deadline() {
         Action::Schedule { at, .. } => Some(*at),
         _ => None,
     });
-    let max_health = Duration::from_secs_f64(limits::MAX_HEALTH_TIMEOUT_SECS);
+    let max_health = Duration::from_secs_f64(bounds::MAX_HEALTH_TIMEOUT_SECS);
     assert_eq!(health_at, Some(now + max_health));
     s.stop("w", now).unwrap();
     let a = s.take_actions();
@@ -562,7 +562,7 @@ fn huge_timeouts_never_overflow_a_deadline() {
         name: "w".into(),
         pgid: 10
     }));
-    let max_stop = Duration::from_secs_f64(limits::MAX_STOP_TIMEOUT_SECS);
+    let max_stop = Duration::from_secs_f64(bounds::MAX_STOP_TIMEOUT_SECS);
     assert!(a
         .iter()
         .any(|x| matches!(x, Action::Schedule { at, .. } if *at == now + max_stop)));
@@ -573,7 +573,7 @@ fn huge_timeouts_never_overflow_a_deadline() {
 fn number_of_services_is_limited() {
     let now = Instant::now();
     let mut s = Supervisor::new();
-    for i in 0..limits::MAX_SERVICES {
+    for i in 0..bounds::MAX_SERVICES {
         s.upsert(&format!("s{i}"), def(r#"{"cmd":"x"}"#), Source::Api, now)
             .unwrap();
     }
@@ -585,7 +585,7 @@ fn number_of_services_is_limited() {
         "{e:?}"
     );
     assert!(!s.add_broken("broken", "bad file".into()));
-    assert_eq!(s.len(), limits::MAX_SERVICES);
+    assert_eq!(s.len(), bounds::MAX_SERVICES);
     // Replacing an existing one is still fine; after a delete there is room.
     assert_eq!(
         s.upsert("s0", def(r#"{"cmd":"y"}"#), Source::Api, now),
@@ -603,8 +603,8 @@ fn needs_depth_is_limited_and_nothing_is_lost() {
     let now = Instant::now();
     let mut s = Supervisor::new();
     // c0 needs c1 ... needs c63: a chain of 64, defined leaf first.
-    for i in (0..limits::MAX_NEEDS_DEPTH).rev() {
-        let needs = if i + 1 < limits::MAX_NEEDS_DEPTH {
+    for i in (0..bounds::MAX_NEEDS_DEPTH).rev() {
+        let needs = if i + 1 < bounds::MAX_NEEDS_DEPTH {
             format!(r#","needs":["c{}"]"#, i + 1)
         } else {
             String::new()
@@ -643,7 +643,7 @@ fn needs_depth_is_limited_and_nothing_is_lost() {
         .unwrap_err();
     assert!(matches!(&e, SupError::Conflict(m) if m.contains("at most 64")));
     assert!(s.get("top").is_none() && s.get("below").is_none());
-    assert_eq!(s.len(), limits::MAX_NEEDS_DEPTH);
+    assert_eq!(s.len(), bounds::MAX_NEEDS_DEPTH);
     s.upsert("c63", def(r#"{"cmd":"x"}"#), Source::Api, now)
         .unwrap();
     s.take_actions();
@@ -764,4 +764,82 @@ fn a_start_refused_while_stopping_keeps_the_process_tracked() {
     assert_eq!(status(&s, "a"), "stopped");
     // A delete now has no process to forget.
     assert_eq!(s.delete("a", now), Ok(Progress::Done));
+}
+
+#[test]
+fn an_oom_kill_is_a_crash_whose_error_says_so() {
+    let (mut s, now) = sup_with(&[
+        ("hog", r#"{"cmd":"h","limits":{"memory_max":"32M"}}"#),
+        ("keep", r#"{"cmd":"k","restart":"never"}"#),
+    ]);
+    // Under on-failure it restarts, and the error says why, also once it
+    // runs again.
+    run(&mut s, "hog", 5, now);
+    s.handle(
+        Input::OomKilled {
+            pid: 5,
+            status: ExitStatus::Signal(9),
+        },
+        now,
+    );
+    s.take_actions();
+    tree_empty(&mut s, "hog", now);
+    assert_eq!(spawns(&s.take_actions()), ["hog"]);
+    assert_eq!(s.get("hog").unwrap().restarts, 1);
+    spawned(&mut s, "hog", 6, now);
+    let hog = s.get("hog").unwrap();
+    assert_eq!(hog.status_word(), "running");
+    assert_eq!(
+        hog.error.as_deref(),
+        Some("killed by the OOM killer (killed by signal 9, memory_max 32M); restarted")
+    );
+    // A plain crash after that clears it once it runs again.
+    s.on_exit(6, ExitStatus::Code(1), now);
+    s.take_actions();
+    tree_empty(&mut s, "hog", now);
+    let timer = s.take_actions().into_iter().find_map(|a| match a {
+        Action::Schedule { timer, .. } if timer.kind == TimerKind::RestartAfter => Some(timer),
+        _ => None,
+    });
+    s.on_timer(&timer.unwrap(), now);
+    s.take_actions();
+    spawned(&mut s, "hog", 7, now);
+    assert_eq!(status(&s, "hog"), "running");
+    assert_eq!(s.get("hog").unwrap().error, None);
+
+    // Under never it fails with that cause.
+    run(&mut s, "keep", 8, now);
+    s.handle(
+        Input::OomKilled {
+            pid: 8,
+            status: ExitStatus::Signal(9),
+        },
+        now,
+    );
+    s.take_actions();
+    tree_empty(&mut s, "keep", now);
+    let a = s.take_actions();
+    let failure = a.iter().find_map(|a| match a {
+        Action::Settled {
+            outcome: Outcome::Failed(f),
+            ..
+        } => Some(f.clone()),
+        _ => None,
+    });
+    let cause = failure.map(|f| f.cause);
+    assert_eq!(
+        cause,
+        Some(Cause::OomKilled {
+            status: ExitStatus::Signal(9),
+            memory_max: None
+        })
+    );
+    assert_eq!(status(&s, "keep"), "failed");
+    assert!(s
+        .get("keep")
+        .unwrap()
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("OOM killer"));
 }

@@ -423,6 +423,8 @@ else
     fail "start t-oom"
 fi
 
+. /usr/libexec/vm-check-limits.sh # resource limits (issue 14)
+
 z=$(zombies)
 [ -z "$z" ] && ok "no zombie at the end" || fail "zombies at the end: $z"
 
