@@ -47,8 +47,11 @@ ci: lint test
 vm:
 	bash rootfs/build.sh && bash rootfs/run-vm.sh
 
+# The boot tests, then the memory-snapshot test (each prints its own counts;
+# the second runs even when the first failed).
 vm-test:
-	bash rootfs/build.sh && bash rootfs/vm-test.sh
+	bash rootfs/build.sh
+	rc=0; bash rootfs/vm-test.sh || rc=1; python3 rootfs/vm-snapshot-test.py || rc=1; exit $$rc
 
 # Fuzz every parser (HTTP, JSON bodies, drop-in TOML, state file): make fuzz
 # runs each target FUZZ_SECS seconds (default 15 minutes); fuzz-ci 30 s each.

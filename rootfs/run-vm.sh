@@ -13,6 +13,8 @@
 #   --test            non-interactive: no stdin, and a reboot ends qemu
 #                     (-no-reboot) instead of booting again
 #   --timeout SECS    kill qemu after SECS (exit 124)
+#   --qemu ARG        one more qemu argument, as is (repeat for more; the
+#                     snapshot test adds a serial port and -incoming)
 #   --verbose         all kernel messages (no `quiet`)
 # Environment: IRIS_VM_MEM (MiB, default 256), IRIS_VM_CPUS (default 1),
 # IRIS_VM_ACCEL (kvm or tcg, default: kvm when usable).
@@ -32,6 +34,7 @@ monitor=""
 test_mode=0
 timeout_s=""
 quiet="quiet"
+extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --disk)
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
     --monitor) monitor=$2; shift ;;
     --test) test_mode=1 ;;
     --timeout) timeout_s=$2; shift ;;
+    --qemu) extra+=("$2"); shift ;;
     --verbose) quiet="" ;;
     -h | --help) sed -n '2,/^set /p' "$0" | sed '$d'; exit 0 ;;
     *) echo "run-vm.sh: unknown option $1" >&2; exit 2 ;;
@@ -97,6 +101,7 @@ else
 fi
 args+=(-kernel "$kernel" -append "$cmdline$append")
 [ -n "$monitor" ] && args+=(-monitor "unix:$monitor,server,nowait")
+args+=(${extra[@]+"${extra[@]}"})
 
 if [ "$test_mode" = 1 ]; then
     args+=(-no-reboot)

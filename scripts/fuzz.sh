@@ -7,7 +7,7 @@
 set -u
 cd "$(dirname "$0")/.."
 SECS="${1:-30}"
-TARGETS="${FUZZ_TARGETS:-http_request definition_json exec_body dropin_toml state_file}"
+TARGETS="${FUZZ_TARGETS:-http_request definition_json exec_body restore_body dropin_toml state_file}"
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked

@@ -38,6 +38,8 @@ pub(crate) enum Owner {
     Spawn {
         pid: Pid,
     },
+    /// The kernel's uevent socket (PID 1: a new VM generation ID).
+    Uevents,
 }
 
 /// What a timer is for. Cancellation is lazy: the reactor drops keys whose

@@ -17,6 +17,7 @@ use crate::output::exec::ExecDone;
 use crate::output::logs::Logs;
 use crate::pid1::HaltMode;
 use crate::proc::cgroup::Cgroups;
+use crate::resume::request::{BadBody, RestoreRequest};
 use crate::stats::Stats;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -35,6 +36,8 @@ pub(crate) struct View<'a> {
     pub state_error: Option<&'a str>,
     pub connections: usize,
     pub shutting_down: bool,
+    /// The VM generation (see `resume`).
+    pub generation: u64,
 }
 
 /// A request that changes something: the reactor carries it out.
@@ -70,7 +73,7 @@ pub(crate) enum Command {
         follow: bool,
     },
     Checkpoint,
-    Restore,
+    Restore(RestoreRequest),
     Halt(HaltMode),
 }
 
@@ -85,7 +88,7 @@ impl Command {
                 | Command::Restart { .. }
                 | Command::Stop { .. }
                 | Command::Checkpoint
-                | Command::Restore
+                | Command::Restore(_)
         )
     }
 }
@@ -194,15 +197,21 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
         }
         Route::Checkpoint => Command::Checkpoint,
         Route::Restore => {
+            let body = RestoreRequest::parse(&req.body).map_err(|e| match e {
+                BadBody::Json(m) => ApiError::BadJson(m),
+                BadBody::Field(m) => ApiError::Malformed(m),
+            })?;
             if view.sup.is_shutting_down() {
                 return Err(ApiError::Conflict("the init is shutting down".into()));
             }
-            Command::Restore
+            Command::Restore(body)
         }
         Route::LastRestore => {
             let none = json!({
                 "trigger": null, "timestamp": null, "started_services": [],
                 "stopped_services": [], "failed_services": [], "state_file_error": null,
+                "generation": view.generation, "clock_step_ms": 0, "reseeded": false,
+                "restarted_services": [], "signalled_services": [], "errors": [],
             });
             return now_answer(200, view.last_restore.unwrap_or(&none));
         }
@@ -242,6 +251,7 @@ fn system(view: &View) -> Value {
         "shutting_down": view.shutting_down,
         // Lines of the init's own log its console did not take in time.
         "console_dropped_lines": crate::console::dropped_lines(),
+        "generation": view.generation,
     })
 }
 
@@ -431,6 +441,7 @@ mod tests {
                 state_error: None,
                 connections: 3,
                 shutting_down: false,
+                generation: 0,
             }
         }
     }
@@ -473,6 +484,45 @@ mod tests {
         assert_eq!(json(&restore)["trigger"], Value::Null);
         let e = handle(&req("GET", "/v1/services/nope", &[], ""), &w.view()).unwrap_err();
         assert_eq!(e.status(), 404);
+    }
+
+    #[test]
+    fn restore_bodies() {
+        let mut w = World::new("restore-body");
+        let mut view = w.view();
+        view.generation = 6;
+        let sys = answered(handle(&req("GET", "/v1/system", &[], ""), &view));
+        assert_eq!(json(&sys)["generation"], 6);
+        let last = answered(handle(&req("GET", "/v1/restore", &[], ""), &view));
+        assert_eq!(json(&last)["generation"], 6);
+        assert_eq!(json(&last)["errors"], json!([]));
+        let post = |body: &str| handle(&req("POST", "/v1/restore", &[], body), &view);
+        assert!(matches!(
+            post(""),
+            Ok(Handled::Command(Command::Restore(ref r))) if *r == RestoreRequest::default()
+        ));
+        assert!(matches!(
+            post(r#"{"generation":9}"#),
+            Ok(Handled::Command(Command::Restore(RestoreRequest {
+                generation: Some(9),
+                ..
+            })))
+        ));
+        assert_eq!(post("{").unwrap_err().code(), "bad_json");
+        for (body, field) in [
+            (r#"{"time":"soon"}"#, "`time`"),
+            (r#"{"entropy":"AAAA"}"#, "`entropy`"),
+            (r#"{"generation":-1}"#, "`generation`"),
+            (r#"{"gen":1}"#, "`gen`"),
+            ("[1]", "object"),
+        ] {
+            let e = post(body).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}");
+            assert!(e.to_string().contains(field), "{body}: {e}");
+        }
+        w.sup.shutdown(Instant::now());
+        let e = handle(&req("POST", "/v1/restore", &[], ""), &w.view()).unwrap_err();
+        assert_eq!(e.status(), 409);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn service_json(s: &Service, now: Instant, extra: &serde_json::Map<String, V
         "type": d.service_type,
         "health": d.health,
         "liveness": d.liveness,
+        "on_restore": d.on_restore,
         "status": s.status_word(),
         "pid": pid,
         "exit_code": s.exit_code,

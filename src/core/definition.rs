@@ -81,6 +81,9 @@ pub struct Definition {
         skip_serializing_if = "Option::is_none"
     )]
     pub limits: Option<Limits>,
+    /// What a restore after a memory snapshot does to it while it runs.
+    #[serde(default)]
+    pub on_restore: OnRestore,
 }
 
 /// Which keys a body names, whatever their values: what serde's defaults
@@ -94,6 +97,69 @@ struct Given {
 impl Given {
     fn restart_given(&self) -> bool {
         self.restart.as_ref().is_some_and(|v| !v.is_null())
+    }
+}
+
+/// `on_restore`: a running service after `POST /v1/restore` is kept as it
+/// is, restarted, or sent a signal (to its process group), e.g. so it
+/// reconnects or rereads the time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnRestore {
+    #[default]
+    Keep,
+    Restart,
+    Signal(nix::sys::signal::Signal),
+}
+
+impl OnRestore {
+    /// `keep`, `restart`, or a signal name with or without `SIG`
+    /// (`SIGHUP`, `HUP`), in upper case as `kill -s` takes it.
+    pub fn parse(s: &str) -> Result<OnRestore, String> {
+        match s {
+            "keep" => return Ok(OnRestore::Keep),
+            "restart" => return Ok(OnRestore::Restart),
+            _ => {}
+        }
+        let full = if s.starts_with("SIG") {
+            s.to_string()
+        } else {
+            format!("SIG{s}")
+        };
+        full.parse::<nix::sys::signal::Signal>()
+            .map(OnRestore::Signal)
+            .map_err(|_| {
+                format!(
+                    "`on_restore` must be \"keep\", \"restart\" or a signal name such as \"SIGHUP\", got {s:?}"
+                )
+            })
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OnRestore::Keep => "keep",
+            OnRestore::Restart => "restart",
+            OnRestore::Signal(sig) => sig.as_str(),
+        }
+    }
+}
+
+impl Serialize for OnRestore {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for OnRestore {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: Option<String> = Option::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "`on_restore` must be a string: \"keep\", \"restart\" or a signal name",
+            )
+        })?;
+        match v {
+            None => Ok(OnRestore::Keep),
+            Some(s) => OnRestore::parse(&s).map_err(serde::de::Error::custom),
+        }
     }
 }
 
@@ -442,6 +508,50 @@ mod tests {
             let e = Definition::from_json(body).unwrap_err();
             assert!(e.0.contains(word), "case {i}: {e}");
         }
+    }
+
+    #[test]
+    fn on_restore_values() {
+        use nix::sys::signal::Signal;
+        let parse = |body: &str| Definition::from_json(body.as_bytes());
+        assert_eq!(parse(r#"{"cmd":"x"}"#).unwrap().on_restore, OnRestore::Keep);
+        assert_eq!(
+            parse(r#"{"cmd":"x","on_restore":null}"#)
+                .unwrap()
+                .on_restore,
+            OnRestore::Keep
+        );
+        assert_eq!(
+            parse(r#"{"cmd":"x","on_restore":"restart"}"#)
+                .unwrap()
+                .on_restore,
+            OnRestore::Restart
+        );
+        for name in ["SIGHUP", "HUP"] {
+            let d = parse(&format!(r#"{{"cmd":"x","on_restore":"{name}"}}"#)).unwrap();
+            assert_eq!(d.on_restore, OnRestore::Signal(Signal::SIGHUP));
+            let v = serde_json::to_value(&d).unwrap();
+            assert_eq!(v["on_restore"], "SIGHUP", "shown by its full name");
+        }
+        assert_eq!(
+            serde_json::to_value(parse(r#"{"cmd":"x"}"#).unwrap()).unwrap()["on_restore"],
+            "keep"
+        );
+        for bad in [
+            r#""sometimes""#,
+            r#""hup""#,
+            r#""SIGFOO""#,
+            "1",
+            r#""""#,
+            "true",
+        ] {
+            let e = parse(&format!(r#"{{"cmd":"x","on_restore":{bad}}}"#)).unwrap_err();
+            assert!(e.0.contains("on_restore"), "{bad}: {e}");
+        }
+        let d = Definition::from_toml("cmd = \"x\"\non_restore = \"SIGUSR1\"\n").unwrap();
+        assert_eq!(d.on_restore, OnRestore::Signal(Signal::SIGUSR1));
+        let back: Definition = serde_json::from_value(serde_json::to_value(&d).unwrap()).unwrap();
+        assert_eq!(back, d, "the state file keeps it");
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! the actions that follow.
 
 use crate::config::Config;
-use crate::core::supervisor::{Phase, Progress, Source, Supervisor, Wanted};
+use crate::core::definition::OnRestore;
+use crate::core::supervisor::{Phase, Pid, Progress, Source, Supervisor, Wanted};
 use crate::persist::report::RestoreTracker;
 use crate::persist::state_file::{self, Loaded, SavedService, StateFile};
+use nix::sys::signal::Signal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -176,6 +178,59 @@ pub(crate) fn apply(
             Wanted::Down => {}
         }
     }
+}
+
+/// A signal `on_restore` asks for, for the reactor to send: to the process
+/// group of a plain service, to the runtime of a container (which passes
+/// it on to the container's process).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RestoreSignal {
+    pub name: String,
+    pub signal: Signal,
+    pub pid: Pid,
+    pub pgid: Pid,
+    pub container: bool,
+}
+
+/// The second half of a restore's service step: every service still
+/// running from before the restore gets its `on_restore`. Restarts go to
+/// the supervisor (the report waits for them); signals are returned.
+pub(crate) fn on_restore(
+    sup: &mut Supervisor,
+    restore: &mut RestoreTracker,
+    now: Instant,
+) -> Vec<RestoreSignal> {
+    let running: Vec<(String, OnRestore, Pid, Option<Pid>, bool)> = sup
+        .services()
+        .filter_map(|s| match s.phase {
+            Phase::Running { pid, .. } => Some((
+                s.name.clone(),
+                s.def.on_restore,
+                pid,
+                s.pgid,
+                s.def.container,
+            )),
+            _ => None,
+        })
+        .collect();
+    let mut signals = Vec::new();
+    for (name, policy, pid, pgid, container) in running {
+        match policy {
+            OnRestore::Keep => {}
+            OnRestore::Restart => match sup.restart(&name, now) {
+                Ok(_) => restore.restarting(&name),
+                Err(e) => restore.error(format!("cannot restart '{name}': {e}")),
+            },
+            OnRestore::Signal(signal) => signals.push(RestoreSignal {
+                name,
+                signal,
+                pid,
+                pgid: pgid.unwrap_or(pid),
+                container,
+            }),
+        }
+    }
+    signals
 }
 
 /// What the state file records now.

@@ -18,6 +18,8 @@ use crate::pid1::HaltMode;
 use crate::proc::cgroup::Cgroups;
 use crate::proc::launcher::Launcher;
 use crate::proc::trees::TreeWatcher;
+use crate::resume::resumer::Resumer;
+use crate::resume::steps::Resumed;
 use crate::stats::Stats;
 use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
 use mio::{Events, Interest, Token};
@@ -56,6 +58,8 @@ pub struct Reactor {
     pub(super) cgroups: Option<Cgroups>,
     pub(super) stats: Stats,
     pub(super) restore: RestoreTracker,
+    /// The VM generation and what a restore does before the services.
+    pub(super) resumer: Resumer,
     /// Why the state file could not be used at start, if it could not.
     pub(super) state_error: Option<String>,
     /// The state file is behind the supervisor.
@@ -91,6 +95,8 @@ impl Reactor {
             become_subreaper();
         }
         raise_fd_limit(pid1);
+        let mut resumer = Resumer::new(pid1, &cfg.socket);
+        resumer.watch_vmgenid(&mut io);
         let cgroups = Cgroups::detect(instance_name(&cfg, pid1).as_deref());
         match &cgroups {
             Some(c) => {
@@ -125,6 +131,7 @@ impl Reactor {
             cgroups,
             stats: Stats::new(pid1),
             restore: RestoreTracker::default(),
+            resumer,
             state_error: None,
             dirty: false,
             halt: None,
@@ -141,6 +148,10 @@ impl Reactor {
         self.state_error =
             crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
         self.containers.collect_garbage(&self.sup);
+        self.restore.resumed(Resumed {
+            generation: self.resumer.generation(),
+            ..Resumed::default()
+        });
         self.route(now);
         // No answer waits on these two writes; a failure is logged.
         let _ = self.write_state_if_dirty();
@@ -304,6 +315,11 @@ impl Reactor {
                     self.feed(input);
                 }
             }
+            Owner::Uevents => {
+                if self.resumer.on_uevents() {
+                    self.restore_after_vmgenid();
+                }
+            }
         }
     }
 
@@ -339,6 +355,7 @@ impl Reactor {
             state_error: self.state_error.as_deref(),
             connections: self.api.connections(),
             shutting_down: self.halt.is_some(),
+            generation: self.resumer.generation(),
         }
     }
 

@@ -7,6 +7,7 @@ mod checks;
 mod event_loop;
 mod reap;
 mod requests;
+mod restore;
 mod route;
 
 pub use event_loop::Reactor;

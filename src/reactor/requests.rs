@@ -132,13 +132,8 @@ impl Reactor {
                 })?;
                 Ok(Answer::Now(handlers::checkpoint_reply(&self.view())))
             }
-            Command::Restore => {
-                let error =
-                    crate::persist::boot::reload_wanted(&self.cfg.state_file, &mut self.sup, now);
-                // After a memory snapshot: dead processes are noticed first.
-                self.reap();
-                self.route(now);
-                crate::persist::boot::apply(&mut self.sup, &mut self.restore, "api", error, now);
+            Command::Restore(body) => {
+                self.restore_now("api", &body);
                 Ok(Answer::Wait(Await::Restore))
             }
             Command::Halt(mode) => {

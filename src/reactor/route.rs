@@ -35,6 +35,10 @@ impl Reactor {
             let abandoned = self.api.take_abandoned();
             let checked = self.route_checks(now);
             if actions.is_empty() && streams.is_empty() && abandoned.is_empty() && !checked {
+                // A restore that touched no service is complete at once.
+                if let Some(report) = self.restore.take_finished() {
+                    self.answer_restore(&report);
+                }
                 break;
             }
             for a in actions {

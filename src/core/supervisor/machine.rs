@@ -1063,6 +1063,7 @@ fn placeholder_def() -> Definition {
         liveness: None,
         service_type: Default::default(),
         limits: None,
+        on_restore: Default::default(),
     }
 }
 
