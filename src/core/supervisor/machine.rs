@@ -3,19 +3,23 @@
 //! order. No syscalls: tested without processes.
 
 use super::backoff;
-use super::deps::{self, DepError, Graph, WithNeeds};
+use super::deps::{self, DepError, Graph};
 use super::exit::ExitStatus;
 use super::failure::{Cause, Failure, StartError};
 use super::service::{AfterStop, Phase, Pid, Service, Source, Wanted};
 use crate::core::bounds::{self, deadline};
 use crate::core::checks::Check;
 use crate::core::definition::Definition;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+#[path = "admission.rs"]
+mod admission;
 #[path = "checks.rs"]
 mod checks;
+#[path = "shutdown.rs"]
+mod shutdown;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
@@ -268,33 +272,6 @@ impl Supervisor {
             }
         }
         Ok(false)
-    }
-
-    fn new_service(&mut self, name: &str, def: Definition, source: Source) -> Service {
-        self.created = self.created.wrapping_add(1);
-        let mut svc = Service::new(name, def, source);
-        svc.gen = self.created << 32;
-        svc
-    }
-
-    /// Refuses a definition that would break a limit or close a cycle.
-    fn check_upsert(&self, name: &str, def: &Definition) -> Result<(), SupError> {
-        if !self.services.contains_key(name) && self.services.len() >= bounds::MAX_SERVICES {
-            return Err(SupError::Conflict(format!(
-                "cannot define '{name}': the init holds at most {} services",
-                bounds::MAX_SERVICES
-            )));
-        }
-        let graph = WithNeeds {
-            base: &self.services,
-            name,
-            needs: &def.needs,
-        };
-        if let Some(cycle) = deps::find_cycle(&graph, name) {
-            return Err(SupError::Conflict(DepError::Cycle(cycle).to_string()));
-        }
-        deps::check_depth_through(&graph, name, bounds::MAX_NEEDS_DEPTH)
-            .map_err(|e| SupError::Conflict(format!("cannot define '{name}': {e}")))
     }
 
     /// A drop-in file that could not be loaded: shown as `failed`. Returns
@@ -991,55 +968,6 @@ impl Supervisor {
             for w in waiting {
                 self.try_advance(&w);
             }
-        }
-    }
-
-    /// Stops every active service none of whose dependents is still active.
-    fn advance_shutdown(&mut self, now: Instant) {
-        // A service that stops without waiting (one waiting for its needs,
-        // or still being spawned) may free its needs to stop in turn: go
-        // round until a pass changes nothing.
-        loop {
-            let active: Vec<String> = self
-                .services
-                .values()
-                .filter(|s| s.phase.is_active())
-                .map(|s| s.name.clone())
-                .collect();
-            if active.is_empty() {
-                if !self.shutdown_reported {
-                    self.shutdown_reported = true;
-                    self.actions.push(Action::ShutdownComplete);
-                }
-                return;
-            }
-            // Once per pass: asking "is it needed?" of every pair would
-            // make a shutdown of many services cubic.
-            let needed_by_active: HashSet<String> = active
-                .iter()
-                .filter_map(|n| self.services.get(n))
-                .flat_map(|s| s.def.needs.iter().cloned())
-                .collect();
-            let mut settled_now = false;
-            for name in &active {
-                let stopping = matches!(
-                    self.services.get(name).map(|s| &s.phase),
-                    Some(Phase::Stopping { .. })
-                );
-                if !needed_by_active.contains(name) && !stopping {
-                    settled_now |= self.stop_now(name, AfterStop::Rest, now) == Progress::Done;
-                }
-            }
-            if !settled_now {
-                return;
-            }
-        }
-    }
-
-    /// During a shutdown, every event may let more services stop.
-    fn after_event(&mut self, now: Instant) {
-        if self.shutting_down {
-            self.advance_shutdown(now);
         }
     }
 }
