@@ -671,3 +671,30 @@ fn exec_bodies_are_checked_before_anything_runs() {
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["stdout"], "a=b\n", "a value may hold '='");
 }
+
+#[test]
+fn answers_held_for_the_state_file_keep_their_order() {
+    let t = TempDir::new("order");
+    let init = Init::start(t.path());
+    // A change (held until the state file is written) and a log follow
+    // (streamed at once), pipelined: the answers come in request order.
+    let mut c = init.client();
+    let put = r#"{"cmd":"sleep","args":["100"]}"#;
+    let raw = format!(
+        "PUT /v1/services/o HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{put}\
+         GET /v1/services/o/logs?follow=true HTTP/1.1\r\nHost: x\r\n\r\n",
+        put.len()
+    );
+    c.send_raw(raw.as_bytes());
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while find(&got, b"Transfer-Encoding: chunked").is_none() {
+        let n = std::io::Read::read(&mut c.stream, &mut chunk).unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    let created = text.find("HTTP/1.1 201").expect("the PUT's answer");
+    let follow = text.find("HTTP/1.1 200").expect("the follow's answer");
+    assert!(created < follow, "in request order:\n{text}");
+}

@@ -30,6 +30,9 @@ pub enum ConnState {
     Awaiting,
     /// A streamed (chunked) answer is being sent.
     Streaming,
+    /// Answers are held until the state file is written (`queued`); the
+    /// requests pipelined behind them wait, so answers stay in order.
+    Holding,
     /// Answer written, then close.
     Closing,
 }

@@ -290,14 +290,17 @@ impl ApiServer {
         };
         let keep_alive = resp.keep_alive;
         if resp.durable || !conn.queued.is_empty() {
-            // Sent once the state file is written (`flush_deferred`).
+            // Sent once the state file is written (`flush_deferred`); the
+            // connection takes no other request meanwhile.
             conn.queued.push(resp);
+            conn.state = ConnState::Holding;
+            conn.deadline = None;
             if !self.flush_pending.contains(&token) {
                 self.flush_pending.push(token);
             }
-        } else {
-            conn.wbuf.extend_from_slice(&resp.to_bytes());
+            return;
         }
+        conn.wbuf.extend_from_slice(&resp.to_bytes());
         let deadline = if keep_alive {
             conn.state = ConnState::Idle;
             now + conn::IDLE_TIMEOUT
@@ -403,9 +406,12 @@ impl ApiServer {
     /// answer reporting a change that is not on disk becomes a 503: no
     /// success for a change a crash would lose.
     pub(crate) fn flush_deferred(&mut self, io: &mut Io, durable: Result<(), &str>) {
+        let now = Instant::now();
         for token in std::mem::take(&mut self.flush_pending) {
             if let Some(conn) = self.conns.get_mut(&token) {
+                let mut keep_alive = true;
                 for resp in std::mem::take(&mut conn.queued) {
+                    keep_alive = resp.keep_alive;
                     let resp = match durable {
                         Err(why) if resp.durable && (200..300).contains(&resp.status) => {
                             ApiError::NotDurable(format!(
@@ -418,9 +424,29 @@ impl ApiServer {
                     };
                     conn.wbuf.extend_from_slice(&resp.to_bytes());
                 }
+                if conn.state == ConnState::Holding {
+                    let (state, wait) = if keep_alive {
+                        (ConnState::Idle, conn::IDLE_TIMEOUT)
+                    } else {
+                        (ConnState::Closing, conn::REQUEST_TIMEOUT)
+                    };
+                    conn.state = state;
+                    conn.deadline = Some(now + wait);
+                    self.arm_sweep(io, now + wait);
+                    // Requests pipelined behind the held answers.
+                    if !self.resume.contains(&token) {
+                        self.resume.push(token);
+                    }
+                }
             }
             self.flush(io, token);
         }
+    }
+
+    /// Connections with pipelined requests to take up: the loop must not
+    /// sleep before it has.
+    pub(crate) fn has_resumable(&self) -> bool {
+        !self.resume.is_empty()
     }
 
     /// Writes pending output; closes the connection when done with it.
@@ -606,9 +632,13 @@ mod tests {
         let p = mine.pop().unwrap();
         api.answer(&mut io, p, Response::json(200, b"{}".to_vec()));
         assert_eq!(api.take_resumable(), [token]);
+        // A start's answer reports a change: held until the state file is
+        // written, and the GET behind it waits with it.
+        assert!(api.next_request(&mut io, token).is_none());
+        api.flush_deferred(&mut io, Ok(()));
+        assert_eq!(api.take_resumable(), [token]);
         let second = api.next_request(&mut io, token).unwrap();
         assert_eq!(second.path, "/v1/system");
-        api.flush_deferred(&mut io, Ok(()));
         let mut got = vec![0u8; 4096];
         let n = client.read(&mut got).unwrap();
         assert!(String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200 OK"));

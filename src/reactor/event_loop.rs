@@ -175,8 +175,9 @@ impl Reactor {
         // timers ran, the poll itself, and the event handling.
         self.notice_pause(Some(Duration::ZERO));
         self.discard_stale_timers();
-        let timeout = if self.logs.has_backlog() {
-            Some(Duration::ZERO) // output still waits in a pipe
+        let timeout = if self.logs.has_backlog() || self.api.has_resumable() {
+            // Output still waits in a pipe, or requests behind answers.
+            Some(Duration::ZERO)
         } else {
             let next = self.io.timers().next_timeout(Instant::now());
             if crate::console::pending_bytes() > 0 {
