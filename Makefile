@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build static setup run test ci lint unit api-schema dropin-schema vm vm-test bench bench-peers mutants man clean
+.PHONY: all build static setup run test ci lint unit api-schema dropin-schema vm vm-test bench bench-peers mutants man clean fuzz fuzz-ci
 
 all: build
 
@@ -64,6 +64,15 @@ vm:
 vm-test:
 	bash rootfs/build.sh
 	rc=0; bash rootfs/vm-test.sh || rc=1; python3 rootfs/vm-snapshot-test.py || rc=1; exit $$rc
+
+# Fuzz every parser (HTTP, JSON bodies, drop-in TOML, state file): make fuzz
+# runs each target FUZZ_SECS seconds (default 15 minutes); fuzz-ci 30 s each.
+FUZZ_SECS ?= 900
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECS)
+
+fuzz-ci:
+	bash scripts/fuzz.sh 30
 
 bench: build
 	$(CARGO) bench --bench iris_bench

@@ -33,6 +33,6 @@ pub mod persist;
 pub mod pid1;
 pub mod proc;
 pub mod reactor;
-pub(crate) mod resume;
+pub mod resume;
 pub(crate) mod stats;
 pub(crate) mod timers;

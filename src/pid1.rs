@@ -251,6 +251,8 @@ fn console_as_stdio() {
         // OwnedFd closes it once.
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
+    // The init's own log writes to the console without blocking.
+    crate::console::attach();
 }
 
 fn set_hostname() {

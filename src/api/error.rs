@@ -29,6 +29,8 @@ pub enum ApiError {
     Malformed(String),
     VersionNotSupported,
     Unavailable(String),
+    /// A change was made but the state file could not be written.
+    NotDurable(String),
     Internal(String),
 }
 
@@ -48,7 +50,7 @@ impl ApiError {
             ApiError::TooLarge => 413,
             ApiError::HeadTooLarge => 431,
             ApiError::Internal(_) => 500,
-            ApiError::Unavailable(_) => 503,
+            ApiError::Unavailable(_) | ApiError::NotDurable(_) => 503,
             ApiError::VersionNotSupported => 505,
         }
     }
@@ -71,6 +73,7 @@ impl ApiError {
             ApiError::Malformed(_) => "bad_request",
             ApiError::VersionNotSupported => "http_version_not_supported",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotDurable(_) => "state_not_durable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -95,7 +98,8 @@ impl fmt::Display for ApiError {
             | ApiError::Conflict(m)
             | ApiError::ServiceFailed(m)
             | ApiError::Malformed(m)
-            | ApiError::Unavailable(m) => f.write_str(m),
+            | ApiError::Unavailable(m)
+            | ApiError::NotDurable(m) => f.write_str(m),
             ApiError::NotFound(name) => write!(f, "service '{name}' is not defined"),
             ApiError::NoRoute(path) => write!(f, "no such endpoint: {path}"),
             ApiError::MethodNotAllowed { allowed } => {

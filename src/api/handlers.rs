@@ -90,6 +90,22 @@ pub(crate) enum Command {
     },
 }
 
+impl Command {
+    /// Whether its success reports a change the state file must hold.
+    pub(crate) fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Put { .. }
+                | Command::Delete(_)
+                | Command::Start { .. }
+                | Command::Restart { .. }
+                | Command::Stop { .. }
+                | Command::Checkpoint
+                | Command::Restore(_)
+        )
+    }
+}
+
 #[derive(Debug)]
 pub(crate) enum Handled {
     Answer(Answer),
@@ -168,6 +184,8 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
             let _: Value = parse_body(&req.body)?;
             let def =
                 Definition::from_json(&req.body).map_err(|e| ApiError::InvalidDefinition(e.0))?;
+            crate::containers::image::check_image_field(def.image.as_deref())
+                .map_err(ApiError::InvalidDefinition)?;
             Command::Put {
                 name,
                 def: Box::new(def),
@@ -257,6 +275,8 @@ fn system(view: &View) -> Value {
         "state_file_writes": view.stats.state_writes,
         "state_file_last_write_us": view.stats.last_state_write_us,
         "shutting_down": view.shutting_down,
+        // Lines of the init's own log its console did not take in time.
+        "console_dropped_lines": crate::console::dropped_lines(),
         "generation": view.generation,
         "event_clients": view.event_clients,
         "last_event_id": view.last_event_id,

@@ -5,6 +5,7 @@
 //! the same messages) serves a PUT body and a drop-in TOML file.
 
 use super::json_number;
+use crate::core::bounds;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -134,7 +135,14 @@ pub fn parse_health(v: &Value) -> Result<Health, String> {
     let mut kinds = Vec::new();
     for (k, val) in obj {
         match k.as_str() {
-            "timeout_secs" => timeout_secs = Some(positive_secs(val, "health.timeout_secs")?),
+            "timeout_secs" => {
+                timeout_secs = Some(secs_in(
+                    val,
+                    "health.timeout_secs",
+                    bounds::MIN_TIMEOUT_SECS,
+                    bounds::MAX_HEALTH_TIMEOUT_SECS,
+                )?)
+            }
             "interval_ms" => interval_ms = interval(val)?,
             k if KINDS.contains(&k) => kinds.push((k, val)),
             other => {
@@ -161,7 +169,14 @@ pub fn parse_liveness(v: &Value) -> Result<Liveness, String> {
     let mut kinds = Vec::new();
     for (k, val) in obj {
         match k.as_str() {
-            "interval_secs" => interval_secs = positive_secs(val, "liveness.interval_secs")?,
+            "interval_secs" => {
+                interval_secs = secs_in(
+                    val,
+                    "liveness.interval_secs",
+                    bounds::MIN_TIMEOUT_SECS,
+                    bounds::MAX_LIVENESS_INTERVAL_SECS,
+                )?
+            }
             "failures" => failures = int_in(val, "liveness.failures", 1, 1000)? as u32,
             "tcp" | "http" | "exec" => kinds.push((k.as_str(), val)),
             "log" | "notify" => {
@@ -269,13 +284,15 @@ fn interval(v: &Value) -> Result<u64, String> {
     Ok(int_in(v, "health.interval_ms", 1, MAX_INTERVAL_MS as i64)? as u64)
 }
 
-fn positive_secs(v: &Value, field: &str) -> Result<f64, String> {
-    match v.as_f64() {
-        Some(s) if s.is_finite() && s > 0.0 && s <= u32::MAX as f64 => Ok(s),
-        _ => Err(format!(
-            "`{field}` must be a number of seconds > 0, got {v}"
-        )),
-    }
+/// Seconds from `min` to `max`: a tiny positive value would be a zero
+/// duration (a check in a busy loop), a huge one a deadline past the end
+/// of the clock.
+fn secs_in(v: &Value, field: &str, min: f64, max: f64) -> Result<f64, String> {
+    let s = v
+        .as_f64()
+        .ok_or_else(|| format!("`{field}` must be a number of seconds, got {v}"))?;
+    bounds::check_secs(field, s, min, max)?;
+    Ok(s)
 }
 
 fn argv(v: &Value, field: &str) -> Result<Vec<String>, String> {
@@ -460,6 +477,19 @@ mod tests {
             (r#"{"notify": "yes"}"#, "`health.notify` must be true"),
             (r#"{"tcp": 1, "timeout_secs": 0}"#, "`health.timeout_secs`"),
             (r#"{"tcp": 1, "timeout_secs": -1}"#, "`health.timeout_secs`"),
+            // Bounds: a deadline past the clock's end, a zero duration.
+            (
+                r#"{"tcp": 1, "timeout_secs": 1e19}"#,
+                "`health.timeout_secs`",
+            ),
+            (
+                r#"{"tcp": 1, "timeout_secs": 86401}"#,
+                "`health.timeout_secs`",
+            ),
+            (
+                r#"{"tcp": 1, "timeout_secs": 1e-60}"#,
+                "`health.timeout_secs`",
+            ),
             (r#"{"tcp": 1, "interval_ms": 0}"#, "`health.interval_ms`"),
             (r#"{"tcp": 1, "interval_ms": 2.5}"#, "`health.interval_ms`"),
             (r#"[1]"#, "`health` must be an object"),
@@ -488,6 +518,14 @@ mod tests {
             (json!({"tcp": 1, "failures": 0}), "`liveness.failures`"),
             (
                 json!({"tcp": 1, "interval_secs": 0}),
+                "`liveness.interval_secs`",
+            ),
+            (
+                json!({"tcp": 1, "interval_secs": 1e-60}),
+                "`liveness.interval_secs`",
+            ),
+            (
+                json!({"tcp": 1, "interval_secs": 1e19}),
                 "`liveness.interval_secs`",
             ),
             (

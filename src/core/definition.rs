@@ -4,6 +4,7 @@
 use super::checks::{self, Check, Health, Liveness};
 use super::json_number;
 use crate::core::limits::Limits;
+use crate::core::{bounds, json_object};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -261,22 +262,26 @@ impl Definition {
         if self.cmd.contains('\0') || self.args.iter().any(|a| a.contains('\0')) {
             return bad("`cmd` and `args` must not contain NUL bytes".into());
         }
-        for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return bad(format!("`env` key {k:?} is not a valid variable name"));
-            }
-        }
+        validate_env("env", &self.env)?;
         if let Some(p) = self.health_port {
             if !(1..=65535).contains(&p) {
                 return bad(format!("`health_port` must be in 1-65535, got {p}"));
             }
         }
-        if !self.stop_timeout_secs.is_finite() || self.stop_timeout_secs < 0.0 {
-            return bad("`stop_timeout_secs` must be a number >= 0".into());
-        }
-        if !self.health_timeout_secs.is_finite() || self.health_timeout_secs <= 0.0 {
-            return bad("`health_timeout_secs` must be a number > 0".into());
-        }
+        bounds::check_secs(
+            "stop_timeout_secs",
+            self.stop_timeout_secs,
+            0.0,
+            bounds::MAX_STOP_TIMEOUT_SECS,
+        )
+        .map_err(InvalidDefinition)?;
+        bounds::check_secs(
+            "health_timeout_secs",
+            self.health_timeout_secs,
+            bounds::MIN_TIMEOUT_SECS,
+            bounds::MAX_HEALTH_TIMEOUT_SECS,
+        )
+        .map_err(InvalidDefinition)?;
         if self.container && self.image.is_none() {
             return bad("`image` is required when `container` is true".into());
         }
@@ -314,6 +319,18 @@ impl Definition {
         Ok(())
     }
 
+    /// Validated at definition time; clamped again so that no value (an
+    /// older state file's) can make a deadline overflow.
+    pub fn stop_timeout(&self) -> std::time::Duration {
+        bounds::clamped_secs(self.stop_timeout_secs, bounds::MAX_STOP_TIMEOUT_SECS)
+    }
+
+    /// The readiness deadline (`health.timeout_secs` or
+    /// `health_timeout_secs`), clamped likewise.
+    pub fn health_timeout(&self) -> std::time::Duration {
+        bounds::clamped_secs(self.health_timeout_secs(), bounds::MAX_HEALTH_TIMEOUT_SECS)
+    }
+
     pub fn health_port(&self) -> Option<u16> {
         self.health_port.and_then(|p| u16::try_from(p).ok())
     }
@@ -341,7 +358,7 @@ impl Definition {
     }
 
     pub fn from_json(body: &[u8]) -> Result<Definition, InvalidDefinition> {
-        let def: Definition = serde_json::from_slice(body)
+        let def: Definition = json_object::from_slice(body)
             .map_err(|e| InvalidDefinition(format!("invalid definition: {e}")))?;
         let given: Given = serde_json::from_slice(body).unwrap_or_default();
         def.validate_given(&given)?;
@@ -369,6 +386,24 @@ impl Definition {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Environment variables (`field` names them in the message): no empty key,
+/// no `=` in a key, no NUL anywhere; execve would mangle or refuse them.
+pub fn validate_env(field: &str, env: &BTreeMap<String, String>) -> Result<(), InvalidDefinition> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(InvalidDefinition(format!(
+                "`{field}` key {k:?} is not a valid variable name (empty, or contains '=' or NUL)"
+            )));
+        }
+        if v.contains('\0') {
+            return Err(InvalidDefinition(format!(
+                "`{field}` value of {k:?} must not contain NUL bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Service names: 1-64 of `[A-Za-z0-9_.-]`, not starting with `.`. A name is
@@ -691,6 +726,76 @@ mod tests {
             let e = Definition::from_toml(text).unwrap_err();
             assert!(e.0.contains(word), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn only_an_object_is_a_definition() {
+        for body in [
+            &br#"["sleep"]"#[..],
+            br#"["sleep", ["1"]]"#,
+            br#""sleep""#,
+            b"null",
+            b"42",
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(e.0.contains("invalid definition"), "{e}");
+        }
+    }
+
+    #[test]
+    fn timeouts_have_a_maximum() {
+        let at_max = format!(
+            r#"{{"cmd":"x","stop_timeout_secs":{},"health_timeout_secs":{}}}"#,
+            bounds::MAX_STOP_TIMEOUT_SECS,
+            bounds::MAX_HEALTH_TIMEOUT_SECS
+        );
+        assert!(Definition::from_json(at_max.as_bytes()).is_ok());
+        for (body, field) in [
+            (
+                r#"{"cmd":"x","stop_timeout_secs":1e19}"#,
+                "stop_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","stop_timeout_secs":3601}"#,
+                "stop_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":1e19}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":86401}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":0}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":1e-60}"#,
+                "health_timeout_secs",
+            ),
+        ] {
+            let e = Definition::from_json(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains(field), "{body}: {e}");
+        }
+        let e = Definition::from_toml("cmd = \"x\"\nstop_timeout_secs = 1e19\n").unwrap_err();
+        assert!(e.0.contains("stop_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn env_keys() {
+        for key in ["", "A=B", "=", "A\0"] {
+            let body = serde_json::json!({"cmd": "x", "env": {key: "v"}}).to_string();
+            let e = Definition::from_json(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains("`env`"), "{key:?}: {e}");
+        }
+        let mut env = BTreeMap::new();
+        env.insert("A=B".to_string(), "v".to_string());
+        assert!(validate_env("env", &env).unwrap_err().0.contains("`env`"));
+        env.clear();
+        env.insert("PATH".to_string(), "/bin:=x".to_string());
+        assert!(validate_env("env", &env).is_ok());
     }
 
     #[test]

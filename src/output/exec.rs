@@ -200,7 +200,14 @@ pub(crate) struct Execs {
     jobs: HashMap<u64, Job>,
     by_pid: HashMap<Pid, u64>,
     next_id: u64,
+    /// Output bytes held by all running commands together.
+    held: usize,
 }
+
+/// Output held for all running commands together: past it, more output is
+/// read and dropped (`truncated`), so many commands writing much at once
+/// cannot make the init grow without bound.
+pub(crate) const MAX_HELD_OUTPUT: usize = 64 << 20;
 
 /// Per-stream output cap (`IRIS_EXEC_OUTPUT_MAX`, default 16 MiB).
 fn output_cap() -> usize {
@@ -271,7 +278,10 @@ impl Execs {
         };
         self.by_pid.insert(job.pid, id);
         self.jobs.insert(id, job);
-        io.schedule(Instant::now() + plan.timeout, TimerKey::Exec(id));
+        io.schedule(
+            crate::core::bounds::deadline(Instant::now(), plan.timeout),
+            TimerKey::Exec(id),
+        );
         Ok(id)
     }
 
@@ -339,6 +349,7 @@ impl Execs {
     /// A command's stdout or stderr is readable.
     pub(crate) fn on_output(&mut self, io: &mut Io, id: u64, is_err: bool) {
         let cap = output_cap();
+        let mut budget = MAX_HELD_OUTPUT.saturating_sub(self.held);
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -359,13 +370,16 @@ impl Execs {
                     break;
                 }
                 Ok(n) => {
-                    let room = cap.saturating_sub(buf.len());
+                    let room = cap.saturating_sub(buf.len()).min(budget);
                     // Past the cap the pipe is still drained, so the
                     // command never blocks on a full pipe.
                     if n > room {
                         job.truncated = true;
                     }
-                    buf.extend_from_slice(chunk.get(..n.min(room)).unwrap_or_default());
+                    let kept = n.min(room);
+                    budget -= kept;
+                    self.held += kept;
+                    buf.extend_from_slice(chunk.get(..kept).unwrap_or_default());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
@@ -413,6 +427,9 @@ impl Execs {
         self.on_output(io, id, false);
         self.on_output(io, id, true);
         let mut job = self.jobs.remove(&id)?;
+        self.held = self
+            .held
+            .saturating_sub(job.out.len().saturating_add(job.err.len()));
         for p in [job.stdout.take(), job.stderr.take()].into_iter().flatten() {
             unregister(io, p);
         }

@@ -35,7 +35,15 @@ impl Reactor {
         while let Some(req) = self.api.next_request(&mut self.io, token) {
             let answer = match handlers::handle(&req, &self.view()) {
                 Ok(Handled::Answer(a)) => Ok(a),
-                Ok(Handled::Command(cmd)) => self.execute(token, cmd),
+                Ok(Handled::Command(cmd)) => {
+                    let changes = cmd.changes_state();
+                    self.execute(token, cmd).map(|mut a| {
+                        if let (true, Answer::Now(resp)) = (changes, &mut a) {
+                            resp.durable = true;
+                        }
+                        a
+                    })
+                }
                 Err(e) => Err(e),
             };
             let answer = answer.unwrap_or_else(|e| Answer::Now(e.to_response(true)));
@@ -116,8 +124,12 @@ impl Reactor {
             Command::ServiceExec { name, req } => self.service_exec(&name, req),
             Command::Logs { name, tail, follow } => self.logs_answer(token, name, tail, follow),
             Command::Checkpoint => {
-                self.write_state()
-                    .map_err(|e| ApiError::Internal(format!("cannot write the state file: {e}")))?;
+                self.write_state().map_err(|e| {
+                    ApiError::NotDurable(format!(
+                        "cannot write the state file {}: {e}",
+                        self.cfg.state_file.display()
+                    ))
+                })?;
                 Ok(Answer::Now(handlers::checkpoint_reply(&self.view())))
             }
             Command::Restore(body) => {
