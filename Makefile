@@ -41,7 +41,7 @@ unit:
 
 # Every test: unit and integration tests, the property-based API test, then
 # the microVM boot test.
-test: unit api-schema vm-test
+test: unit api-schema vm-test fuzz-ci
 
 # docs/dropin.schema.json, the drop-in keys' JSON schema, derived from the
 # OpenAPI document's Definition (tests/dropin_schema.rs checks it is).
