@@ -2,7 +2,7 @@
 //! the poll loop with its pause detection and panic guard, events routed
 //! by token owner, timers, and the state file written before answers.
 
-use super::reap::Reaping;
+use super::reaping::Reaping;
 use crate::api::event_hub::{EventHub, Settings};
 use crate::api::handlers::View;
 use crate::api::server::{ensure_parent, ApiServer};
