@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build static setup run test ci lint unit vm vm-test bench bench-peers mutants man clean
+.PHONY: all build static setup run test ci lint unit api-schema dropin-schema vm vm-test bench bench-peers mutants man clean fuzz fuzz-ci
 
 all: build
 
@@ -39,8 +39,20 @@ lint:
 unit:
 	$(CARGO) test
 
-# Every test: unit and integration tests, then the microVM boot test.
-test: unit vm-test
+# Every test: unit and integration tests, the property-based API test, then
+# the microVM boot test.
+test: unit api-schema vm-test fuzz-ci
+
+# docs/dropin.schema.json, the drop-in keys' JSON schema, derived from the
+# OpenAPI document's Definition (tests/dropin_schema.rs checks it is).
+dropin-schema:
+	IRIS_WRITE_DROPIN_SCHEMA=1 $(CARGO) test --test dropin_schema
+
+# Schemathesis generates requests from the OpenAPI document and checks a
+# running init's answers against it (scripts/api-schema-test.sh).
+api-schema:
+	$(CARGO) build --bin iris-init
+	bash scripts/api-schema-test.sh
 
 ci: lint test
 
@@ -52,6 +64,15 @@ vm:
 vm-test:
 	bash rootfs/build.sh
 	rc=0; bash rootfs/vm-test.sh || rc=1; python3 rootfs/vm-snapshot-test.py || rc=1; exit $$rc
+
+# Fuzz every parser (HTTP, JSON bodies, drop-in TOML, state file): make fuzz
+# runs each target FUZZ_SECS seconds (default 15 minutes); fuzz-ci 30 s each.
+FUZZ_SECS ?= 900
+fuzz:
+	bash scripts/fuzz.sh $(FUZZ_SECS)
+
+fuzz-ci:
+	bash scripts/fuzz.sh 30
 
 bench: build
 	$(CARGO) bench --bench iris_bench

@@ -33,7 +33,7 @@ pub mod persist;
 pub mod pid1;
 pub mod proc;
 pub mod reactor;
-pub(crate) mod resume;
+pub mod resume;
 pub(crate) mod signals;
 pub(crate) mod stats;
 pub(crate) mod timers;

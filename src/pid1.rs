@@ -261,6 +261,8 @@ fn console_as_stdio() {
         // OwnedFd closes it once.
         drop(unsafe { OwnedFd::from_raw_fd(fd) });
     }
+    // The init's own log writes to the console without blocking.
+    crate::console::attach();
 }
 
 /// `fd` is open on something other than `/dev/null` (character device 1:3).

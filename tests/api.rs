@@ -320,3 +320,49 @@ fn poweroff_as_a_plain_supervisor_stops_everything_and_exits_0() {
     assert!(status.success(), "{status:?}");
     assert!(!alive(pid), "its service was stopped");
 }
+
+/// The API describes itself: the document in the repository, served as
+/// JSON, OpenAPI 3.1, listing the routes the init serves (the router's
+/// side of that is a unit test in src/api/routes.rs).
+#[test]
+fn openapi_document_is_served() {
+    let t = TempDir::new("openapi");
+    let init = Init::start(t.path());
+    let mut s = std::os::unix::net::UnixStream::connect(&init.socket).unwrap();
+    s.write_all(b"GET /v1/openapi.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = find(&raw, b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let body = &raw[at + 4..];
+    assert_eq!(body, std::fs::read("src/api/openapi.json").unwrap());
+    let doc: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in ["/v1/services/{name}", "/v1/exec", "/v1/openapi.json"] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    // irisctl links it: its help names the route, `irisctl openapi` prints it.
+    let ctl = |args: &[&str]| {
+        std::process::Command::new(CTL)
+            .arg("--socket")
+            .arg(&init.socket)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let help = String::from_utf8(ctl(&["--help"]).stdout).unwrap();
+    assert!(help.contains("GET /v1/openapi.json"), "{help}");
+    let out = ctl(&["openapi"]);
+    assert!(out.status.success());
+    assert_eq!(out.stdout, body);
+    // Every served operation answers as documented, not 404 or 405.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if ops.get("get").is_some() && !path.contains('{') && path != "/v1/events" {
+            let (status, _) = init.req("GET", path, None);
+            assert_eq!(status, 200, "GET {path}");
+        }
+    }
+}

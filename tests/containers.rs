@@ -335,12 +335,19 @@ fn bad_image_references_fail_with_clear_messages() {
     let t = TempDir::new("ctr-bad");
     let init = Init::start(t.path());
     let closed = free_port();
+    // A reference that cannot be one is refused when it is defined.
+    let syntax = format!("127.0.0.1:{}/BusyBox:1", f.registry_port);
+    let (s, v) = init.put(
+        "ctr-syntax",
+        &json!({"cmd": "sh", "container": true, "image": syntax}).to_string(),
+    );
+    assert_eq!(s, 400, "{v}");
+    let msg = v["message"].as_str().unwrap_or("");
+    assert!(
+        msg.contains("bad image reference") && msg.contains(&syntax) && msg.contains("`image`"),
+        "{msg}"
+    );
     let cases = [
-        (
-            "ctr-syntax",
-            format!("127.0.0.1:{}/BusyBox:1", f.registry_port),
-            "bad image reference",
-        ),
         (
             "ctr-unknown",
             format!("127.0.0.1:{}/nope:1", f.registry_port),

@@ -359,3 +359,42 @@ fn no_exec_outlives_the_init() {
     assert!(init.terminate().success());
     wait_sleep_gone(n, "the command died with the init");
 }
+
+/// Found by the schema test: a valid exec body for a service whose user
+/// or working directory does not exist was a 400, as if the request were
+/// wrong. It is the service's definition: 409, as its start would be. A
+/// command that does not exist stays the request's fault (400).
+#[test]
+fn service_exec_in_a_context_that_cannot_run_is_a_conflict() {
+    let t = TempDir::new("exec-ctx");
+    let init = Init::start(t.path());
+    init.put("nouser", r#"{"cmd":"sleep","user":"no-such-user-iris"}"#);
+    init.put(
+        "nodir",
+        r#"{"cmd":"sleep","working_dir":"/no/such/dir/iris"}"#,
+    );
+    init.put("fine", r#"{"cmd":"sleep"}"#);
+    let body = r#"{"cmd":["true"]}"#;
+    for (name, word) in [
+        ("nouser", "no-such-user-iris"),
+        ("nodir", "/no/such/dir/iris"),
+    ] {
+        let (s, v) = init.req("POST", &format!("/v1/services/{name}/exec"), Some(body));
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (409, Some("conflict")),
+            "{name}: {v}"
+        );
+        let m = v["message"].as_str().unwrap();
+        assert!(m.contains(name) && m.contains(word), "{m}");
+    }
+    let (s, v) = init.req("POST", "/v1/services/fine/exec", Some(body));
+    assert_eq!(s, 200, "{v}");
+    let missing = r#"{"cmd":["no-such-cmd-iris"]}"#;
+    let (s, v) = init.req("POST", "/v1/services/fine/exec", Some(missing));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_definition")),
+        "{v}"
+    );
+}

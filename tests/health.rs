@@ -428,7 +428,7 @@ fn bad_check_values_are_400_naming_the_field() {
             "health.http.port",
         ),
         (
-            json!({"cmd": "x", "health": {"http": {"port": 80, "status": [500, 200]}}}),
+            json!({"cmd": "x", "health": {"http": {"port": 80, "status": [200, 600]}}}),
             "health.http.status",
         ),
         (

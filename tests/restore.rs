@@ -375,3 +375,19 @@ fn a_pause_does_not_fail_a_health_deadline() {
     });
     assert_eq!(v["status"], "running", "{v}");
 }
+
+/// Found by the schema test (scripts/api-schema-test.sh): with nothing to
+/// start or stop, `POST /v1/restore` never answered, and an init booted
+/// without services never made its boot report.
+#[test]
+fn a_restore_with_nothing_to_do_answers() {
+    let t = TempDir::new("empty-restore");
+    let init = Init::start(t.path());
+    let report = boot_report(&init);
+    assert!(report["started_services"].as_array().unwrap().is_empty());
+    let (s, r) = init.req("POST", "/v1/restore", None);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["trigger"], "api");
+    assert!(r["started_services"].as_array().unwrap().is_empty());
+    assert_eq!(init.req("GET", "/v1/restore", None).1["trigger"], "api");
+}

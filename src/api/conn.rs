@@ -1,6 +1,7 @@
 //! One API connection: its buffers, where it is in the request cycle, its
 //! deadline, and whether its peer may change anything.
 
+use super::http::Response;
 use mio::net::UnixStream;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
@@ -13,6 +14,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_CONNS: usize = 512;
 /// A follower (logs follow) with this much unsent output is cut off.
 pub const MAX_PENDING_OUTPUT: usize = 4 << 20;
+/// A connection with this much unsent output is not read (nor its buffered
+/// requests parsed) until its client has taken most of it: a client that
+/// pipelines requests and never reads holds at most this plus one answer.
+pub const MAX_UNSENT_ANSWERS: usize = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConnState {
@@ -25,6 +30,9 @@ pub enum ConnState {
     Awaiting,
     /// A streamed (chunked) answer is being sent.
     Streaming,
+    /// Answers are held until the state file is written (`queued`); the
+    /// requests pipelined behind them wait, so answers stay in order.
+    Holding,
     /// Answer written, then close.
     Closing,
 }
@@ -33,6 +41,9 @@ pub struct Conn {
     pub stream: UnixStream,
     pub rbuf: Vec<u8>,
     pub wbuf: Vec<u8>,
+    /// Answers held until the state file is written (see `Response::durable`)
+    /// and the answers behind them, in order.
+    pub queued: Vec<Response>,
     pub state: ConnState,
     /// Root (or our own uid): may use the API. Others get 403.
     pub trusted: bool,
@@ -41,6 +52,8 @@ pub struct Conn {
     pub peer_closed: bool,
     /// `100 Continue` was sent for the request being read.
     pub continue_sent: bool,
+    /// Reading stopped because too many answers wait unsent.
+    pub held_back: bool,
 }
 
 pub enum ReadResult {
@@ -56,13 +69,21 @@ impl Conn {
             stream,
             rbuf: Vec::new(),
             wbuf: Vec::new(),
+            queued: Vec::new(),
             state: ConnState::Idle,
             trusted,
             deadline: Some(now + IDLE_TIMEOUT),
             writable_interest: false,
             peer_closed: false,
             continue_sent: false,
+            held_back: false,
         }
+    }
+
+    /// Too much output waits for the client (see `MAX_UNSENT_ANSWERS`).
+    pub fn backed_up(&self) -> bool {
+        let queued: usize = self.queued.iter().map(|r| r.body.len()).sum();
+        self.wbuf.len().saturating_add(queued) >= MAX_UNSENT_ANSWERS
     }
 
     /// Reads until the socket would block, at most `limit` buffered bytes
@@ -106,6 +127,6 @@ impl Conn {
     }
 
     pub fn wants_close(&self) -> bool {
-        self.state == ConnState::Closing && self.wbuf.is_empty()
+        self.state == ConnState::Closing && self.wbuf.is_empty() && self.queued.is_empty()
     }
 }

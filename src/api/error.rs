@@ -5,6 +5,7 @@ use super::http::{ParseError, Response};
 use crate::containers::driver::ContainerExecError;
 use crate::core::supervisor::SupError;
 use crate::output::exec::ExecError;
+use crate::proc::spawn::SpawnError;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -28,6 +29,8 @@ pub enum ApiError {
     Malformed(String),
     VersionNotSupported,
     Unavailable(String),
+    /// A change was made but the state file could not be written.
+    NotDurable(String),
     Internal(String),
 }
 
@@ -47,7 +50,7 @@ impl ApiError {
             ApiError::TooLarge => 413,
             ApiError::HeadTooLarge => 431,
             ApiError::Internal(_) => 500,
-            ApiError::Unavailable(_) => 503,
+            ApiError::Unavailable(_) | ApiError::NotDurable(_) => 503,
             ApiError::VersionNotSupported => 505,
         }
     }
@@ -70,6 +73,7 @@ impl ApiError {
             ApiError::Malformed(_) => "bad_request",
             ApiError::VersionNotSupported => "http_version_not_supported",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::NotDurable(_) => "state_not_durable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -94,7 +98,8 @@ impl fmt::Display for ApiError {
             | ApiError::Conflict(m)
             | ApiError::ServiceFailed(m)
             | ApiError::Malformed(m)
-            | ApiError::Unavailable(m) => f.write_str(m),
+            | ApiError::Unavailable(m)
+            | ApiError::NotDurable(m) => f.write_str(m),
             ApiError::NotFound(name) => write!(f, "service '{name}' is not defined"),
             ApiError::NoRoute(path) => write!(f, "no such endpoint: {path}"),
             ApiError::MethodNotAllowed { allowed } => {
@@ -128,6 +133,24 @@ impl From<ExecError> for ApiError {
         match e {
             // A command that cannot be executed is the request's fault.
             ExecError::Spawn(_) => ApiError::InvalidDefinition(e.to_string()),
+            ExecError::Pipes(_) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    /// A command in service `name`'s context could not start: the command
+    /// itself (not found, not executable) is the request's fault (400);
+    /// the service's user, working directory or setup is a conflict with
+    /// the service as it is defined (409), as a start of it would fail.
+    pub(crate) fn service_exec(name: &str, e: ExecError) -> ApiError {
+        match e {
+            ExecError::Spawn(SpawnError::NotFound { .. } | SpawnError::PermissionDenied { .. }) => {
+                ApiError::InvalidDefinition(e.to_string())
+            }
+            ExecError::Spawn(_) => {
+                ApiError::Conflict(format!("service '{name}' cannot run a command: {e}"))
+            }
             ExecError::Pipes(_) => ApiError::Internal(e.to_string()),
         }
     }

@@ -24,6 +24,10 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
 
+/// The API's description, kept in the repository next to the code it
+/// describes and checked against real answers (tests/openapi.rs).
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
 /// What the handlers may read of the init.
 pub(crate) struct View<'a> {
     pub sup: &'a Supervisor,
@@ -84,6 +88,22 @@ pub(crate) enum Command {
         since: Option<u64>,
         filter: Filter,
     },
+}
+
+impl Command {
+    /// Whether its success reports a change the state file must hold.
+    pub(crate) fn changes_state(&self) -> bool {
+        matches!(
+            self,
+            Command::Put { .. }
+                | Command::Delete(_)
+                | Command::Start { .. }
+                | Command::Restart { .. }
+                | Command::Stop { .. }
+                | Command::Checkpoint
+                | Command::Restore(_)
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -164,6 +184,8 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
             let _: Value = parse_body(&req.body)?;
             let def =
                 Definition::from_json(&req.body).map_err(|e| ApiError::InvalidDefinition(e.0))?;
+            crate::containers::image::check_image_field(def.image.as_deref())
+                .map_err(ApiError::InvalidDefinition)?;
             Command::Put {
                 name,
                 def: Box::new(def),
@@ -219,6 +241,10 @@ pub(crate) fn handle(req: &Request, view: &View) -> Result<Handled, ApiError> {
             };
             Command::Events { since, filter }
         }
+        Route::OpenApi => {
+            let doc = OPENAPI.as_bytes().to_vec();
+            return Ok(Handled::Answer(Answer::Now(Response::json(200, doc))));
+        }
     };
     Ok(Handled::Command(cmd))
 }
@@ -249,6 +275,8 @@ fn system(view: &View) -> Value {
         "state_file_writes": view.stats.state_writes,
         "state_file_last_write_us": view.stats.last_state_write_us,
         "shutting_down": view.shutting_down,
+        // Lines of the init's own log its console did not take in time.
+        "console_dropped_lines": crate::console::dropped_lines(),
         "generation": view.generation,
         "event_clients": view.event_clients,
         "last_event_id": view.last_event_id,

@@ -388,6 +388,9 @@ pub struct Response {
     pub keep_alive: bool,
     /// Written after the standard headers; CR and LF in values become spaces.
     pub extra_headers: Vec<(&'static str, String)>,
+    /// Reports a change: sent as a success only once the state file holds
+    /// it (the server turns it into a 503 when the write failed).
+    pub durable: bool,
 }
 
 impl Response {
@@ -406,6 +409,7 @@ impl Response {
             body,
             keep_alive: true,
             extra_headers: Vec::new(),
+            durable: false,
         }
     }
 

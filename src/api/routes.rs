@@ -44,6 +44,8 @@ pub enum Route {
         since: Option<u64>,
         filter: Filter,
     },
+    /// The API's own OpenAPI document.
+    OpenApi,
 }
 
 fn name(seg: &str) -> Result<String, ApiError> {
@@ -104,6 +106,7 @@ pub fn route(method: &str, path: &str, query: &[(String, String)]) -> Result<Rou
         ["v1", "events"] => only(method, "GET", events_route(query)?),
         ["v1", "system", "poweroff"] => only(method, "POST", Route::Poweroff),
         ["v1", "system", "reboot"] => only(method, "POST", Route::Reboot),
+        ["v1", "openapi.json"] => only(method, "GET", Route::OpenApi),
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
 }
@@ -165,11 +168,7 @@ fn service_action(
             }
             let tail = match query.iter().rev().find(|(k, _)| k == "tail") {
                 None => None,
-                Some((_, v)) => Some(v.parse::<usize>().map_err(|_| {
-                    ApiError::Malformed(format!(
-                        "query parameter `tail` must be a number, got {v:?}"
-                    ))
-                })?),
+                Some((_, v)) => Some(tail(v)?),
             };
             Ok(Route::Logs {
                 name: name(n)?,
@@ -179,6 +178,16 @@ fn service_action(
         }
         _ => Err(ApiError::NoRoute(path.to_string())),
     }
+}
+
+/// `tail=N`: digits only; more lines than a machine can count is all of them.
+fn tail(v: &str) -> Result<usize, ApiError> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::Malformed(format!(
+            "query parameter `tail` must be a number, got {v:?}"
+        )));
+    }
+    Ok(v.parse::<usize>().unwrap_or(usize::MAX))
 }
 
 #[cfg(test)]
@@ -220,6 +229,19 @@ mod tests {
                 follow: true
             })
         );
+        // Found by the schema test: any non-negative integer is a tail.
+        let huge = q(&[("tail", "1304943450184300363776")]);
+        assert!(matches!(
+            route("GET", "/v1/services/web/logs", &huge),
+            Ok(Route::Logs {
+                tail: Some(usize::MAX),
+                ..
+            })
+        ));
+        for bad in ["-1", "+5", "", "1e3", "5 "] {
+            let r = route("GET", "/v1/services/web/logs", &q(&[("tail", bad)]));
+            assert_eq!(r.unwrap_err().status(), 400, "tail={bad:?}");
+        }
         assert_eq!(route("GET", "/v1/restore", &[]), Ok(Route::LastRestore));
         assert_eq!(route("GET", "/v1/metrics", &[]), Ok(Route::Metrics));
         assert_eq!(
@@ -352,6 +374,118 @@ mod tests {
         assert!(e.to_string().contains("tail"), "{e}");
         let e = route("POST", "/v1/services/web/stop", &q(&[("wait", "2")])).unwrap_err();
         assert!(e.to_string().contains("wait"), "{e}");
+    }
+
+    /// The operation a route serves, as the OpenAPI document names it.
+    /// Exhaustive: a new route does not compile until it is named here.
+    fn operation(r: &Route) -> (&'static str, &'static str) {
+        match r {
+            Route::ListServices => ("GET", "/v1/services"),
+            Route::GetService(_) => ("GET", "/v1/services/{name}"),
+            Route::PutService(_) => ("PUT", "/v1/services/{name}"),
+            Route::DeleteService(_) => ("DELETE", "/v1/services/{name}"),
+            Route::Start { .. } => ("POST", "/v1/services/{name}/start"),
+            Route::Stop { .. } => ("POST", "/v1/services/{name}/stop"),
+            Route::Restart { .. } => ("POST", "/v1/services/{name}/restart"),
+            Route::ServiceExec(_) => ("POST", "/v1/services/{name}/exec"),
+            Route::Logs { .. } => ("GET", "/v1/services/{name}/logs"),
+            Route::Exec => ("POST", "/v1/exec"),
+            Route::Checkpoint => ("POST", "/v1/checkpoint"),
+            Route::Restore => ("POST", "/v1/restore"),
+            Route::LastRestore => ("GET", "/v1/restore"),
+            Route::System => ("GET", "/v1/system"),
+            Route::Poweroff => ("POST", "/v1/system/poweroff"),
+            Route::Reboot => ("POST", "/v1/system/reboot"),
+            Route::Metrics => ("GET", "/v1/metrics"),
+            Route::Events { .. } => ("GET", "/v1/events"),
+            Route::OpenApi => ("GET", "/v1/openapi.json"),
+        }
+    }
+
+    const METHODS: [&str; 7] = ["GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+
+    /// Every operation of the served document is a route that serves it,
+    /// every other method on its paths is a 405, and paths it does not
+    /// list are 404s: the document and the router agree both ways.
+    #[test]
+    fn the_document_lists_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(crate::api::handlers::OPENAPI).unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."));
+        let mut served = std::collections::BTreeSet::new();
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            let concrete = path.replace("{name}", "web");
+            for m in METHODS {
+                let r = route(m, &concrete, &[]);
+                if ops.get(m.to_lowercase()).is_some() {
+                    let r = r.unwrap_or_else(|e| panic!("{m} {path} is documented: {e}"));
+                    assert_eq!(operation(&r), (m, path.as_str()));
+                    served.insert(operation(&r));
+                } else {
+                    let e = r.expect_err(&format!("{m} {path} is served but not documented"));
+                    assert_eq!(e.status(), 405, "{m} {path}");
+                }
+            }
+        }
+        // One of each route: all of them are documented operations.
+        let every = [
+            Route::ListServices,
+            Route::GetService("a".into()),
+            Route::PutService("a".into()),
+            Route::DeleteService("a".into()),
+            Route::Start {
+                name: "a".into(),
+                wait: true,
+                pull: false,
+            },
+            Route::Stop {
+                name: "a".into(),
+                wait: true,
+            },
+            Route::Restart {
+                name: "a".into(),
+                wait: true,
+            },
+            Route::ServiceExec("a".into()),
+            Route::Logs {
+                name: "a".into(),
+                tail: None,
+                follow: false,
+            },
+            Route::Exec,
+            Route::Checkpoint,
+            Route::Restore,
+            Route::LastRestore,
+            Route::System,
+            Route::Poweroff,
+            Route::Reboot,
+            Route::Metrics,
+            Route::Events {
+                since: None,
+                filter: Filter::default(),
+            },
+            Route::OpenApi,
+        ];
+        let all: std::collections::BTreeSet<_> = every.iter().map(operation).collect();
+        assert_eq!(all, served, "routes and documented operations differ");
+        for p in [
+            "/",
+            "/v1",
+            "/v2/services",
+            "/openapi.json",
+            "/v1/openapi",
+            "/v1/service",
+            "/v1/services/web/status",
+            "/v1/services/web/logs/more",
+            "/v1/services/web/start/now",
+            "/v1/system/halt",
+            "/v1/restore/last",
+            "/v1/exec/web",
+        ] {
+            for m in METHODS {
+                let e = route(m, p, &[]).expect_err(p);
+                assert_eq!(e.status(), 404, "{m} {p}");
+            }
+        }
     }
 
     #[test]

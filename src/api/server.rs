@@ -19,6 +19,10 @@ use std::time::{Duration, Instant};
 
 pub(crate) struct ApiServer {
     listener: UnixListener,
+    /// An open descriptor kept in reserve: when `accept` fails for want of
+    /// descriptors, it is closed for a moment so the client can be told
+    /// (503) instead of waiting in the backlog for ever.
+    spare: Option<std::fs::File>,
     conns: HashMap<Token, Conn>,
     pending: Pendings,
     /// Connections with answers to write once the state file is written.
@@ -49,13 +53,50 @@ fn bind_socket(path: &Path) -> io::Result<UnixListener> {
             format!("another process is serving {}", path.display()),
         ));
     }
-    let _ = std::fs::remove_file(path);
+    remove_stale_socket(path)?;
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
     let listener = UnixListener::bind(path);
     nix::sys::stat::umask(old);
     let listener = listener?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(listener)
+}
+
+/// Removes what a previous run left at `path`, a socket nobody serves;
+/// anything else there (a file, a directory, a link) is refused, never
+/// deleted: `--socket` pointing at the wrong path must not destroy it.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_socket() => std::fs::remove_file(path),
+        Ok(m) => {
+            let what = if m.is_dir() {
+                "a directory"
+            } else if m.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "a file that is not a socket"
+            };
+            Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} is {what}; refusing to replace it", path.display()),
+            ))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// EMFILE (this process) or ENFILE (the system) from `accept`.
+fn out_of_fds(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+/// A descriptor to hold in reserve (see `ApiServer::spare`).
+fn spare_fd() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null")
+        .or_else(|_| std::fs::File::open("/"))
+        .ok()
 }
 
 /// Root, or the init's own uid, may use the API (`SO_PEERCRED`).
@@ -78,6 +119,7 @@ impl ApiServer {
     fn with_listener(listener: UnixListener) -> ApiServer {
         ApiServer {
             listener,
+            spare: spare_fd(),
             conns: HashMap::new(),
             pending: Pendings::default(),
             flush_pending: Vec::new(),
@@ -97,8 +139,31 @@ impl ApiServer {
                 Ok((stream, _)) => self.add_conn(io, stream),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_fds(&e) && self.spare.is_some() => {
+                    // Out of descriptors: free the spare one to take the
+                    // client, tell it, and keep the spare again. Every
+                    // waiting client gets its answer; the API recovers as
+                    // soon as descriptors are free.
+                    self.spare = None;
+                    let answered = match self.listener.accept() {
+                        Ok((mut stream, _)) => {
+                            let err = ApiError::Unavailable(format!(
+                                "the init is out of file descriptors ({e}); try again later"
+                            ));
+                            let bytes = err.to_response(false).to_bytes();
+                            let _ = io::Write::write(&mut stream, &bytes);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    self.spare = spare_fd();
+                    crate::warn!("accept failed: {e}; answered 503");
+                    if !answered || self.spare.is_none() {
+                        return;
+                    }
+                }
                 Err(e) => {
-                    // EMFILE and friends: leave the rest in the backlog.
+                    // Leave the rest in the backlog.
                     crate::warn!("accept failed: {e}");
                     return;
                 }
@@ -126,6 +191,11 @@ impl ApiServer {
     pub(crate) fn read(&mut self, token: Token) {
         let limit = http::MAX_HEAD_BYTES + http::MAX_BODY_BYTES + 1;
         if let Some(conn) = self.conns.get_mut(&token) {
+            if conn.backed_up() {
+                // Left in the kernel: the client blocks on its own sends.
+                conn.held_back = true;
+                return;
+            }
             if let ReadResult::Closed = conn.read_available(limit) {
                 conn.peer_closed = true;
             }
@@ -140,6 +210,10 @@ impl ApiServer {
             let now = Instant::now();
             let conn = self.conns.get_mut(&token)?;
             if !matches!(conn.state, ConnState::Idle | ConnState::Reading) || conn.rbuf.is_empty() {
+                return None;
+            }
+            if conn.backed_up() {
+                conn.held_back = true;
                 return None;
             }
             match http::parse_request(&conn.rbuf) {
@@ -233,8 +307,20 @@ impl ApiServer {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
+        let keep_alive = resp.keep_alive;
+        if resp.durable || !conn.queued.is_empty() {
+            // Sent once the state file is written (`flush_deferred`); the
+            // connection takes no other request meanwhile.
+            conn.queued.push(resp);
+            conn.state = ConnState::Holding;
+            conn.deadline = None;
+            if !self.flush_pending.contains(&token) {
+                self.flush_pending.push(token);
+            }
+            return;
+        }
         conn.wbuf.extend_from_slice(&resp.to_bytes());
-        let deadline = if resp.keep_alive {
+        let deadline = if keep_alive {
             conn.state = ConnState::Idle;
             now + conn::IDLE_TIMEOUT
         } else {
@@ -261,6 +347,8 @@ impl ApiServer {
     /// iteration (`take_resumable`), never from inside the caller.
     pub(crate) fn answer(&mut self, io: &mut Io, p: Pending, mut resp: Response) {
         resp.keep_alive = resp.keep_alive && p.keep_alive;
+        // A start, stop, delete or restore reports a change.
+        resp.durable |= matches!(p.wait, Await::Goal { .. } | Await::Restore);
         self.respond(io, p.conn, resp);
         if !self.resume.contains(&p.conn) {
             self.resume.push(p.conn);
@@ -352,11 +440,52 @@ impl ApiServer {
         }
     }
 
-    /// Writes every answer queued for the end of the iteration.
-    pub(crate) fn flush_deferred(&mut self, io: &mut Io) {
+    /// Writes every answer queued for the end of the iteration, once the
+    /// state file was written (`durable`: Err says why it was not). An
+    /// answer reporting a change that is not on disk becomes a 503: no
+    /// success for a change a crash would lose.
+    pub(crate) fn flush_deferred(&mut self, io: &mut Io, durable: Result<(), &str>) {
+        let now = Instant::now();
         for token in std::mem::take(&mut self.flush_pending) {
+            if let Some(conn) = self.conns.get_mut(&token) {
+                let mut keep_alive = true;
+                for resp in std::mem::take(&mut conn.queued) {
+                    keep_alive = resp.keep_alive;
+                    let resp = match durable {
+                        Err(why) if resp.durable && (200..300).contains(&resp.status) => {
+                            ApiError::NotDurable(format!(
+                                "the change was made but is not durable: {why}; \
+                                 the init writes the state file again at the next change"
+                            ))
+                            .to_response(resp.keep_alive)
+                        }
+                        _ => resp,
+                    };
+                    conn.wbuf.extend_from_slice(&resp.to_bytes());
+                }
+                if conn.state == ConnState::Holding {
+                    let (state, wait) = if keep_alive {
+                        (ConnState::Idle, conn::IDLE_TIMEOUT)
+                    } else {
+                        (ConnState::Closing, conn::REQUEST_TIMEOUT)
+                    };
+                    conn.state = state;
+                    conn.deadline = Some(now + wait);
+                    self.arm_sweep(io, now + wait);
+                    // Requests pipelined behind the held answers.
+                    if !self.resume.contains(&token) {
+                        self.resume.push(token);
+                    }
+                }
+            }
             self.flush(io, token);
         }
+    }
+
+    /// Connections with pipelined requests to take up: the loop must not
+    /// sleep before it has.
+    pub(crate) fn has_resumable(&self) -> bool {
+        !self.resume.is_empty()
     }
 
     /// Writes pending output; closes the connection when done with it.
@@ -364,9 +493,22 @@ impl ApiServer {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
+        let before = conn.wbuf.len();
         if conn.flush().is_err() || conn.wants_close() {
             self.close(io, token);
             return;
+        }
+        if conn.wbuf.len() < before && conn.state == ConnState::Idle {
+            // A client that takes its answers is not idle.
+            conn.deadline = Some(Instant::now() + conn::IDLE_TIMEOUT);
+        }
+        if conn.held_back && !conn.backed_up() {
+            // Drained: its pipelined requests are read and served again at
+            // the end of the loop iteration.
+            conn.held_back = false;
+            if !self.resume.contains(&token) {
+                self.resume.push(token);
+            }
         }
         let want_write = !conn.wbuf.is_empty();
         if want_write != conn.writable_interest {
@@ -533,9 +675,13 @@ mod tests {
         let p = mine.pop().unwrap();
         api.answer(&mut io, p, Response::json(200, b"{}".to_vec()));
         assert_eq!(api.take_resumable(), [token]);
+        // A start's answer reports a change: held until the state file is
+        // written, and the GET behind it waits with it.
+        assert!(api.next_request(&mut io, token).is_none());
+        api.flush_deferred(&mut io, Ok(()));
+        assert_eq!(api.take_resumable(), [token]);
         let second = api.next_request(&mut io, token).unwrap();
         assert_eq!(second.path, "/v1/system");
-        api.flush_deferred(&mut io);
         let mut got = vec![0u8; 4096];
         let n = client.read(&mut got).unwrap();
         assert!(String::from_utf8_lossy(&got[..n]).starts_with("HTTP/1.1 200 OK"));
@@ -559,7 +705,7 @@ mod tests {
             req.keep_alive,
             Answer::Events { body: first },
         );
-        api.flush_deferred(&mut io);
+        api.flush_deferred(&mut io, Ok(()));
         let mut got = vec![0u8; 4096];
         let n = client.read(&mut got).unwrap();
         let text = String::from_utf8_lossy(&got[..n]).to_string();
@@ -579,7 +725,7 @@ mod tests {
         let mut sent = 0;
         while api.connections() == 1 {
             api.stream_later(&mut io, token, &frame);
-            api.flush_deferred(&mut io);
+            api.flush_deferred(&mut io, Ok(()));
             sent += 1;
             assert!(sent < 2 * MAX_PENDING_OUTPUT / frame.len(), "never cut off");
         }

@@ -870,6 +870,28 @@ impl Containers {
         }
     }
 
+    /// Removes from the image store what no defined container service uses
+    /// and what no pull in progress owns (`store::collect_garbage`): at
+    /// boot, and whenever a service goes away.
+    pub(crate) fn collect_garbage(&self, sup: &Supervisor) {
+        let in_use: Vec<ImageRef> = sup
+            .services()
+            .filter(|s| s.def.container)
+            .filter_map(|s| s.def.image.as_deref())
+            .filter_map(|r| image::parse_image_ref(r).ok())
+            .collect();
+        let pulling: Vec<ImageRef> = self.pulls.values().map(|p| p.image.clone()).collect();
+        let got = store::collect_garbage(&self.settings, &in_use, &pulling);
+        if !got.images.is_empty() || got.leftovers > 0 {
+            crate::info!(
+                "image store: removed {} unused images ({}) and {} leftovers of pulls",
+                got.images.len(),
+                got.images.join(", "),
+                got.leftovers
+            );
+        }
+    }
+
     fn finish_removal(&mut self, cx: &mut Ctx, name: &str) {
         let done = self
             .services

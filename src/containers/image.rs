@@ -63,6 +63,18 @@ pub fn parse_image_ref(s: &str) -> Result<ImageRef, ContainerError> {
     })
 }
 
+/// A definition's `image`, checked when the service is defined (PUT, a
+/// drop-in file), so a bad reference is refused at once instead of failing
+/// the start later. The message names the field.
+pub fn check_image_field(image: Option<&str>) -> Result<(), String> {
+    match image {
+        None => Ok(()),
+        Some(r) => parse_image_ref(r)
+            .map(|_| ())
+            .map_err(|e| format!("`image`: {e}")),
+    }
+}
+
 /// Why a reference is refused, as the message says it.
 type Reason = &'static str;
 
@@ -276,6 +288,18 @@ mod tests {
             tag: tag.map(Into::into),
             digest: digest.map(Into::into),
         }
+    }
+
+    #[test]
+    fn the_image_field_is_checked_at_definition() {
+        for bad in ["Foo", "-oci:/x", "oci:relative/path", "a b", "ftp://x/y"] {
+            let e = check_image_field(Some(bad)).unwrap_err();
+            assert!(e.starts_with("`image`") && e.contains(bad), "{bad}: {e}");
+        }
+        for good in ["redis:7", "oci:/images/bb:1", "127.0.0.1:5000/x:tag"] {
+            assert_eq!(check_image_field(Some(good)), Ok(()), "{good}");
+        }
+        assert_eq!(check_image_field(None), Ok(()));
     }
 
     #[test]

@@ -164,6 +164,57 @@ pub fn remove_image(s: &ContainerSettings, r: &ImageRef) -> Result<(), Container
     remove_tree(&image_store_path(s, r).0)
 }
 
+/// What a garbage collection of the store removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Collected {
+    /// Store keys of the images removed.
+    pub images: Vec<String>,
+    /// Entries of `pulling/`, `old/` and `tmp/` removed.
+    pub leftovers: usize,
+}
+
+/// Removes from the store what nothing uses any more: images no defined
+/// service refers to (`in_use`), partial pulls that are not in progress
+/// (`pulling`: a pull that was killed leaves one), images set aside by an
+/// interrupted replacement, and skopeo's temporary files when no pull
+/// runs. Without it the store only ever grows.
+pub fn collect_garbage(
+    s: &ContainerSettings,
+    in_use: &[ImageRef],
+    pulling: &[ImageRef],
+) -> Collected {
+    let keep: std::collections::HashSet<String> = in_use.iter().map(image_key).collect();
+    let busy: std::collections::HashSet<String> = pulling.iter().map(image_key).collect();
+    let mut out = Collected::default();
+    let entries = |dir: &str| -> Vec<(String, PathBuf)> {
+        fs::read_dir(s.store_dir.join(dir))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for (key, path) in entries("images") {
+        if !keep.contains(&key) && remove_tree(&path).is_ok() {
+            out.images.push(key);
+        }
+    }
+    out.images.sort();
+    let mut leftovers: Vec<PathBuf> = entries("pulling")
+        .into_iter()
+        .filter(|(key, _)| !busy.contains(key))
+        .map(|(_, p)| p)
+        .collect();
+    // `old/` holds an image only during finish_pull, which never yields.
+    leftovers.extend(entries("old").into_iter().map(|(_, p)| p));
+    if pulling.is_empty() {
+        leftovers.extend(entries("tmp").into_iter().map(|(_, p)| p));
+    }
+    out.leftovers = leftovers.iter().filter(|p| remove_tree(p).is_ok()).count();
+    out
+}
+
 /// The digest of the pulled image's manifest, from the store's index.json.
 /// For images stored in the registry in OCI format this is the registry's
 /// digest; Docker-format images are converted to OCI by the pull, so theirs
@@ -431,6 +482,54 @@ mod tests {
             read_image_config(&s, &r),
             Err(ContainerError::NotPulled { .. })
         ));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn garbage_collection_keeps_what_is_used_or_pulling() {
+        let dir = tmpdir("gc");
+        let s = settings(&dir);
+        let used = parse_image_ref("busybox:1").unwrap();
+        let unused = parse_image_ref("redis:7").unwrap();
+        let pulling = parse_image_ref("oci:/img/x:1").unwrap();
+        let killed = parse_image_ref("nginx:1").unwrap();
+        for r in [&used, &unused, &pulling, &killed] {
+            prepare_pull(&s, r).unwrap();
+        }
+        for r in [&used, &unused] {
+            write_layout(&partial_path(&s, r), STORE_TAG, "{}");
+            finish_pull(&s, r).unwrap();
+        }
+        // A pull in progress, one whose skopeo was killed, its temp files,
+        // and an image set aside by an interrupted replacement.
+        for r in [&pulling, &killed] {
+            fs::create_dir_all(partial_path(&s, r).join("blobs")).unwrap();
+        }
+        fs::write(s.store_dir.join("tmp/container_images_storage123"), "x").unwrap();
+        fs::create_dir_all(s.store_dir.join("old").join(image_key(&used))).unwrap();
+
+        let got = collect_garbage(
+            &s,
+            std::slice::from_ref(&used),
+            std::slice::from_ref(&pulling),
+        );
+        assert_eq!(got.images, [image_key(&unused)]);
+        assert_eq!(got.leftovers, 2, "the killed pull and old/");
+        assert!(is_pulled(&s, &used) && !is_pulled(&s, &unused));
+        assert!(
+            partial_path(&s, &pulling).exists(),
+            "a running pull is kept"
+        );
+        assert!(!partial_path(&s, &killed).exists());
+        assert!(s.store_dir.join("tmp/container_images_storage123").exists());
+        // Once no pull runs, skopeo's temporary files go too.
+        let got = collect_garbage(&s, std::slice::from_ref(&used), &[]);
+        assert_eq!(got.leftovers, 2, "the partial pull and tmp/");
+        assert!(is_pulled(&s, &used));
+        assert_eq!(
+            collect_garbage(&s, std::slice::from_ref(&used), &[]),
+            Collected::default()
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -4,6 +4,8 @@
 //! Both fields are read through a generic JSON value, so the same code (and
 //! the same messages) serves a PUT body and a drop-in TOML file.
 
+use super::json_number;
+use crate::core::bounds;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{json, Map, Value};
 use std::fmt;
@@ -133,7 +135,14 @@ pub fn parse_health(v: &Value) -> Result<Health, String> {
     let mut kinds = Vec::new();
     for (k, val) in obj {
         match k.as_str() {
-            "timeout_secs" => timeout_secs = Some(positive_secs(val, "health.timeout_secs")?),
+            "timeout_secs" => {
+                timeout_secs = Some(secs_in(
+                    val,
+                    "health.timeout_secs",
+                    bounds::MIN_TIMEOUT_SECS,
+                    bounds::MAX_HEALTH_TIMEOUT_SECS,
+                )?)
+            }
             "interval_ms" => interval_ms = interval(val)?,
             k if KINDS.contains(&k) => kinds.push((k, val)),
             other => {
@@ -160,7 +169,14 @@ pub fn parse_liveness(v: &Value) -> Result<Liveness, String> {
     let mut kinds = Vec::new();
     for (k, val) in obj {
         match k.as_str() {
-            "interval_secs" => interval_secs = positive_secs(val, "liveness.interval_secs")?,
+            "interval_secs" => {
+                interval_secs = secs_in(
+                    val,
+                    "liveness.interval_secs",
+                    bounds::MIN_TIMEOUT_SECS,
+                    bounds::MAX_LIVENESS_INTERVAL_SECS,
+                )?
+            }
             "failures" => failures = int_in(val, "liveness.failures", 1, 1000)? as u32,
             "tcp" | "http" | "exec" => kinds.push((k.as_str(), val)),
             "log" | "notify" => {
@@ -252,7 +268,7 @@ fn as_object<'a>(v: &'a Value, field: &str) -> Result<&'a Map<String, Value>, St
 }
 
 fn int_in(v: &Value, field: &str, lo: i64, hi: i64) -> Result<i64, String> {
-    match v.as_i64() {
+    match json_number::as_i64(v) {
         Some(n) if (lo..=hi).contains(&n) => Ok(n),
         _ => Err(format!(
             "`{field}` must be an integer in {lo}-{hi}, got {v}"
@@ -268,13 +284,15 @@ fn interval(v: &Value) -> Result<u64, String> {
     Ok(int_in(v, "health.interval_ms", 1, MAX_INTERVAL_MS as i64)? as u64)
 }
 
-fn positive_secs(v: &Value, field: &str) -> Result<f64, String> {
-    match v.as_f64() {
-        Some(s) if s.is_finite() && s > 0.0 && s <= u32::MAX as f64 => Ok(s),
-        _ => Err(format!(
-            "`{field}` must be a number of seconds > 0, got {v}"
-        )),
-    }
+/// Seconds from `min` to `max`: a tiny positive value would be a zero
+/// duration (a check in a busy loop), a huge one a deadline past the end
+/// of the clock.
+fn secs_in(v: &Value, field: &str, min: f64, max: f64) -> Result<f64, String> {
+    let s = v
+        .as_f64()
+        .ok_or_else(|| format!("`{field}` must be a number of seconds, got {v}"))?;
+    bounds::check_secs(field, s, min, max)?;
+    Ok(s)
 }
 
 fn argv(v: &Value, field: &str) -> Result<Vec<String>, String> {
@@ -309,13 +327,17 @@ fn http_path(v: &Value, field: &str) -> Result<String, String> {
     Ok(p.to_string())
 }
 
+/// Two statuses in 100-599, the range between them: `[399, 200]` is the
+/// range `[200, 399]` (a JSON schema cannot ask for the order, so the
+/// document allows both).
 fn status_range(v: &Value, field: &str) -> Result<(u16, u16), String> {
-    let bad = || format!("`{field}` must be [lo, hi] with 100 <= lo <= hi <= 599, got {v}");
-    let [lo, hi] = v.as_array().map(Vec::as_slice).unwrap_or_default() else {
+    let bad = || format!("`{field}` must be [lo, hi] with 100 <= lo, hi <= 599, got {v}");
+    let [a, b] = v.as_array().map(Vec::as_slice).unwrap_or_default() else {
         return Err(bad());
     };
-    match (lo.as_u64(), hi.as_u64()) {
-        (Some(lo), Some(hi)) if 100 <= lo && lo <= hi && hi <= 599 => Ok((lo as u16, hi as u16)),
+    let status = |s: &Value| json_number::as_u64(s).filter(|s| (100..=599).contains(s));
+    match (status(a), status(b)) {
+        (Some(a), Some(b)) => Ok((a.min(b) as u16, a.max(b) as u16)),
         _ => Err(bad()),
     }
 }
@@ -394,6 +416,12 @@ mod tests {
         assert!(
             matches!(h.check, Check::Http(ref c) if c.path == "/healthz" && c.status == (200, 204))
         );
+        // Found by the schema test: the document cannot ask for the order.
+        let h = health(r#"{"http": {"port": 8080, "status": [399, 200]}}"#).unwrap();
+        match h.check {
+            Check::Http(ref c) => assert_eq!(c.status, (200, 399)),
+            ref other => panic!("{other:?}"),
+        }
         let h = health(r#"{"exec": ["pg_isready", "-h", "127.0.0.1"]}"#).unwrap();
         assert_eq!(h.check.kind(), "exec");
         let h = health(r#"{"log": "ready to accept connections"}"#).unwrap();
@@ -424,7 +452,7 @@ mod tests {
                 "`health.http.path`",
             ),
             (
-                r#"{"http": {"port": 1, "status": [300, 200]}}"#,
+                r#"{"http": {"port": 1, "status": [99, 200]}}"#,
                 "`health.http.status`",
             ),
             (
@@ -449,6 +477,19 @@ mod tests {
             (r#"{"notify": "yes"}"#, "`health.notify` must be true"),
             (r#"{"tcp": 1, "timeout_secs": 0}"#, "`health.timeout_secs`"),
             (r#"{"tcp": 1, "timeout_secs": -1}"#, "`health.timeout_secs`"),
+            // Bounds: a deadline past the clock's end, a zero duration.
+            (
+                r#"{"tcp": 1, "timeout_secs": 1e19}"#,
+                "`health.timeout_secs`",
+            ),
+            (
+                r#"{"tcp": 1, "timeout_secs": 86401}"#,
+                "`health.timeout_secs`",
+            ),
+            (
+                r#"{"tcp": 1, "timeout_secs": 1e-60}"#,
+                "`health.timeout_secs`",
+            ),
             (r#"{"tcp": 1, "interval_ms": 0}"#, "`health.interval_ms`"),
             (r#"{"tcp": 1, "interval_ms": 2.5}"#, "`health.interval_ms`"),
             (r#"[1]"#, "`health` must be an object"),
@@ -477,6 +518,14 @@ mod tests {
             (json!({"tcp": 1, "failures": 0}), "`liveness.failures`"),
             (
                 json!({"tcp": 1, "interval_secs": 0}),
+                "`liveness.interval_secs`",
+            ),
+            (
+                json!({"tcp": 1, "interval_secs": 1e-60}),
+                "`liveness.interval_secs`",
+            ),
+            (
+                json!({"tcp": 1, "interval_secs": 1e19}),
                 "`liveness.interval_secs`",
             ),
             (

@@ -2,7 +2,9 @@
 //! their defaults, and validation. Also the rule for service names.
 
 use super::checks::{self, Check, Health, Liveness};
+use super::json_number;
 use crate::core::limits::Limits;
+use crate::core::{bounds, json_object};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -41,7 +43,7 @@ pub struct Definition {
     /// A user name or a numeric uid (JSON/TOML integer or string).
     #[serde(default, deserialize_with = "user_spec")]
     pub user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "health_port")]
     pub health_port: Option<i64>,
     #[serde(default, deserialize_with = "null_is_default")]
     pub needs: Vec<String>,
@@ -173,7 +175,7 @@ fn default_true() -> bool {
 }
 
 /// Clients that send `null` for an optional list or table mean "none".
-fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
+pub(crate) fn null_is_default<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(
     d: D,
 ) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
@@ -225,19 +227,19 @@ fn service_type<'de, D: Deserializer<'de>>(d: D) -> Result<ServiceType, D::Error
 }
 
 fn user_spec<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum NameOrId {
-        Name(String),
-        Id(u32),
+    let bad = || serde::de::Error::custom("`user` must be a user name or a numeric uid");
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s).filter(|s| !s.is_empty())),
+        Some(v) => json_number::as_u64(&v)
+            .filter(|uid| u32::try_from(*uid).is_ok())
+            .map(|uid| Some(uid.to_string()))
+            .ok_or_else(bad),
     }
-    let v: Option<NameOrId> = Option::deserialize(d)
-        .map_err(|_| serde::de::Error::custom("`user` must be a user name or a numeric uid"))?;
-    Ok(match v {
-        Some(NameOrId::Name(s)) if !s.is_empty() => Some(s),
-        Some(NameOrId::Id(n)) => Some(n.to_string()),
-        _ => None,
-    })
+}
+
+fn health_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    json_number::opt_i64(d, "health_port")
 }
 
 /// Why a definition or a name is not acceptable. The message names the field.
@@ -260,22 +262,26 @@ impl Definition {
         if self.cmd.contains('\0') || self.args.iter().any(|a| a.contains('\0')) {
             return bad("`cmd` and `args` must not contain NUL bytes".into());
         }
-        for (k, v) in &self.env {
-            if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
-                return bad(format!("`env` key {k:?} is not a valid variable name"));
-            }
-        }
+        validate_env("env", &self.env)?;
         if let Some(p) = self.health_port {
             if !(1..=65535).contains(&p) {
                 return bad(format!("`health_port` must be in 1-65535, got {p}"));
             }
         }
-        if !self.stop_timeout_secs.is_finite() || self.stop_timeout_secs < 0.0 {
-            return bad("`stop_timeout_secs` must be a number >= 0".into());
-        }
-        if !self.health_timeout_secs.is_finite() || self.health_timeout_secs <= 0.0 {
-            return bad("`health_timeout_secs` must be a number > 0".into());
-        }
+        bounds::check_secs(
+            "stop_timeout_secs",
+            self.stop_timeout_secs,
+            0.0,
+            bounds::MAX_STOP_TIMEOUT_SECS,
+        )
+        .map_err(InvalidDefinition)?;
+        bounds::check_secs(
+            "health_timeout_secs",
+            self.health_timeout_secs,
+            bounds::MIN_TIMEOUT_SECS,
+            bounds::MAX_HEALTH_TIMEOUT_SECS,
+        )
+        .map_err(InvalidDefinition)?;
         if self.container && self.image.is_none() {
             return bad("`image` is required when `container` is true".into());
         }
@@ -313,6 +319,18 @@ impl Definition {
         Ok(())
     }
 
+    /// Validated at definition time; clamped again so that no value (an
+    /// older state file's) can make a deadline overflow.
+    pub fn stop_timeout(&self) -> std::time::Duration {
+        bounds::clamped_secs(self.stop_timeout_secs, bounds::MAX_STOP_TIMEOUT_SECS)
+    }
+
+    /// The readiness deadline (`health.timeout_secs` or
+    /// `health_timeout_secs`), clamped likewise.
+    pub fn health_timeout(&self) -> std::time::Duration {
+        bounds::clamped_secs(self.health_timeout_secs(), bounds::MAX_HEALTH_TIMEOUT_SECS)
+    }
+
     pub fn health_port(&self) -> Option<u16> {
         self.health_port.and_then(|p| u16::try_from(p).ok())
     }
@@ -340,7 +358,7 @@ impl Definition {
     }
 
     pub fn from_json(body: &[u8]) -> Result<Definition, InvalidDefinition> {
-        let def: Definition = serde_json::from_slice(body)
+        let def: Definition = json_object::from_slice(body)
             .map_err(|e| InvalidDefinition(format!("invalid definition: {e}")))?;
         let given: Given = serde_json::from_slice(body).unwrap_or_default();
         def.validate_given(&given)?;
@@ -368,6 +386,24 @@ impl Definition {
 
 fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Environment variables (`field` names them in the message): no empty key,
+/// no `=` in a key, no NUL anywhere; execve would mangle or refuse them.
+pub fn validate_env(field: &str, env: &BTreeMap<String, String>) -> Result<(), InvalidDefinition> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(InvalidDefinition(format!(
+                "`{field}` key {k:?} is not a valid variable name (empty, or contains '=' or NUL)"
+            )));
+        }
+        if v.contains('\0') {
+            return Err(InvalidDefinition(format!(
+                "`{field}` value of {k:?} must not contain NUL bytes"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Service names: 1-64 of `[A-Za-z0-9_.-]`, not starting with `.`. A name is
@@ -437,6 +473,57 @@ mod tests {
         .unwrap();
         assert!(d.args.is_empty() && d.env.is_empty() && d.needs.is_empty());
         assert_eq!((d.image, d.health_port, d.user), (None, None, None));
+    }
+
+    /// Found by the schema test: JSON Schema reads `8080.0` as an integer,
+    /// so the document allowed what the server refused.
+    #[test]
+    fn integral_floats_are_integers() {
+        let d =
+            Definition::from_json(br#"{"cmd":"x","health_port":8080.0,"user":65534.0}"#).unwrap();
+        assert_eq!(d.health_port(), Some(8080));
+        assert_eq!(d.user.as_deref(), Some("65534"));
+        let d = Definition::from_json(
+            br#"{"cmd":"x","health":{"http":{"port":80.0,"status":[200.0,204]},"interval_ms":50.0},
+                "liveness":{"tcp":347.0,"failures":2.0}}"#,
+        )
+        .unwrap();
+        assert!(d.health.is_some() && d.liveness.is_some());
+        for (body, field) in [
+            (&br#"{"cmd":"x","health_port":80.5}"#[..], "health_port"),
+            (br#"{"cmd":"x","health_port":"80"}"#, "health_port"),
+            (br#"{"cmd":"x","user":1.5}"#, "user"),
+            (br#"{"cmd":"x","user":-1}"#, "user"),
+            (br#"{"cmd":"x","user":4294967296}"#, "user"),
+            (br#"{"cmd":"x","health":{"tcp":80.5}}"#, "health.tcp"),
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(
+                e.0.contains(field),
+                "{}: {e}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    /// Found by the schema test: `limits` was read from a list.
+    #[test]
+    fn limits_must_be_an_object() {
+        for body in [
+            &br#"{"cmd":"x","limits":[null,null]}"#[..],
+            br#"{"cmd":"x","limits":5}"#,
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(e.0.contains("`limits` must be an object"), "{e}");
+        }
+        let d = Definition::from_json(br#"{"cmd":"x","limits":{"pids_max":8}}"#).unwrap();
+        assert_eq!(d.limits.map(|l| l.pids_max), Some(Some(8)));
+        let d = Definition::from_toml("cmd = \"x\"\nlimits = { memory_max = \"1M\" }\n").unwrap();
+        assert_eq!(d.limits.map(|l| l.memory_max), Some(Some(1 << 20)));
+        assert!(Definition::from_json(br#"{"cmd":"x","limits":null}"#)
+            .unwrap()
+            .limits
+            .is_none());
     }
 
     #[test]
@@ -639,6 +726,76 @@ mod tests {
             let e = Definition::from_toml(text).unwrap_err();
             assert!(e.0.contains(word), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn only_an_object_is_a_definition() {
+        for body in [
+            &br#"["sleep"]"#[..],
+            br#"["sleep", ["1"]]"#,
+            br#""sleep""#,
+            b"null",
+            b"42",
+        ] {
+            let e = Definition::from_json(body).unwrap_err();
+            assert!(e.0.contains("invalid definition"), "{e}");
+        }
+    }
+
+    #[test]
+    fn timeouts_have_a_maximum() {
+        let at_max = format!(
+            r#"{{"cmd":"x","stop_timeout_secs":{},"health_timeout_secs":{}}}"#,
+            bounds::MAX_STOP_TIMEOUT_SECS,
+            bounds::MAX_HEALTH_TIMEOUT_SECS
+        );
+        assert!(Definition::from_json(at_max.as_bytes()).is_ok());
+        for (body, field) in [
+            (
+                r#"{"cmd":"x","stop_timeout_secs":1e19}"#,
+                "stop_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","stop_timeout_secs":3601}"#,
+                "stop_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":1e19}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":86401}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":0}"#,
+                "health_timeout_secs",
+            ),
+            (
+                r#"{"cmd":"x","health_timeout_secs":1e-60}"#,
+                "health_timeout_secs",
+            ),
+        ] {
+            let e = Definition::from_json(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains(field), "{body}: {e}");
+        }
+        let e = Definition::from_toml("cmd = \"x\"\nstop_timeout_secs = 1e19\n").unwrap_err();
+        assert!(e.0.contains("stop_timeout_secs"), "{e}");
+    }
+
+    #[test]
+    fn env_keys() {
+        for key in ["", "A=B", "=", "A\0"] {
+            let body = serde_json::json!({"cmd": "x", "env": {key: "v"}}).to_string();
+            let e = Definition::from_json(body.as_bytes()).unwrap_err();
+            assert!(e.0.contains("`env`"), "{key:?}: {e}");
+        }
+        let mut env = BTreeMap::new();
+        env.insert("A=B".to_string(), "v".to_string());
+        assert!(validate_env("env", &env).unwrap_err().0.contains("`env`"));
+        env.clear();
+        env.insert("PATH".to_string(), "/bin:=x".to_string());
+        assert!(validate_env("env", &env).is_ok());
     }
 
     #[test]

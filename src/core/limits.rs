@@ -1,6 +1,7 @@
 //! A service's resource limits (the definition's `limits`): parsing, value
 //! ranges, and the values they put in the service's cgroup2 files.
 
+use super::json_number;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// `cpu.max` period, in microseconds (the kernel's default).
@@ -83,7 +84,8 @@ impl Limits {
             }
         }
         if let Some(c) = self.cpu_max {
-            if !c.is_finite() || cpu_quota(c) < CPU_MIN_QUOTA_USEC || c > 4096.0 {
+            // The range as the document says it, then what the kernel takes.
+            if !(0.01..=4096.0).contains(&c) || cpu_quota(c) < CPU_MIN_QUOTA_USEC {
                 return Err(format!(
                     "`limits.cpu_max` must be a number of cores from 0.01 to 4096, got {c}"
                 ));
@@ -168,9 +170,10 @@ fn cpu_quota(cores: f64) -> u64 {
     (cores * CPU_PERIOD_USEC as f64).round() as u64
 }
 
-/// A byte size: digits, optionally followed by K, M or G (powers of 1024).
+/// A byte size: digits, optionally followed by K, M or G (powers of 1024),
+/// nothing around them (the API document's pattern).
 pub fn parse_size(text: &str) -> Option<u64> {
-    let t = text.trim();
+    let t = text;
     let (digits, mult) = match t.char_indices().last()? {
         (i, 'K') => (t.get(..i)?, 1u64 << 10),
         (i, 'M') => (t.get(..i)?, 1 << 20),
@@ -212,7 +215,10 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>
         None => Ok(None),
         Some(Scalar::Int(n)) => u64::try_from(n).map(Some).map_err(|_| bad(n.to_string())),
         Some(Scalar::Big(n)) => Ok(Some(n)),
-        Some(Scalar::Float(f)) => Err(bad(f.to_string())),
+        // `1048576.0` is the integer JSON Schema says it is.
+        Some(Scalar::Float(f)) => json_number::integral_u64(f)
+            .map(Some)
+            .ok_or_else(|| bad(f.to_string())),
         Some(Scalar::Text(s)) => parse_size(&s)
             .map(Some)
             .ok_or_else(|| bad(format!("{s:?}"))),
@@ -228,7 +234,10 @@ fn count<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>, D:
         None => Ok(None),
         Some(Scalar::Int(n)) => u64::try_from(n).map(Some).map_err(|_| bad(n.to_string())),
         Some(Scalar::Big(n)) => Ok(Some(n)),
-        Some(Scalar::Float(f)) => Err(bad(f.to_string())),
+        // `1048576.0` is the integer JSON Schema says it is.
+        Some(Scalar::Float(f)) => json_number::integral_u64(f)
+            .map(Some)
+            .ok_or_else(|| bad(f.to_string())),
         Some(Scalar::Text(s)) => Err(bad(format!("{s:?}"))),
     }
 }
@@ -264,9 +273,19 @@ fn cpu_max<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
     }
 }
 
-/// The definition's `limits`: `{}` and `null` mean none.
+/// The definition's `limits`: `{}` and `null` mean none. An object only:
+/// serde would read the struct from a list too (`[null, null]`).
 pub fn limits_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Limits>, D::Error> {
-    Ok(Option::<Limits>::deserialize(d)?.filter(|l| !l.is_empty()))
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => Limits::deserialize(v)
+            .map(|l| Some(l).filter(|l| !l.is_empty()))
+            .map_err(D::Error::custom),
+        Some(other) => Err(D::Error::custom(format!(
+            "`limits` must be an object (a table in TOML), got {other}"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -295,9 +314,18 @@ mod tests {
             "0x10",
             "1MB",
             "99999999999999G",
+            " 1M",
+            "1M\n",
         ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
+        // Found by the schema test: integral floats are integers, and the
+        // string form is exactly the document's pattern (no blanks around).
+        let l = parse(r#"{"memory_max":1024.0,"pids_max":64.0,"cpu_weight":5.0}"#).unwrap();
+        assert_eq!(
+            (l.memory_max, l.pids_max, l.cpu_weight),
+            (Some(1024), Some(64), Some(5))
+        );
         let l = parse(r#"{"memory_max":"32M","memory_high":1048576}"#).unwrap();
         assert_eq!(
             (l.memory_max, l.memory_high),
@@ -318,6 +346,7 @@ mod tests {
             (r#"{"cpu_max":0}"#, "limits.cpu_max"),
             (r#"{"cpu_max":-0.5}"#, "limits.cpu_max"),
             (r#"{"cpu_max":0.001}"#, "limits.cpu_max"),
+            (r#"{"cpu_max":0.009999999999999998}"#, "limits.cpu_max"),
             (r#"{"cpu_max":100000}"#, "limits.cpu_max"),
             (r#"{"cpu_weight":0}"#, "limits.cpu_weight"),
             (r#"{"cpu_weight":10001}"#, "limits.cpu_weight"),

@@ -308,7 +308,7 @@ impl CheckRunner {
             return;
         }
         w.busy = false;
-        let at = now + w.interval;
+        let at = crate::core::bounds::deadline(now, w.interval);
         self.schedule(
             io,
             at,
@@ -417,7 +417,11 @@ impl CheckRunner {
                 if let Some(a) = self.attempts.get_mut(&id) {
                     a.http = Some((probe, token, range));
                 }
-                self.schedule(io, now + timeout, TimerFor::Timeout(id));
+                self.schedule(
+                    io,
+                    crate::core::bounds::deadline(now, timeout),
+                    TimerFor::Timeout(id),
+                );
             }
             Err(e) => self.complete(
                 io,

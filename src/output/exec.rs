@@ -200,7 +200,14 @@ pub(crate) struct Execs {
     jobs: HashMap<u64, Job>,
     by_pid: HashMap<Pid, u64>,
     next_id: u64,
+    /// Output bytes held by all running commands together.
+    held: usize,
 }
+
+/// Output held for all running commands together: past it, more output is
+/// read and dropped (`truncated`), so many commands writing much at once
+/// cannot make the init grow without bound.
+pub(crate) const MAX_HELD_OUTPUT: usize = 64 << 20;
 
 /// Per-stream output cap (`IRIS_EXEC_OUTPUT_MAX`, default 16 MiB).
 fn output_cap() -> usize {
@@ -237,6 +244,14 @@ fn unregister(io: &mut Io, pipe: Pipe) {
     io.deregister(&mut SourceFd(&pipe.file.as_raw_fd()), pipe.token);
 }
 
+/// The process has exited and waits to be reaped (WNOWAIT: the reaper
+/// still gets its status).
+fn has_exited(pid: Pid) -> bool {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    matches!(waitid(Id::Pid(NixPid::from_raw(pid)), flags), Ok(s) if s != WaitStatus::StillAlive)
+}
+
 fn remove_files(files: &[PathBuf]) {
     for f in files {
         let _ = std::fs::remove_file(f);
@@ -263,7 +278,10 @@ impl Execs {
         };
         self.by_pid.insert(job.pid, id);
         self.jobs.insert(id, job);
-        io.schedule(Instant::now() + plan.timeout, TimerKey::Exec(id));
+        io.schedule(
+            crate::core::bounds::deadline(Instant::now(), plan.timeout),
+            TimerKey::Exec(id),
+        );
         Ok(id)
     }
 
@@ -331,6 +349,7 @@ impl Execs {
     /// A command's stdout or stderr is readable.
     pub(crate) fn on_output(&mut self, io: &mut Io, id: u64, is_err: bool) {
         let cap = output_cap();
+        let mut budget = MAX_HELD_OUTPUT.saturating_sub(self.held);
         let Some(job) = self.jobs.get_mut(&id) else {
             return;
         };
@@ -351,13 +370,16 @@ impl Execs {
                     break;
                 }
                 Ok(n) => {
-                    let room = cap.saturating_sub(buf.len());
+                    let room = cap.saturating_sub(buf.len()).min(budget);
                     // Past the cap the pipe is still drained, so the
                     // command never blocks on a full pipe.
                     if n > room {
                         job.truncated = true;
                     }
-                    buf.extend_from_slice(chunk.get(..n.min(room)).unwrap_or_default());
+                    let kept = n.min(room);
+                    budget -= kept;
+                    self.held += kept;
+                    buf.extend_from_slice(chunk.get(..kept).unwrap_or_default());
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => break,
@@ -405,6 +427,9 @@ impl Execs {
         self.on_output(io, id, false);
         self.on_output(io, id, true);
         let mut job = self.jobs.remove(&id)?;
+        self.held = self
+            .held
+            .saturating_sub(job.out.len().saturating_add(job.err.len()));
         for p in [job.stdout.take(), job.stderr.take()].into_iter().flatten() {
             unregister(io, p);
         }
@@ -422,9 +447,13 @@ impl Execs {
         })
     }
 
-    /// The exec's deadline passed: kill its whole process group.
+    /// The exec's deadline passed: kill its whole process group. A command
+    /// that already exited (its exit not reaped yet) finished in time.
     pub(crate) fn on_timeout(&mut self, id: u64) {
         if let Some(job) = self.jobs.get_mut(&id) {
+            if has_exited(job.pid) {
+                return;
+            }
             job.timed_out = true;
             job.kill();
         }
@@ -442,5 +471,55 @@ impl Execs {
         for job in self.jobs.values() {
             let _ = killpg(NixPid::from_raw(job.pid), Signal::SIGKILL);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nix::sys::wait::{waitpid, WaitStatus};
+
+    fn start(execs: &mut Execs, io: &mut Io, argv: &[&str]) -> (u64, Pid) {
+        let argv = argv.iter().map(|a| a.to_string()).collect();
+        let plan =
+            ExecPlan::in_sandbox(argv, &BTreeMap::new(), None, None, None, DEADLINE).unwrap();
+        let id = execs.start(io, plan).unwrap();
+        (id, execs.jobs[&id].pid)
+    }
+
+    const DEADLINE: Duration = Duration::from_secs(600);
+
+    /// Reaps `pid` as the reaper would, after its exit.
+    fn reap(pid: Pid) -> ExitStatus {
+        match waitpid(NixPid::from_raw(pid), None).unwrap() {
+            WaitStatus::Exited(_, c) => ExitStatus::Code(c),
+            WaitStatus::Signaled(_, s, _) => ExitStatus::Signal(s as i32),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Found by the schema test: a command that exited before its deadline,
+    /// reaped only after the deadline's timer, answered `timed_out: true`
+    /// with exit code 0. A command still running at its deadline is killed.
+    #[test]
+    fn only_a_command_still_running_at_its_deadline_timed_out() {
+        let mut io = Io::new().unwrap();
+        let mut execs = Execs::default();
+        let (id, pid) = start(&mut execs, &mut io, &["true"]);
+        // Its exit happened, and waits for the reaper.
+        let stat = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let limit = Instant::now() + Duration::from_secs(30);
+        while !stat().contains(") Z ") {
+            assert!(Instant::now() < limit, "`true` never exited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        execs.on_timeout(id);
+        let done = execs.on_exit(&mut io, pid, reap(pid)).unwrap();
+        assert_eq!((done.status, done.timed_out), (ExitStatus::Code(0), false));
+
+        let (id, pid) = start(&mut execs, &mut io, &["sleep", "600"]);
+        execs.on_timeout(id);
+        let done = execs.on_exit(&mut io, pid, reap(pid)).unwrap();
+        assert_eq!((done.status, done.timed_out), (ExitStatus::Signal(9), true));
     }
 }

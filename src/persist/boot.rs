@@ -39,17 +39,22 @@ pub(crate) fn boot(
             (None, Some(msg))
         }
     };
+    let mut rejected = Rejected::default();
     for (name, def) in crate::dropin::load_dir(&cfg.services_dir) {
         match def {
             Ok(def) => {
                 if let Err(e) = sup.upsert(&name, def, Source::File, now) {
                     crate::error!("drop-in '{name}': {e}");
-                    sup.add_broken(&name, e.to_string());
+                    if !sup.add_broken(&name, e.to_string()) {
+                        rejected.note(&name, &e);
+                    }
                 }
             }
             Err(e) => {
                 crate::error!("drop-in '{name}' is broken: {e}");
-                sup.add_broken(&name, e);
+                if !sup.add_broken(&name, e.clone()) {
+                    rejected.note(&name, &"over the limit of services");
+                }
             }
         }
     }
@@ -60,11 +65,12 @@ pub(crate) fn boot(
             }
             if let Some(def) = &svc.definition {
                 if let Err(e) = sup.upsert(name, def.clone(), Source::Api, now) {
-                    crate::error!("saved service '{name}': {e}");
+                    rejected.note(name, &e);
                 }
             }
         }
     }
+    let error = error.or_else(|| rejected.report(&cfg.state_file, saved.is_some()));
     let names: Vec<String> = sup.services().map(|s| s.name.clone()).collect();
     for name in names {
         let saved_wanted = saved
@@ -81,6 +87,55 @@ pub(crate) fn boot(
     }
     apply(sup, restore, "boot", error.clone(), now);
     error
+}
+
+/// Definitions the init could not take at start (over a limit, a cycle):
+/// the first few are logged one by one, all are counted, and the state
+/// file they came from is kept aside before it is rewritten without them.
+#[derive(Default)]
+struct Rejected {
+    count: usize,
+    first: Option<String>,
+}
+
+impl Rejected {
+    const SHOWN: usize = 10;
+
+    fn note(&mut self, name: &str, why: &dyn std::fmt::Display) {
+        self.count += 1;
+        if self.count <= Self::SHOWN {
+            crate::error!("service '{name}' not loaded: {why}");
+        }
+        self.first.get_or_insert_with(|| format!("'{name}': {why}"));
+    }
+
+    /// The problem for the restore report and `GET /v1/system`, if any.
+    fn report(&self, state_file: &Path, from_state_file: bool) -> Option<String> {
+        let first = self.first.as_ref()?;
+        if self.count > Self::SHOWN {
+            crate::error!(
+                "... and {} more services not loaded",
+                self.count - Self::SHOWN
+            );
+        }
+        let mut msg = format!(
+            "{} services could not be loaded (first {first})",
+            self.count
+        );
+        if from_state_file {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let kept =
+                std::path::PathBuf::from(format!("{}.rejected-{stamp}", state_file.display()));
+            if std::fs::copy(state_file, &kept).is_ok() {
+                msg.push_str(&format!("; the state file was kept as {}", kept.display()));
+            }
+        }
+        crate::error!("{msg}");
+        Some(msg)
+    }
 }
 
 /// Starts every service wanted up that is not running (a crashed one

@@ -3,6 +3,7 @@
 //! atomically; a torn or foreign file is set aside, never trusted, never fatal.
 
 use crate::core::definition::Definition;
+use crate::core::json_object;
 use crate::core::supervisor::{Source, Wanted};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -17,7 +18,18 @@ pub const VERSION: u32 = 1;
 #[serde(deny_unknown_fields)]
 pub struct StateFile {
     pub version: u32,
+    #[serde(deserialize_with = "map_of_objects")]
     pub services: BTreeMap<String, SavedService>,
+}
+
+/// Each saved service is an object (serde would read one from an array).
+fn map_of_objects<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, SavedService>, D::Error> {
+    #[derive(Deserialize)]
+    struct Obj(#[serde(deserialize_with = "json_object::object_only")] SavedService);
+    let m: BTreeMap<String, Obj> = BTreeMap::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, Obj(v))| (k, v)).collect())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -26,7 +38,7 @@ pub struct SavedService {
     pub source: Source,
     /// The definition, for services defined over the API (drop-ins are
     /// read from their files again).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "json_object::optional_object")]
     pub definition: Option<Definition>,
     pub wanted: Wanted,
     /// Whether it was running when the file was written.
@@ -102,7 +114,8 @@ pub fn parse(bytes: &[u8]) -> Result<StateFile, String> {
         }
         None => return Err("no `version` field".into()),
     }
-    let s: StateFile = serde_json::from_value(v).map_err(|e| format!("invalid state file: {e}"))?;
+    let s: StateFile =
+        json_object::object_only(v).map_err(|e| format!("invalid state file: {e}"))?;
     for (name, saved) in &s.services {
         crate::core::definition::validate_name(name).map_err(|e| e.to_string())?;
         if let Some(d) = &saved.definition {
@@ -181,6 +194,8 @@ mod tests {
             ("truncated", good.get(..good.len() / 2).unwrap().to_vec()),
             ("future", br#"{"version": 99, "services": {}}"#.to_vec()),
             ("bad name", br#"{"version":1,"services":{"../x":{"source":"api","wanted":"up","running":true}}}"#.to_vec()),
+            ("array service", br#"{"version":1,"services":{"x":["api",null,"up",true]}}"#.to_vec()),
+            ("array definition", br#"{"version":1,"services":{"x":{"source":"api","definition":["sleep"],"wanted":"up","running":true}}}"#.to_vec()),
         ];
         for (what, bytes) in cases {
             let p = dir.join(format!("{}.json", what.replace(' ', "_")));

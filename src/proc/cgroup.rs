@@ -270,6 +270,47 @@ impl Cgroups {
         }
     }
 
+    /// A plain supervisor started again after it was killed (kill -9, OOM)
+    /// finds its previous run's services still running in its subtree:
+    /// those are killed and their cgroups removed before any service
+    /// starts, so no service runs twice. Returns the services emptied.
+    /// Waits (before the loop runs) at most `patience` for the kills.
+    pub fn empty_leftovers(&self, patience: std::time::Duration) -> Vec<String> {
+        if !self.owned {
+            return Vec::new();
+        }
+        let Ok(entries) = fs::read_dir(&self.base) else {
+            return Vec::new();
+        };
+        let names: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".service"))
+                    .map(str::to_string)
+            })
+            .collect();
+        let busy: Vec<String> = names.into_iter().filter(|n| !self.is_empty(n)).collect();
+        for n in &busy {
+            self.kill_all(n);
+        }
+        let deadline = std::time::Instant::now() + patience;
+        while busy.iter().any(|n| !self.is_empty(n)) && std::time::Instant::now() < deadline {
+            for n in &busy {
+                // Without cgroup.kill, processes forked since the last
+                // round need their own signal.
+                self.kill_all(n);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for n in &busy {
+            self.remove(n);
+        }
+        busy
+    }
+
     /// Service cgroups in `base`, a plain directory (for tests).
     #[cfg(test)]
     pub fn at(base: PathBuf) -> Cgroups {
@@ -553,6 +594,31 @@ pub fn cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leftovers_of_a_killed_run_are_emptied() {
+        // A real cgroup2 subtree, as a plain supervisor gets one.
+        let tag = format!("iris-test-leftovers-{}", std::process::id());
+        let cg = Cgroups::detect(Some(&tag)).expect("a writable cgroup2 hierarchy");
+        let procs = cg.prepare("old").unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        fs::write(&procs, child.id().to_string()).unwrap();
+        assert!(!cg.is_empty("old"));
+        cg.prepare("idle").unwrap();
+        let emptied = cg.empty_leftovers(std::time::Duration::from_secs(10));
+        assert_eq!(emptied, ["old"]);
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+        assert!(!cg.path("old").exists(), "its cgroup is gone");
+        cg.cleanup();
+        assert!(!cg.base().exists());
+    }
 
     #[test]
     fn finds_cgroup2_mount_in_hybrid_and_pure_layouts() {

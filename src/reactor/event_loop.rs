@@ -2,7 +2,7 @@
 //! the poll loop with its pause detection and panic guard, events routed
 //! by token owner, timers, and the state file written before answers.
 
-use super::reap::Reaping;
+use super::reaping::Reaping;
 use crate::api::event_hub::{EventHub, Settings};
 use crate::api::handlers::View;
 use crate::api::server::{ensure_parent, ApiServer};
@@ -31,6 +31,11 @@ use std::time::{Duration, Instant};
 
 /// Within a long batch of events, answers go out at least this often.
 const ANSWER_EVERY: Duration = Duration::from_millis(10);
+/// How soon the init's own log is offered again to a console that did not
+/// take all of it.
+const CONSOLE_RETRY: Duration = Duration::from_millis(100);
+/// How long start-up waits for a previous run's leftovers to die.
+const LEFTOVER_PATIENCE: Duration = Duration::from_secs(5);
 /// A poll that returns this much later than its timeout was a pause.
 const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 
@@ -89,12 +94,24 @@ impl Reactor {
         if !pid1 {
             become_subreaper();
         }
-        raise_fd_limit();
+        raise_fd_limit(pid1);
         let mut resumer = Resumer::new(pid1, &cfg.socket);
         resumer.watch_vmgenid(&mut io);
         let cgroups = Cgroups::detect(instance_name(&cfg, pid1).as_deref());
         match &cgroups {
-            Some(c) => crate::info!("service cgroups under {}", c.base().display()),
+            Some(c) => {
+                crate::info!("service cgroups under {}", c.base().display());
+                // A plain supervisor killed before (kill -9) left its
+                // services running: end them before starting them again.
+                let left = c.empty_leftovers(LEFTOVER_PATIENCE);
+                if !left.is_empty() {
+                    crate::warn!(
+                        "killed what a previous run left of {} services: {}",
+                        left.len(),
+                        left.join(", ")
+                    );
+                }
+            }
             None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
         }
         let notify_dir = notify_dir(&cfg, pid1);
@@ -136,17 +153,19 @@ impl Reactor {
         self.publish_system("ready", me);
         self.state_error =
             crate::persist::boot::boot(&self.cfg, &mut self.sup, &mut self.restore, now);
+        self.containers.collect_garbage(&self.sup);
         self.restore.resumed(Resumed {
             generation: self.resumer.generation(),
             ..Resumed::default()
         });
         self.route(now);
-        self.write_state_if_dirty();
+        // No answer waits on these two writes; a failure is logged.
+        let _ = self.write_state_if_dirty();
         let mut events = Events::with_capacity(256);
         while !self.finished {
             self.turn(&mut events);
         }
-        self.write_state_if_dirty();
+        let _ = self.write_state_if_dirty();
         self.execs.kill_all();
         self.containers.abandon_tasks();
         if let Some(cg) = &self.cgroups {
@@ -163,10 +182,17 @@ impl Reactor {
         self.notice_pause(Some(Duration::ZERO));
         self.discard_stale_timers();
         self.launcher.new_turn();
-        let timeout = if self.logs.has_backlog() {
-            Some(Duration::ZERO) // output still waits in a pipe
+        let timeout = if self.logs.has_backlog() || self.api.has_resumable() {
+            // Output still waits in a pipe, or requests behind answers.
+            Some(Duration::ZERO)
         } else {
-            self.io.timers().next_timeout(Instant::now())
+            let next = self.io.timers().next_timeout(Instant::now());
+            if crate::console::pending_bytes() > 0 {
+                // The init's own log waits for a slow console: try again soon.
+                Some(next.map_or(CONSOLE_RETRY, |t| t.min(CONSOLE_RETRY)))
+            } else {
+                next
+            }
         };
         let polled = self.io.poll(events, timeout);
         self.notice_pause(timeout);
@@ -203,6 +229,7 @@ impl Reactor {
         }
         self.guarded(|r| r.route(Instant::now()));
         self.write_state_and_answer();
+        crate::console::flush();
     }
 
     /// Time that passed far beyond what the loop waited for or worked on
@@ -359,22 +386,28 @@ impl Reactor {
     /// then the state file, then the answers that depend on it.
     pub(super) fn write_state_and_answer(&mut self) {
         self.guarded(|r| r.resume_answered());
-        self.write_state_if_dirty();
-        self.api.flush_deferred(&mut self.io);
+        let durable = self.write_state_if_dirty();
+        self.api.flush_deferred(
+            &mut self.io,
+            durable.as_ref().map(|_| ()).map_err(String::as_str),
+        );
     }
 
-    fn write_state_if_dirty(&mut self) {
+    /// Ok when the state file holds the supervisor's state (now or already).
+    fn write_state_if_dirty(&mut self) -> Result<(), String> {
         if !self.dirty {
-            return;
+            return Ok(());
         }
         self.dirty = false;
-        if let Err(e) = self.write_state() {
-            crate::error!(
+        self.write_state().map_err(|e| {
+            let why = format!(
                 "unable to write the state file {}: {e}",
                 self.cfg.state_file.display()
             );
-            self.dirty = true; // retried at the next change
-        }
+            crate::error!("{why}");
+            self.dirty = true; // retried at the next iteration
+            why
+        })
     }
 
     pub(super) fn write_state(&mut self) -> io::Result<()> {
@@ -429,10 +462,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 }
 
 /// Many connections and service pipes need more than the default 1024 fds.
-fn raise_fd_limit() {
+/// As PID 1 the kernel's hard limit (4096) is raised too, to `nr_open`.
+fn raise_fd_limit(pid1: bool) {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    const MOST: u64 = 1 << 20;
+    if pid1 {
+        let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(MOST)
+            .min(MOST);
+        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, nr_open, nr_open) {
+            crate::warn!("unable to raise the limit of open files to {nr_open}: {e}");
+        }
+    }
     if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
-        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(1 << 20), hard);
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard.min(MOST), hard);
     }
 }
 

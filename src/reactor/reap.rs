@@ -11,6 +11,7 @@
 //! wakes the loop again.
 
 use super::event_loop::Reactor;
+use super::reaping::{HotGroup, ATTRIBUTION_RATE};
 use crate::core::supervisor::{ExitStatus, Input, Pid, Supervisor};
 use crate::io::TimerKey;
 use crate::pid1::HaltMode;
@@ -25,46 +26,6 @@ use std::time::{Duration, Instant};
 const HOLD: Duration = Duration::from_millis(4);
 /// A hot process group with no orphan for this long is looked up again.
 const HOT_FOR: Duration = Duration::from_secs(1);
-/// Orphans a second whose service is looked up (see `Attribution`).
-const ATTRIBUTION_RATE: f64 = 1000.0;
-
-/// The reaper's state in the loop.
-pub(super) struct Reaping {
-    /// SIGCHLD is left pending on purpose; a `TimerKey::Reap` looks again.
-    pub(super) held: bool,
-    /// When a reap last found an exit.
-    last_exit: Option<Instant>,
-    /// Orphan attributions left, and when the budget was last refilled.
-    budget: f64,
-    refilled: Instant,
-    /// Services whose own process group had orphans lately, with it:
-    /// their orphans are reaped by group and attributed without a look.
-    hot: Vec<HotGroup>,
-    /// Exits of the last reap (kept to reuse the allocation).
-    exits: Vec<Reaped>,
-}
-
-impl Reaping {
-    pub(super) fn new(now: Instant) -> Reaping {
-        Reaping {
-            held: false,
-            last_exit: None,
-            budget: ATTRIBUTION_RATE,
-            refilled: now,
-            hot: Vec::new(),
-            exits: Vec::new(),
-        }
-    }
-}
-
-/// A service's process group that had orphans lately.
-struct HotGroup {
-    service: String,
-    pgid: Pid,
-    /// When it last had an orphan.
-    seen: Instant,
-}
-
 /// Attributes an orphan to the service whose cgroup it died in (read while
 /// it is still a zombie). Reading `/proc/PID/cgroup` costs more than the
 /// rest of a reap (on a hybrid host it lists every v1 hierarchy), so only

@@ -35,7 +35,15 @@ impl Reactor {
         while let Some(req) = self.api.next_request(&mut self.io, token) {
             let answer = match handlers::handle(&req, &self.view()) {
                 Ok(Handled::Answer(a)) => Ok(a),
-                Ok(Handled::Command(cmd)) => self.execute(token, cmd),
+                Ok(Handled::Command(cmd)) => {
+                    let changes = cmd.changes_state();
+                    self.execute(token, cmd).map(|mut a| {
+                        if let (true, Answer::Now(resp)) = (changes, &mut a) {
+                            resp.durable = true;
+                        }
+                        a
+                    })
+                }
                 Err(e) => Err(e),
             };
             let answer = answer.unwrap_or_else(|e| Answer::Now(e.to_response(true)));
@@ -116,8 +124,12 @@ impl Reactor {
             Command::ServiceExec { name, req } => self.service_exec(&name, req),
             Command::Logs { name, tail, follow } => self.logs_answer(token, name, tail, follow),
             Command::Checkpoint => {
-                self.write_state()
-                    .map_err(|e| ApiError::Internal(format!("cannot write the state file: {e}")))?;
+                self.write_state().map_err(|e| {
+                    ApiError::NotDurable(format!(
+                        "cannot write the state file {}: {e}",
+                        self.cfg.state_file.display()
+                    ))
+                })?;
                 Ok(Answer::Now(handlers::checkpoint_reply(&self.view())))
             }
             Command::Restore(body) => {
@@ -155,9 +167,13 @@ impl Reactor {
                 Some(cg) if active => cg.prepare(name).ok(),
                 _ => None,
             };
-            ExecPlan::in_service(&def, req.cmd, cgroup_procs, req.stdin, timeout)?
+            ExecPlan::in_service(&def, req.cmd, cgroup_procs, req.stdin, timeout)
+                .map_err(|e| ApiError::service_exec(name, e))?
         };
-        let id = self.execs.start(&mut self.io, plan)?;
+        let id = self
+            .execs
+            .start(&mut self.io, plan)
+            .map_err(|e| ApiError::service_exec(name, e))?;
         Ok(Answer::Wait(Await::Exec(id)))
     }
 

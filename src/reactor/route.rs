@@ -113,6 +113,7 @@ impl Reactor {
                 }
                 self.with_driver(|c, cx| c.on_removed(cx, &name));
                 self.logs.on_removed(&mut self.io, &name);
+                self.containers.collect_garbage(&self.sup);
             }
             Action::ShutdownComplete => {
                 crate::info!("all services stopped");

@@ -3,10 +3,10 @@
 //! generation), the body that asks for it, and the kernel's VM generation
 //! ID event that triggers it by itself.
 
-pub mod clock;
-pub mod entropy;
-pub mod generation;
+pub(crate) mod clock;
+pub(crate) mod entropy;
+pub(crate) mod generation;
 pub mod request;
-pub mod resumer;
-pub mod steps;
-pub mod uevent;
+pub(crate) mod resumer;
+pub(crate) mod steps;
+pub(crate) mod uevent;

@@ -109,7 +109,8 @@ fn entropy_field(v: &Value) -> Result<Vec<u8>, BadBody> {
 }
 
 fn generation_field(v: &Value) -> Result<u64, BadBody> {
-    v.as_u64().ok_or_else(|| {
+    // `7.0` is the integer 7, as JSON Schema and the API document read it.
+    crate::core::json_number::as_u64(v).ok_or_else(|| {
         BadBody::Field(format!(
             "`generation` must be an integer from 0 to {}, got {v}",
             u64::MAX
@@ -326,6 +327,13 @@ mod tests {
         ] {
             assert!(field_err(bad).contains("`entropy`"), "{bad}");
         }
+        // Found by the schema test: an integral float is an integer.
+        assert_eq!(
+            RestoreRequest::parse(br#"{"generation":7.0}"#)
+                .unwrap()
+                .generation,
+            Some(7)
+        );
         for bad in [
             r#"{"generation":-1}"#,
             r#"{"generation":1.5}"#,

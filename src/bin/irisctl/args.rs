@@ -17,7 +17,10 @@ stderr), 2 on a usage error. Without --json, exec and run exit with the
 command's own status, and 124 if it timed out.
 
 --socket and --json go before or after the command. Shell completions:
-irisctl completions bash|zsh|fish (see irisctl completions --help).";
+irisctl completions bash|zsh|fish (see irisctl completions --help).
+
+The API itself is described by an OpenAPI 3.1 document the init serves at
+GET /v1/openapi.json: irisctl openapi prints it.";
 
 /// The whole command line: global options plus the command.
 #[derive(Parser, Debug, Clone, PartialEq, Eq)]
@@ -175,6 +178,10 @@ pub enum Cmd {
     /// Print the Prometheus metrics as served
     #[command(after_help = "Example:\n  irisctl metrics | grep iris_service_up")]
     Metrics,
+
+    /// Print the API's OpenAPI 3.1 document (GET /v1/openapi.json)
+    #[command(after_help = "Example:\n  irisctl openapi > iris-openapi.json")]
+    Openapi,
 
     /// Print the events stream, one event per line
     #[command(after_help = "Examples:\n  irisctl events\n  irisctl events --since 120 --json web")]

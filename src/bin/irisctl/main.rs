@@ -112,7 +112,7 @@ fn run_simple(socket: &Path, cmd: &Cmd, json: bool) -> Result<i32, CtlError> {
     }
     let now = clock::now_unix();
     let text = match cmd {
-        Cmd::Logs { .. } | Cmd::Metrics => {
+        Cmd::Logs { .. } | Cmd::Metrics | Cmd::Openapi => {
             write_stdout(&body)?;
             return Ok(0);
         }

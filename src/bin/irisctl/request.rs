@@ -171,6 +171,7 @@ pub fn request_for(cmd: &Cmd) -> Result<Option<Request>, InputError> {
         }
         Cmd::System => get("/v1/system"),
         Cmd::Metrics => get("/v1/metrics"),
+        Cmd::Openapi => get("/v1/openapi.json"),
         Cmd::Events { since, names } => events_request(*since, names),
         Cmd::Poweroff => post("/v1/system/poweroff"),
         Cmd::Reboot => post("/v1/system/reboot"),
@@ -191,6 +192,7 @@ pub fn read_timeout(cmd: &Cmd) -> Option<Duration> {
         | Cmd::Restore { last: true, .. }
         | Cmd::System
         | Cmd::Metrics
+        | Cmd::Openapi
         | Cmd::CompleteServices
         | Cmd::Poweroff
         | Cmd::Reboot => Some(QUICK_TIMEOUT),
@@ -376,6 +378,7 @@ mod tests {
             (&["restore", "--last"], "GET", "/v1/restore"),
             (&["system"], "GET", "/v1/system"),
             (&["metrics"], "GET", "/v1/metrics"),
+            (&["openapi"], "GET", "/v1/openapi.json"),
             (&["events"], "GET", "/v1/events"),
             (
                 &["events", "--since", "12", "a", "b"],

@@ -3,9 +3,8 @@
 //! that say why.
 
 use super::TimerKind;
-use super::{
-    backoff, secs, Action, AfterStop, Cause, ExitStatus, Phase, Reason, Service, Supervisor,
-};
+use super::{backoff, Action, AfterStop, Cause, ExitStatus, Phase, Reason, Service, Supervisor};
+use crate::core::bounds::deadline;
 use crate::core::checks::Check;
 use crate::core::definition::RestartPolicy;
 use crate::core::supervisor::failure::liveness_words;
@@ -21,7 +20,7 @@ impl Supervisor {
         let Some(check) = svc.def.readiness() else {
             return;
         };
-        let deadline = now + secs(svc.def.health_timeout_secs());
+        let at = deadline(now, svc.def.health_timeout());
         let interval = svc
             .def
             .health
@@ -42,7 +41,7 @@ impl Supervisor {
                 interval,
             },
         });
-        self.schedule(&name, gen, TimerKind::HealthDeadline, deadline);
+        self.schedule(&name, gen, TimerKind::HealthDeadline, at);
     }
 
     /// The result of one readiness attempt, in words ("answered 503"), shown
@@ -68,7 +67,7 @@ impl Supervisor {
             return;
         };
         if let (Some(l), Phase::Running { .. }) = (&svc.def.liveness, &svc.phase) {
-            let at = now + l.interval();
+            let at = deadline(now, l.interval());
             let gen = svc.gen;
             self.schedule(name, gen, TimerKind::Liveness, at);
         }

@@ -8,14 +8,19 @@ use super::deps::{self, DepError, Graph};
 use super::exit::ExitStatus;
 use super::failure::{Cause, Failure, StartError};
 use super::service::{AfterStop, Phase, Pid, Service, Source, Wanted};
+use crate::core::bounds::{self, deadline};
 use crate::core::checks::Check;
 use crate::core::definition::Definition;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+#[path = "admission.rs"]
+mod admission;
 #[path = "checks.rs"]
 mod checks;
+#[path = "shutdown.rs"]
+mod shutdown;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TimerKind {
@@ -178,11 +183,20 @@ pub struct Supervisor {
     actions: Vec<Action>,
     shutting_down: bool,
     shutdown_reported: bool,
+    /// Services created so far: each one's generations start at a new
+    /// base, so a timer or spawn of a deleted service never passes for
+    /// one defined again under the same name.
+    created: u64,
 }
 
 impl Graph for BTreeMap<String, Service> {
     fn needs_of(&self, name: &str) -> Option<&[String]> {
         self.get(name).map(|s| s.def.needs.as_slice())
+    }
+    fn each<'a>(&'a self, f: &mut dyn FnMut(&'a str, &'a [String])) {
+        for (n, s) in self {
+            f(n, &s.def.needs);
+        }
     }
 }
 
@@ -232,21 +246,11 @@ impl Supervisor {
         source: Source,
         now: Instant,
     ) -> Result<bool, SupError> {
-        {
-            let mut graph: BTreeMap<String, Vec<String>> = self
-                .services
-                .iter()
-                .map(|(n, s)| (n.clone(), s.def.needs.clone()))
-                .collect();
-            graph.insert(name.to_string(), def.needs.clone());
-            if let Some(cycle) = deps::find_cycle(&graph, name) {
-                return Err(SupError::Conflict(DepError::Cycle(cycle).to_string()));
-            }
-        }
+        self.check_upsert(name, &def)?;
         self.actions.push(Action::Persist);
         let Some(svc) = self.services.get_mut(name) else {
-            self.services
-                .insert(name.to_string(), Service::new(name, def, source));
+            let svc = self.new_service(name, def, source);
+            self.services.insert(name.to_string(), svc);
             self.changed(name, Reason::Defined);
             return Ok(true);
         };
@@ -260,21 +264,37 @@ impl Supervisor {
         let running = svc.phase.clone();
         self.changed(name, Reason::Defined);
         if changed {
-            if let Phase::Starting { pid } | Phase::Running { pid, .. } = running {
-                self.begin_stop(name, pid, AfterStop::Restart, now);
+            match running {
+                Phase::Starting { pid } | Phase::Running { pid, .. } => {
+                    self.begin_stop(name, pid, AfterStop::Restart, now);
+                }
+                Phase::WaitingNeeds => {
+                    // Its needs changed while it waited for them: start the
+                    // new ones (or fail on a missing one) and look again,
+                    // or it would wait for a need it no longer has.
+                    let _ = self.start(name);
+                    self.try_advance(name);
+                }
+                _ => {}
             }
         }
         Ok(false)
     }
 
-    /// A drop-in file that could not be loaded: shown as `failed`.
-    pub fn add_broken(&mut self, name: &str, error: String) {
-        let mut svc = Service::new(name, placeholder_def(), Source::File);
+    /// A drop-in file that could not be loaded: shown as `failed`. Returns
+    /// false (and adds nothing) when the init already holds its maximum of
+    /// services.
+    pub fn add_broken(&mut self, name: &str, error: String) -> bool {
+        if !self.services.contains_key(name) && self.services.len() >= bounds::MAX_SERVICES {
+            return false;
+        }
+        let mut svc = self.new_service(name, placeholder_def(), Source::File);
         svc.phase = Phase::Failed;
         svc.error = Some(error.clone());
         svc.broken = Some(error);
         self.services.insert(name.to_string(), svc);
         self.changed(name, Reason::Failed);
+        true
     }
 
     /// Sets the wanted state without acting (state-file restore at boot).
@@ -307,7 +327,7 @@ impl Supervisor {
             Ok(o) => o,
             Err(e) => {
                 let msg = e.to_string();
-                self.fail(name, Cause::Needs(msg.clone()));
+                self.fail_unless_busy(name, Cause::Needs(msg.clone()));
                 return Err(match e {
                     DepError::Cycle(_) => SupError::Conflict(msg),
                     DepError::Missing { .. } => SupError::Failed(msg),
@@ -325,7 +345,7 @@ impl Supervisor {
                 error: b.1,
             };
             let msg = cause.to_string();
-            self.fail(name, cause);
+            self.fail_unless_busy(name, cause);
             return Err(SupError::Failed(msg));
         }
         let mut changed = false;
@@ -353,6 +373,12 @@ impl Supervisor {
 
     /// Stops `name` (only it; services that need it keep running).
     pub fn stop(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        let r = self.stop_request(name, now);
+        self.after_event(now);
+        r
+    }
+
+    fn stop_request(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
         let svc = self
             .services
             .get_mut(name)
@@ -415,6 +441,12 @@ impl Supervisor {
 
     /// Stops and removes the definition.
     pub fn delete(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
+        let r = self.delete_request(name, now);
+        self.after_event(now);
+        r
+    }
+
+    fn delete_request(&mut self, name: &str, now: Instant) -> Result<Progress, SupError> {
         if !self.services.contains_key(name) {
             return Err(SupError::NotFound(name.to_string()));
         }
@@ -452,7 +484,7 @@ impl Supervisor {
                         then,
                     });
                     let gen = svc.gen;
-                    let at = now + secs(svc.def.stop_timeout_secs);
+                    let at = deadline(now, svc.def.stop_timeout());
                     self.schedule(&name, gen, TimerKind::StopKill, at);
                 }
                 Phase::BackingOff => {
@@ -499,28 +531,35 @@ impl Supervisor {
         result: Result<Pid, StartError>,
         now: Instant,
     ) {
+        self.spawned(name, gen, result, now);
+        self.after_event(now);
+    }
+
+    fn spawned(&mut self, name: &str, gen: u64, result: Result<Pid, StartError>, now: Instant) {
+        let current = self
+            .services
+            .get(name)
+            .is_some_and(|s| s.gen == gen && s.phase == Phase::Spawning);
+        if !current {
+            // Stopped, deleted or started again while it was being
+            // prepared: kill what came of it, and leave the service (maybe
+            // a newer run of it) alone. Its exit is an orphan's.
+            if let Ok(pid) = result {
+                self.actions.push(Action::KillTree {
+                    name: name.to_string(),
+                    pgid: pid,
+                });
+            }
+            return;
+        }
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
-        let current = svc.gen == gen && svc.phase == Phase::Spawning;
         match result {
             Ok(pid) => {
                 self.by_pid.insert(pid, name.to_string());
                 svc.pgid = Some(pid);
                 svc.started_at = Some(now);
-                if !current {
-                    // Stopped while it was being prepared: undo at once.
-                    svc.set_phase(Phase::Stopping {
-                        pid: Some(pid),
-                        then: AfterStop::Rest,
-                    });
-                    self.changed(name, Reason::Started);
-                    self.actions.push(Action::KillTree {
-                        name: name.to_string(),
-                        pgid: pid,
-                    });
-                    return;
-                }
                 if svc.def.readiness().is_some() || svc.def.is_oneshot() {
                     // A oneshot stays here until its process exits.
                     svc.set_phase(Phase::Starting { pid });
@@ -531,15 +570,16 @@ impl Supervisor {
                     self.become_running(name, pid, now, Reason::Started);
                 }
             }
-            Err(e) => {
-                if current {
-                    self.fail(name, Cause::Start(e));
-                }
-            }
+            Err(e) => self.fail(name, Cause::Start(e)),
         }
     }
 
     pub fn on_ready(&mut self, name: &str, gen: u64, now: Instant) {
+        self.ready(name, gen, now);
+        self.after_event(now);
+    }
+
+    fn ready(&mut self, name: &str, gen: u64, now: Instant) {
         let Some(svc) = self.services.get_mut(name) else {
             return;
         };
@@ -633,7 +673,12 @@ impl Supervisor {
         }
     }
 
-    pub fn on_timer(&mut self, timer: &Timer, _now: Instant) {
+    pub fn on_timer(&mut self, timer: &Timer, now: Instant) {
+        self.timer_fired(timer);
+        self.after_event(now);
+    }
+
+    fn timer_fired(&mut self, timer: &Timer) {
         let Some(svc) = self.services.get_mut(&timer.name) else {
             return;
         };
@@ -789,6 +834,20 @@ impl Supervisor {
         }
     }
 
+    /// A start that cannot even begin: fails the service, unless it still
+    /// has processes (it is stopping or starting): those are tracked to
+    /// their end, never forgotten behind a `failed`.
+    fn fail_unless_busy(&mut self, name: &str, cause: Cause) {
+        let Some(svc) = self.services.get_mut(name) else {
+            return;
+        };
+        if matches!(svc.phase, Phase::Starting { .. } | Phase::Stopping { .. }) {
+            svc.error = Some(cause.to_string());
+        } else {
+            self.fail(name, cause);
+        }
+    }
+
     /// A failure's report gained the service's last lines of output (the
     /// reactor reads them): the service's `error` says it all.
     pub fn explain(&mut self, name: &str, failure: &Failure) {
@@ -865,7 +924,7 @@ impl Supervisor {
             then,
         });
         let pgid = svc.pgid.unwrap_or(pid);
-        let at = now + secs(svc.def.stop_timeout_secs);
+        let at = deadline(now, svc.def.stop_timeout());
         let gen = svc.gen;
         self.actions.push(Action::Terminate {
             name: name.to_string(),
@@ -924,7 +983,7 @@ impl Supervisor {
                     svc.set_phase(Phase::BackingOff);
                     let gen = svc.gen;
                     self.changed(name, Reason::Restarting);
-                    self.schedule(name, gen, TimerKind::RestartAfter, now + delay);
+                    self.schedule(name, gen, TimerKind::RestartAfter, deadline(now, delay));
                 }
             }
             AfterStop::Restart | AfterStop::Backoff => {
@@ -968,46 +1027,6 @@ impl Supervisor {
             }
         }
     }
-
-    /// Stops every active service none of whose dependents is still active.
-    fn advance_shutdown(&mut self, now: Instant) {
-        let active: Vec<String> = self
-            .services
-            .values()
-            .filter(|s| s.phase.is_active())
-            .map(|s| s.name.clone())
-            .collect();
-        if active.is_empty() {
-            if !self.shutdown_reported {
-                self.shutdown_reported = true;
-                self.actions.push(Action::ShutdownComplete);
-            }
-            return;
-        }
-        for name in &active {
-            let needed = active.iter().any(|other| {
-                self.services
-                    .get(other)
-                    .is_some_and(|s| s.def.needs.iter().any(|n| n == name))
-            });
-            let stopping = matches!(
-                self.services.get(name).map(|s| &s.phase),
-                Some(Phase::Stopping { .. })
-            );
-            if !needed && !stopping {
-                self.stop_now(name, AfterStop::Rest, now);
-            }
-        }
-        // Services that stopped without waiting may have unblocked others.
-        if self.services.values().all(|s| !s.phase.is_active()) && !self.shutdown_reported {
-            self.shutdown_reported = true;
-            self.actions.push(Action::ShutdownComplete);
-        }
-    }
-}
-
-fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s).unwrap_or(Duration::from_secs(u32::MAX as u64))
 }
 
 fn placeholder_def() -> Definition {
@@ -1033,6 +1052,9 @@ fn placeholder_def() -> Definition {
     }
 }
 
+#[cfg(test)]
+#[path = "prop_tests.rs"]
+mod prop_tests;
 #[cfg(test)]
 #[path = "tests.rs"]
 mod tests;

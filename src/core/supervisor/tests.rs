@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::core::definition::{Definition, RestartPolicy};
+use std::time::Duration;
 
 fn def(json: &str) -> Definition {
     Definition::from_json(json.as_bytes()).unwrap()
@@ -700,6 +701,235 @@ fn a_broken_dropin_and_a_replaced_definition_are_announced() {
     let (mut s, _) = sup_with(&[]);
     s.add_broken("bad", "bad.toml: expected `=`".into());
     assert_eq!(changes(&s.take_actions()), [ch("bad", "failed", "failed")]);
+}
+
+#[test]
+fn huge_timeouts_never_overflow_a_deadline() {
+    // Values an older state file may hold: validation refuses them now, and
+    // the supervisor clamps them anyway instead of panicking mid-stop.
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    let mut d = def(r#"{"cmd":"w","health_port":80}"#);
+    d.stop_timeout_secs = 1e19;
+    d.health_timeout_secs = 1e19;
+    s.upsert("w", d, Source::Api, now).unwrap();
+    s.start("w").unwrap();
+    s.take_actions();
+    spawned(&mut s, "w", 10, now);
+    let health_at = s.take_actions().iter().find_map(|a| match a {
+        Action::Schedule { at, .. } => Some(*at),
+        _ => None,
+    });
+    let max_health = Duration::from_secs_f64(bounds::MAX_HEALTH_TIMEOUT_SECS);
+    assert_eq!(health_at, Some(now + max_health));
+    s.stop("w", now).unwrap();
+    let a = s.take_actions();
+    assert!(a.contains(&Action::Terminate {
+        name: "w".into(),
+        pgid: 10
+    }));
+    let max_stop = Duration::from_secs_f64(bounds::MAX_STOP_TIMEOUT_SECS);
+    assert!(a
+        .iter()
+        .any(|x| matches!(x, Action::Schedule { at, .. } if *at == now + max_stop)));
+    s.rearm(now);
+}
+
+#[test]
+fn number_of_services_is_limited() {
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    for i in 0..bounds::MAX_SERVICES {
+        s.upsert(&format!("s{i}"), def(r#"{"cmd":"x"}"#), Source::Api, now)
+            .unwrap();
+    }
+    let e = s
+        .upsert("one-more", def(r#"{"cmd":"x"}"#), Source::Api, now)
+        .unwrap_err();
+    assert!(
+        matches!(&e, SupError::Conflict(m) if m.contains("at most 1024 services")),
+        "{e:?}"
+    );
+    assert!(!s.add_broken("broken", "bad file".into()));
+    assert_eq!(s.len(), bounds::MAX_SERVICES);
+    // Replacing an existing one is still fine; after a delete there is room.
+    assert_eq!(
+        s.upsert("s0", def(r#"{"cmd":"y"}"#), Source::Api, now),
+        Ok(false)
+    );
+    s.delete("s1", now).unwrap();
+    assert_eq!(
+        s.upsert("one-more", def(r#"{"cmd":"x"}"#), Source::Api, now),
+        Ok(true)
+    );
+}
+
+#[test]
+fn needs_depth_is_limited_and_nothing_is_lost() {
+    let now = Instant::now();
+    let mut s = Supervisor::new();
+    // c0 needs c1 ... needs c63: a chain of 64, defined leaf first.
+    for i in (0..bounds::MAX_NEEDS_DEPTH).rev() {
+        let needs = if i + 1 < bounds::MAX_NEEDS_DEPTH {
+            format!(r#","needs":["c{}"]"#, i + 1)
+        } else {
+            String::new()
+        };
+        s.upsert(
+            &format!("c{i}"),
+            def(&format!(r#"{{"cmd":"x"{needs}}}"#)),
+            Source::Api,
+            now,
+        )
+        .unwrap();
+    }
+    // One more on top, or one more below the bottom (closing through a
+    // formerly missing need), is refused and changes nothing.
+    let e = s
+        .upsert(
+            "top",
+            def(r#"{"cmd":"x","needs":["c0"]}"#),
+            Source::Api,
+            now,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&e, SupError::Conflict(m) if m.contains("65 services")),
+        "{e:?}"
+    );
+    s.upsert(
+        "c63",
+        def(r#"{"cmd":"x","needs":["below"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    let e = s
+        .upsert("below", def(r#"{"cmd":"x"}"#), Source::Api, now)
+        .unwrap_err();
+    assert!(matches!(&e, SupError::Conflict(m) if m.contains("at most 64")));
+    assert!(s.get("top").is_none() && s.get("below").is_none());
+    assert_eq!(s.len(), bounds::MAX_NEEDS_DEPTH);
+    s.upsert("c63", def(r#"{"cmd":"x"}"#), Source::Api, now)
+        .unwrap();
+    s.take_actions();
+    assert_eq!(s.start("c0"), Ok(Progress::Pending));
+    assert_eq!(spawns(&s.take_actions()), ["c63"], "the deepest need first");
+}
+
+#[test]
+fn a_late_spawn_of_a_deleted_or_restarted_service_is_killed_and_changes_nothing() {
+    let (mut s, now) = sup_with(&[("c", r#"{"cmd":"c"}"#)]);
+    s.start("c").unwrap();
+    let old_gen = gen_of(&s, "c");
+    s.take_actions();
+    // Deleted while it was being spawned, then defined and started again.
+    s.delete("c", now).unwrap();
+    s.upsert("c", def(r#"{"cmd":"c"}"#), Source::Api, now)
+        .unwrap();
+    s.start("c").unwrap();
+    s.take_actions();
+    let new_gen = gen_of(&s, "c");
+    s.on_spawned("c", old_gen, Ok(100), now);
+    assert_eq!(
+        s.take_actions(),
+        [Action::KillTree {
+            name: "c".into(),
+            pgid: 100
+        }],
+        "the old run's process is killed"
+    );
+    assert_eq!(
+        s.get("c").unwrap().phase,
+        Phase::Spawning,
+        "the new run waits on"
+    );
+    assert!(
+        !s.on_exit(100, ExitStatus::Signal(9), now),
+        "an orphan's exit"
+    );
+    s.on_spawned("c", new_gen, Ok(102), now);
+    assert_eq!(status(&s, "c"), "running");
+}
+
+#[test]
+fn shutdown_completes_when_a_waiting_dependent_frees_its_need() {
+    // app waits for db, whose spawn is in flight (a container pull, say).
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db"}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+    ]);
+    s.start("app").unwrap();
+    let db_gen = gen_of(&s, "db");
+    s.take_actions();
+    s.shutdown(now);
+    // app stops at once, and then nothing needs db: it must stop too.
+    let a = s.take_actions();
+    assert!(a.contains(&Action::ShutdownComplete), "{a:?}");
+    // Its late spawn is killed, not run behind the shutdown's back.
+    s.on_spawned("db", db_gen, Ok(50), now);
+    assert_eq!(
+        s.take_actions(),
+        [Action::KillTree {
+            name: "db".into(),
+            pgid: 50
+        }]
+    );
+    assert_eq!(status(&s, "db"), "stopped");
+}
+
+#[test]
+fn a_waiting_service_redefined_with_other_needs_does_not_wait_for_ever() {
+    let (mut s, now) = sup_with(&[
+        ("slow", r#"{"cmd":"s","health_port":9}"#),
+        ("fast", r#"{"cmd":"f"}"#),
+        ("app", r#"{"cmd":"a","needs":["slow"]}"#),
+    ]);
+    s.start("app").unwrap();
+    s.take_actions();
+    // While app waits for slow, its needs become fast only.
+    s.upsert(
+        "app",
+        def(r#"{"cmd":"a","needs":["fast"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    assert_eq!(spawns(&s.take_actions()), ["fast"], "the new need starts");
+    spawned(&mut s, "fast", 20, now);
+    assert_eq!(spawns(&s.take_actions()), ["app"]);
+    spawned(&mut s, "app", 21, now);
+    assert_eq!(status(&s, "app"), "running");
+}
+
+#[test]
+fn a_start_refused_while_stopping_keeps_the_process_tracked() {
+    let (mut s, now) = sup_with(&[("a", r#"{"cmd":"a"}"#)]);
+    s.start("a").unwrap();
+    s.take_actions();
+    spawned(&mut s, "a", 30, now);
+    s.stop("a", now).unwrap();
+    // Redefined with a missing need while SIGTERM is pending: the start
+    // is refused, and the stop still follows its process to the end.
+    s.upsert(
+        "a",
+        def(r#"{"cmd":"a","needs":["ghost"]}"#),
+        Source::Api,
+        now,
+    )
+    .unwrap();
+    s.take_actions();
+    assert!(s.start("a").is_err());
+    assert!(matches!(s.get("a").unwrap().phase, Phase::Stopping { .. }));
+    assert!(s.on_exit(30, ExitStatus::Signal(15), now));
+    let watch = s.take_actions().into_iter().find_map(|a| match a {
+        Action::WatchTree { gen, .. } => Some(gen),
+        _ => None,
+    });
+    s.on_tree_empty("a", watch.unwrap(), now);
+    assert_eq!(status(&s, "a"), "stopped");
+    // A delete now has no process to forget.
+    assert_eq!(s.delete("a", now), Ok(Progress::Done));
 }
 
 #[test]
