@@ -3,12 +3,13 @@
 //! exec, a container tool); orphans are counted. Shutdown signals start
 //! the orderly shutdown.
 //!
-//! A child exit is reaped at once. When exits come in a run (one within
-//! `HOLD` of the last), SIGCHLD is left pending for `HOLD` after each reap:
-//! further exits then wake nobody, and the next look reaps all of them in
-//! one go (an orphan storm costs a wake-up every few milliseconds, not one
-//! per orphan). A look that finds none takes SIGCHLD off, so the next exit
-//! wakes the loop again.
+//! A child exit is reaped at once. When orphans come in a run (one within
+//! `HOLD` of the last), SIGCHLD is left pending for `HOLD` after each reap
+//! that found orphans: further exits then wake nobody, and the next look
+//! reaps all of them in one go (an orphan storm costs a wake-up every few
+//! milliseconds, not one per orphan). A look that finds no orphan takes
+//! SIGCHLD off, so the next exit wakes the loop again: services' own exits,
+//! however close together, are never held.
 
 use super::event_loop::Reactor;
 use super::reaping::{HotGroup, ATTRIBUTION_RATE};
@@ -21,8 +22,8 @@ use crate::proc::reaper::{self, Peek, Reaped};
 use libc::{SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
 use std::time::{Duration, Instant};
 
-/// How long SIGCHLD stays pending after a reap that found children, in a
-/// run of exits: the longest a zombie (or a service's exit) then waits.
+/// How long SIGCHLD stays pending after a reap that found orphans, in a
+/// run of them: the longest a zombie (or a service's exit) then waits.
 const HOLD: Duration = Duration::from_millis(4);
 /// A hot process group with no orphan for this long is looked up again.
 const HOT_FOR: Duration = Duration::from_secs(1);
@@ -86,13 +87,13 @@ impl Reactor {
         }
     }
 
-    /// SIGCHLD came. A lone exit is reaped with SIGCHLD taken off first
-    /// (the next exit wakes the loop); one in a run of exits is reaped with
-    /// SIGCHLD held pending.
+    /// SIGCHLD came. An exit is reaped with SIGCHLD taken off first (the
+    /// next exit wakes the loop), unless orphans come in a run: then it is
+    /// reaped with SIGCHLD held pending.
     pub(super) fn on_child_signal(&mut self, now: Instant) {
         let in_a_run = self
             .reaping
-            .last_exit
+            .last_orphan
             .is_some_and(|t| now.saturating_duration_since(t) < HOLD);
         if in_a_run {
             self.reap_holding(now);
@@ -107,14 +108,14 @@ impl Reactor {
         self.reap_holding(now);
     }
 
-    /// Reaps with SIGCHLD pending; holds it for `HOLD` more while exits
+    /// Reaps with SIGCHLD pending; holds it for `HOLD` more while orphans
     /// come, and takes it off once a look finds none.
     fn reap_holding(&mut self, now: Instant) {
         if self.reap() == 0 {
             self.release_child_signal(now);
             return;
         }
-        self.reaping.last_exit = Some(now);
+        self.reaping.last_orphan = Some(now);
         if !self.reaping.held {
             self.reaping.held = true;
             self.io.schedule(now + HOLD, TimerKey::Reap);
@@ -126,12 +127,12 @@ impl Reactor {
     fn release_child_signal(&mut self, now: Instant) {
         self.signals.clear_child();
         if self.reap() > 0 {
-            self.reaping.last_exit = Some(now);
+            self.reaping.last_orphan = Some(now);
         }
     }
 
     /// Reaps every child that exited and routes each exit to its owner;
-    /// returns how many it reaped.
+    /// returns how many of them were orphans.
     pub(super) fn reap(&mut self) -> usize {
         let now = Instant::now();
         let mut exits = std::mem::take(&mut self.reaping.exits);
@@ -151,8 +152,10 @@ impl Reactor {
         );
         self.reaping.hot = hot;
         let n = exits.len() + self.collect_exits(&mut exits, now);
+        let mut orphans = 0;
         for r in exits.drain(..) {
             if !self.route_exit(r.pid, r.status) {
+                orphans += 1;
                 self.stats.zombies_reaped += 1;
                 if let Some(owner) = r.note {
                     *self.stats.orphans_by_service.entry(owner).or_insert(0) += 1;
@@ -164,7 +167,7 @@ impl Reactor {
         if n > 0 {
             self.check_trees(now);
         }
-        n
+        orphans
     }
 
     /// Every exited child, each orphan with the service it died in when

@@ -12,8 +12,8 @@ pub(super) const ATTRIBUTION_RATE: f64 = 1000.0;
 pub(super) struct Reaping {
     /// SIGCHLD is left pending on purpose; a `TimerKey::Reap` looks again.
     pub(super) held: bool,
-    /// When a reap last found an exit.
-    pub(super) last_exit: Option<Instant>,
+    /// When a reap last found an orphan.
+    pub(super) last_orphan: Option<Instant>,
     /// Orphan attributions left, and when the budget was last refilled.
     pub(super) budget: f64,
     pub(super) refilled: Instant,
@@ -28,7 +28,7 @@ impl Reaping {
     pub(super) fn new(now: Instant) -> Reaping {
         Reaping {
             held: false,
-            last_exit: None,
+            last_orphan: None,
             budget: ATTRIBUTION_RATE,
             refilled: now,
             hot: Vec::new(),
