@@ -77,6 +77,18 @@ fuzz-ci:
 bench: build
 	$(CARGO) bench --bench iris_bench
 
+# The peer benchmark (W1-W4 with the init as PID 1 of a fresh pid+mount+net
+# namespace) with iris-init beside s6 and runit from Debian, and dinit when
+# DINIT_BIN points at one; then iris-init / each peer per figure, and the
+# load average (compare within one run only). Needs root. REPS=3 for a
+# quicker run.
+PEER_BENCH ?= ../shared/bench/run.sh
+PEER_WORK ?= $(CURDIR)/build/peer-bench
+bench-peers: build
+	BENCH_WORK=$(PEER_WORK) IRIS_INIT_BIN=$(CURDIR)/target/release/iris-init \
+		bash $(PEER_BENCH) iris-init s6 runit $(if $(DINIT_BIN),dinit)
+	python3 scripts/peer-ratios.py "$$(ls -d $(PEER_WORK)/results/*/ | tail -1)"
+
 # irisctl's man pages (irisctl.1 and one per command), from its clap definition.
 man: build
 	target/release/irisctl man --dir build/man

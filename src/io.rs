@@ -14,7 +14,10 @@ use std::time::{Duration, Instant};
 /// Who a poll token belongs to: the reactor routes each event by it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Owner {
+    /// The shutdown signals' signalfd.
     Signals,
+    /// SIGCHLD's signalfd.
+    ChildExit,
     Listener,
     /// An API connection.
     Conn,
@@ -38,6 +41,8 @@ pub(crate) enum Owner {
     Spawn {
         pid: Pid,
     },
+    /// The inotify fd on stopping services' `cgroup.events`.
+    TreeEvents,
     /// The kernel's uevent socket (PID 1: a new VM generation ID).
     Uevents,
 }
@@ -48,11 +53,14 @@ pub(crate) enum Owner {
 pub(crate) enum TimerKey {
     Service(Timer),
     PortScan,
-    TreeCheck,
+    /// A look at stopping trees without an event (`TreeWatcher`'s number).
+    TreeCheck(u64),
     ConnSweep,
     Exec(u64),
     /// A check's timeout or next attempt (`CheckRunner`).
     Check(u64),
+    /// The end of a SIGCHLD hold (see `reactor::reap`).
+    Reap,
     /// A comment line for quiet events streams.
     Heartbeat,
 }

@@ -34,5 +34,6 @@ pub mod pid1;
 pub mod proc;
 pub mod reactor;
 pub mod resume;
+pub(crate) mod signals;
 pub(crate) mod stats;
 pub(crate) mod timers;

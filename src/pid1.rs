@@ -224,10 +224,20 @@ fn mount_one(spec: &MountSpec, mounted_now: &HashSet<PathBuf>) -> bool {
     }
 }
 
-/// Puts `/dev/console` on stdin, stdout and stderr. The init does not make
-/// it its controlling terminal (`O_NOCTTY`): a ctrl-c typed on the console
-/// must not reach PID 1.
+/// Puts `/dev/console` on stdin, stdout and stderr unless the init was
+/// given stdio. The kernel starts it with the console on all three already
+/// (or none, when the root has no `/dev/console` node; the Rust runtime
+/// then puts `/dev/null` there); whoever else starts it as PID 1 (a
+/// container runtime, `unshare`) gives it stdio of its own, which is kept:
+/// the log goes where that caller reads it, not to a host's serial console,
+/// where each line would cost the loop a millisecond. Given means any of
+/// the three is open on something other than `/dev/null`. Not the
+/// controlling terminal (`O_NOCTTY`): a ctrl-c typed on the console must
+/// not reach PID 1.
 fn console_as_stdio() {
+    if (0..=2).any(is_given) {
+        return;
+    }
     let fd = match nix::fcntl::open(
         "/dev/console",
         nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_NOCTTY,
@@ -253,6 +263,17 @@ fn console_as_stdio() {
     }
     // The init's own log writes to the console without blocking.
     crate::console::attach();
+}
+
+/// `fd` is open on something other than `/dev/null` (character device 1:3).
+fn is_given(fd: i32) -> bool {
+    match nix::sys::stat::fstat(fd) {
+        Ok(st) => {
+            let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+            !(is_chr && st.st_rdev == libc::makedev(1, 3))
+        }
+        Err(_) => false,
+    }
 }
 
 fn set_hostname() {
@@ -315,7 +336,8 @@ pub fn early_boot() -> Vec<PathBuf> {
         }
     }
     // stdio on the console as soon as possible, so warnings are seen; again
-    // after /dev is mounted in case the root had no /dev/console node.
+    // after /dev is mounted in case the root had no /dev/console node (the
+    // kernel could not give the init one either).
     console_as_stdio();
     for spec in table.iter().skip(1) {
         let entries = read_mountinfo();

@@ -306,6 +306,49 @@ fn orphans_are_reaped_no_zombie_left() {
     );
 }
 
+/// Orphans that left the service's process group (`setsid`) count for it
+/// too, by the cgroup they died in; and orphans of two services at once
+/// each count for their own.
+#[test]
+fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
+    let t = TempDir::new("orphans2");
+    let init = Init::start(t.path());
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert!(
+        sys["cgroups"].is_string(),
+        "this test needs a writable cgroup2 hierarchy: {sys}"
+    );
+    init.put(
+        "grouped",
+        r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 150 ]; do (true &); i=$((i+1)); done; exec sleep 1000"]}"#,
+    );
+    init.put(
+        "escaped",
+        r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 50 ]; do (setsid true &); i=$((i+1)); done; exec sleep 1000"]}"#,
+    );
+    start_running(&init, "grouped");
+    start_running(&init, "escaped");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (g, e) = (init.service("grouped"), init.service("escaped"));
+        let counts = (g["orphans_reaped"].as_u64(), e["orphans_reaped"].as_u64());
+        if counts == (Some(150), Some(50)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "each orphan counted once, for its own service: {counts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert!(sys["zombies_reaped"].as_u64().unwrap() >= 200, "{sys}");
+    assert!(
+        zombies_of(init.pid()).is_empty(),
+        "no zombie under the init"
+    );
+}
+
 #[test]
 fn stop_kills_setsid_and_double_forked_grandchildren() {
     let t = TempDir::new("escape");
@@ -329,6 +372,49 @@ fn stop_kills_setsid_and_double_forked_grandchildren() {
     assert!(
         pids_with_cmdline(&format!("sleep {n}")).is_empty(),
         "the setsid'd daemon is gone too"
+    );
+}
+
+/// A crashed service starts again only once its whole tree is gone (its
+/// cgroup's `populated 0`, seen without polling): each instance counts the
+/// daemons left from the one before, then leaves one of its own that
+/// escapes its process group and session, and crashes.
+#[test]
+fn a_crashed_service_restarts_once_its_whole_tree_is_gone() {
+    let t = TempDir::new("retree");
+    let init = Init::start(t.path());
+    let (_, sys) = init.req("GET", "/v1/system", None);
+    assert!(
+        sys["cgroups"].is_string(),
+        "this test needs a writable cgroup2 hierarchy: {sys}"
+    );
+    let n = unique_sleep();
+    let left = t.path().join("left.txt");
+    let script = format!(
+        "pgrep -xf 'sleep {n}' | wc -l >> {l}; (setsid sleep {n} &); sleep 0.2; exit 3",
+        l = left.display()
+    );
+    let def = serde_json::json!({"cmd": "sh", "args": ["-c", script], "restart": "always"});
+    init.put("crasher", &def.to_string());
+    start_running(&init, "crasher");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let counts = loop {
+        let text = std::fs::read_to_string(&left).unwrap_or_default();
+        if text.lines().count() >= 4 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "four starts: {text:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(init.req("POST", "/v1/services/crasher/stop", None).0, 200);
+    let counts: Vec<&str> = counts.split_whitespace().collect();
+    assert!(
+        counts.iter().all(|c| *c == "0"),
+        "no daemon of an earlier instance was left when the next one started: {counts:?}"
+    );
+    assert!(
+        pids_with_cmdline(&format!("sleep {n}")).is_empty(),
+        "the last daemon is gone with the stop"
     );
 }
 

@@ -333,6 +333,18 @@ impl Cgroups {
         self.base.join(format!("{service}.service"))
     }
 
+    /// Replaces an empty cgroup the service has from before this init ran
+    /// (an init that was killed leaves them) with a new one: its counters
+    /// (`memory.events`, `memory.peak`) then speak of this init's runs, and
+    /// its children can be cloned straight into it (see `kill_all`). A
+    /// cgroup that still holds processes is kept.
+    pub fn renew(&self, service: &str) {
+        let dir = self.path(service);
+        if dir.exists() && self.is_empty(service) {
+            remove_empty_tree(&dir, 0);
+        }
+    }
+
     /// Creates the service's cgroup (if needed) and returns its `cgroup.procs`.
     pub fn prepare(&self, service: &str) -> io::Result<PathBuf> {
         let p = self.path(service);
@@ -344,9 +356,11 @@ impl Cgroups {
         Ok(p.join("cgroup.procs"))
     }
 
+    /// The processes in the service's cgroup, as pids of the init's PID
+    /// namespace.
     pub fn pids(&self, service: &str) -> Vec<i32> {
         fs::read_to_string(self.path(service).join("cgroup.procs"))
-            .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .map(|s| procs_pids(&s))
             .unwrap_or_default()
     }
 
@@ -368,9 +382,21 @@ impl Cgroups {
         }
     }
 
+    /// The service's cgroup has `cgroup.kill` (Linux 5.14+), which also
+    /// kills what forks while it runs.
+    pub fn can_kill(&self, service: &str) -> bool {
+        self.path(service).join("cgroup.kill").exists()
+    }
+
     /// SIGKILL to everything in the cgroup, racing forkers included
     /// (`cgroup.kill`, Linux 5.14+); a signal to each listed pid otherwise.
+    /// Nothing for an empty cgroup: a kill there would change nothing, and
+    /// Linux 6.14 to at least 6.18 kill every child later cloned straight
+    /// into a cgroup that was ever `cgroup.kill`ed (see `proc::clone`).
     pub fn kill_all(&self, service: &str) {
+        if self.is_empty(service) {
+            return;
+        }
         if fs::write(self.path(service).join("cgroup.kill"), "1").is_err() {
             self.signal_all(service, nix::sys::signal::Signal::SIGKILL);
         }
@@ -426,6 +452,16 @@ fn service_of_cgroup(text: &str) -> Option<String> {
         .find_map(|c| c.strip_suffix(".service"))
         .filter(|n| !n.is_empty())
         .map(str::to_string)
+}
+
+/// The pids in the text of a `cgroup.procs` file. A process outside the
+/// reader's PID namespace is listed as 0, and kill(0) would signal the
+/// init's own process group: such entries are left out.
+fn procs_pids(text: &str) -> Vec<i32> {
+    text.lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .filter(|&p: &i32| p > 0)
+        .collect()
 }
 
 /// The value of `key` in a flat keyed file (`cpu.stat`, `memory.events`).
@@ -614,6 +650,14 @@ mod tests {
     }
 
     #[test]
+    fn processes_of_another_pid_namespace_are_not_listed() {
+        // cgroup.procs read from a PID namespace shows 0 for a process
+        // outside it; signalling pid 0 would hit the init's own group.
+        assert_eq!(procs_pids("12\n0\n7\n0\n"), vec![12, 7]);
+        assert_eq!(procs_pids(""), Vec::<i32>::new());
+    }
+
+    #[test]
     fn populated_reads_cgroup_events() {
         assert!(populated("populated 1\nfrozen 0\n"));
         assert!(!populated("populated 0\nfrozen 0\n"));
@@ -796,5 +840,37 @@ mod tests {
         assert!(!base.join("web.service").exists());
         remove_empty_tree(&base.join("absent"), 0);
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// An empty cgroup left from before is replaced (a new directory: new
+    /// counters), one that holds a process is kept; a kill of an empty
+    /// cgroup is no kill.
+    #[test]
+    fn an_old_empty_cgroup_is_renewed_and_a_busy_one_kept() {
+        use std::os::unix::fs::MetadataExt;
+        let tag = format!("iris-cg-renew-test-{}", std::process::id());
+        let cg = Cgroups::detect(Some(&tag)).expect("a writable cgroup2 hierarchy");
+        let ino = |name: &str| std::fs::metadata(cg.path(name)).unwrap().ino();
+        cg.prepare("idle").unwrap();
+        let before = ino("idle");
+        cg.kill_all("idle");
+        cg.renew("idle");
+        cg.prepare("idle").unwrap();
+        assert_ne!(ino("idle"), before, "a new cgroup");
+
+        let procs = cg.prepare("busy").unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        std::fs::write(&procs, child.id().to_string()).unwrap();
+        let before = ino("busy");
+        cg.renew("busy");
+        assert_eq!(ino("busy"), before, "kept while it holds a process");
+        cg.kill_all("busy");
+        child.wait().unwrap();
+        cg.remove("idle");
+        cg.remove("busy");
+        cg.cleanup();
     }
 }

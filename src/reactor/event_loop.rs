@@ -2,6 +2,7 @@
 //! the poll loop with its pause detection and panic guard, events routed
 //! by token owner, timers, and the state file written before answers.
 
+use super::reaping::Reaping;
 use crate::api::event_hub::{EventHub, Settings};
 use crate::api::handlers::View;
 use crate::api::server::{ensure_parent, ApiServer};
@@ -21,18 +22,15 @@ use crate::proc::launcher::Launcher;
 use crate::proc::trees::TreeWatcher;
 use crate::resume::resumer::Resumer;
 use crate::resume::steps::Resumed;
+use crate::signals::InitSignals;
 use crate::stats::Stats;
-use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
-use mio::{Events, Interest, Token};
-use signal_hook_mio::v1_0::Signals;
+use mio::{Events, Token};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 /// Within a long batch of events, answers go out at least this often.
 const ANSWER_EVERY: Duration = Duration::from_millis(10);
-/// Orphans a second whose service is looked up (see `reap`).
-pub(super) const ATTRIBUTION_RATE: f64 = 1000.0;
 /// How soon the init's own log is offered again to a console that did not
 /// take all of it.
 const CONSOLE_RETRY: Duration = Duration::from_millis(100);
@@ -46,7 +44,7 @@ const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 pub struct Reactor {
     pub(super) cfg: Config,
     pub(super) io: Io,
-    pub(super) signals: Signals,
+    pub(super) signals: InitSignals,
     pub(super) api: ApiServer,
     pub(super) sup: Supervisor,
     pub(super) launcher: Launcher,
@@ -72,8 +70,10 @@ pub struct Reactor {
     pub(super) finished: bool,
     /// When the loop last checked the clock (see `notice_pause`).
     last_tick: Instant,
-    /// Orphan attributions left, and when the budget was last refilled.
-    pub(super) attribution: (f64, Instant),
+    pub(super) reaping: Reaping,
+    /// Services whose cgroup this init has started a process in (an older
+    /// empty one was replaced first: `Cgroups::renew`).
+    pub(super) cgroups_used: std::collections::HashSet<String>,
 }
 
 impl Reactor {
@@ -81,11 +81,8 @@ impl Reactor {
     /// start-up errors (the caller halts cleanly as PID 1).
     pub fn new(cfg: Config, pid1: bool) -> Result<Reactor, String> {
         let mut io = Io::new().map_err(|e| format!("cannot create poll: {e}"))?;
-        let mut signals =
-            Signals::new([SIGCHLD, SIGTERM, SIGINT, SIGPWR, SIGHUP, SIGUSR1, SIGUSR2])
-                .map_err(|e| format!("cannot set up signal handling: {e}"))?;
-        io.register(&mut signals, Interest::READABLE, Owner::Signals)
-            .map_err(|e| format!("cannot register signals: {e}"))?;
+        let signals =
+            InitSignals::new(&mut io).map_err(|e| format!("cannot set up signal handling: {e}"))?;
         let api = ApiServer::bind(&cfg.socket, &mut io)
             .map_err(|e| format!("cannot listen on {}: {e}", cfg.socket.display()))?;
         if let Err(e) = std::fs::create_dir_all(&cfg.log_dir) {
@@ -118,6 +115,7 @@ impl Reactor {
             None => crate::info!("no writable cgroup2 hierarchy: process groups only"),
         }
         let notify_dir = notify_dir(&cfg, pid1);
+        let trees = TreeWatcher::new(&mut io, cgroups.as_ref());
         Ok(Reactor {
             logs: Logs::new(&cfg.log_dir),
             containers: Containers::new(&cfg),
@@ -127,7 +125,7 @@ impl Reactor {
             api,
             sup: Supervisor::new(),
             launcher: Launcher::default(),
-            trees: TreeWatcher::default(),
+            trees,
             health: HealthWatcher::new(),
             checks: CheckRunner::new(notify_dir),
             execs: Execs::default(),
@@ -141,7 +139,8 @@ impl Reactor {
             halt: None,
             finished: false,
             last_tick: Instant::now(),
-            attribution: (ATTRIBUTION_RATE, Instant::now()),
+            reaping: Reaping::new(Instant::now()),
+            cgroups_used: std::collections::HashSet::new(),
         })
     }
 
@@ -265,10 +264,11 @@ impl Reactor {
             let stale = match &key {
                 TimerKey::Service(t) => self.sup.get(&t.name).is_none_or(|s| s.gen != t.gen),
                 TimerKey::PortScan => self.health.is_idle(),
-                TimerKey::TreeCheck => self.trees.is_idle(),
+                TimerKey::TreeCheck(seq) => self.trees.is_idle() || !self.trees.has_timer(*seq),
                 TimerKey::ConnSweep => self.api.sweep_is_stale(),
                 TimerKey::Exec(id) => !self.execs.has(*id),
                 TimerKey::Check(id) => !self.checks.has_timer(*id),
+                TimerKey::Reap => !self.reaping.held,
                 TimerKey::Heartbeat => self.events.is_idle(),
             };
             if !stale {
@@ -276,7 +276,7 @@ impl Reactor {
             }
             match key {
                 TimerKey::PortScan => self.health.timer_gone(),
-                TimerKey::TreeCheck => self.trees.timer_gone(),
+                TimerKey::TreeCheck(seq) => self.trees.timer_gone(seq),
                 TimerKey::Heartbeat => self.events.timer_gone(),
                 _ => {}
             }
@@ -309,6 +309,7 @@ impl Reactor {
         let io = &mut self.io;
         match owner {
             Owner::Signals => self.on_signals(),
+            Owner::ChildExit => self.on_child_signal(Instant::now()),
             Owner::Listener => self.api.accept_all(io),
             Owner::Conn => self.on_conn_event(token, readable, writable),
             Owner::Probe => {
@@ -321,6 +322,10 @@ impl Reactor {
             Owner::Notify(name) => self.checks.on_notify(io, &name, Instant::now()),
             Owner::ExecOut { id, err } => self.execs.on_output(io, id, err),
             Owner::ExecIn { id } => self.execs.on_input(io, id),
+            Owner::TreeEvents => {
+                self.trees.drain_events();
+                self.check_trees(Instant::now());
+            }
             Owner::Spawn { pid } => {
                 if let Some(input) = self.launcher.on_pipe(io, &self.sup, pid) {
                     self.feed(input);
@@ -343,13 +348,14 @@ impl Reactor {
                     self.feed(input);
                 }
             }
-            TimerKey::TreeCheck => {
-                self.trees.timer_gone();
+            TimerKey::TreeCheck(seq) => {
+                self.trees.timer_gone(seq);
                 self.check_trees(now);
             }
             TimerKey::ConnSweep => self.api.sweep(&mut self.io, now),
             TimerKey::Exec(id) => self.execs.on_timeout(id),
             TimerKey::Check(id) => self.checks.on_timer(&mut self.io, id, now),
+            TimerKey::Reap => self.on_reap_timer(now),
             TimerKey::Heartbeat => self.heartbeat(now),
         }
     }

@@ -7,6 +7,7 @@ mod checks;
 mod event_loop;
 mod events;
 mod reap;
+mod reaping;
 mod requests;
 mod restore;
 mod route;

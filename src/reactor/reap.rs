@@ -2,22 +2,77 @@
 //! exit) or goes to the subsystem whose child it was (a pending start, an
 //! exec, a container tool); orphans are counted. Shutdown signals start
 //! the orderly shutdown.
+//!
+//! A child exit is reaped at once. When exits come in a run (one within
+//! `HOLD` of the last), SIGCHLD is left pending for `HOLD` after each reap:
+//! further exits then wake nobody, and the next look reaps all of them in
+//! one go (an orphan storm costs a wake-up every few milliseconds, not one
+//! per orphan). A look that finds none takes SIGCHLD off, so the next exit
+//! wakes the loop again.
 
-use super::event_loop::{Reactor, ATTRIBUTION_RATE};
-use crate::core::supervisor::{ExitStatus, Input, Pid};
+use super::event_loop::Reactor;
+use super::reaping::{HotGroup, ATTRIBUTION_RATE};
+use crate::core::supervisor::{ExitStatus, Input, Pid, Supervisor};
+use crate::io::TimerKey;
 use crate::pid1::HaltMode;
-use crate::proc::launcher::PendingExit;
-use crate::proc::reaper;
-use libc::{SIGCHLD, SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
-use std::time::Instant;
+use crate::proc::cgroup::Cgroups;
+use crate::proc::launcher::{Launcher, PendingExit};
+use crate::proc::reaper::{self, Peek, Reaped};
+use libc::{SIGHUP, SIGINT, SIGPWR, SIGTERM, SIGUSR1, SIGUSR2};
+use std::time::{Duration, Instant};
+
+/// How long SIGCHLD stays pending after a reap that found children, in a
+/// run of exits: the longest a zombie (or a service's exit) then waits.
+const HOLD: Duration = Duration::from_millis(4);
+/// A hot process group with no orphan for this long is looked up again.
+const HOT_FOR: Duration = Duration::from_secs(1);
+/// Attributes an orphan to the service whose cgroup it died in (read while
+/// it is still a zombie). Reading `/proc/PID/cgroup` costs more than the
+/// rest of a reap (on a hybrid host it lists every v1 hierarchy), so only
+/// `ATTRIBUTION_RATE` a second are looked at; the rest are reaped without
+/// a look. An orphan still in its service's own process group makes that
+/// group hot: the next orphans of the group are reaped by it
+/// (`reap_group`) and attributed without any look.
+struct Attribution<'a> {
+    budget: &'a mut f64,
+    cgroups: Option<&'a Cgroups>,
+    sup: &'a Supervisor,
+    launcher: &'a Launcher,
+    hot: &'a mut Vec<HotGroup>,
+    now: Instant,
+}
+
+impl Peek for Attribution<'_> {
+    fn wants(&self) -> bool {
+        self.cgroups.is_some() && *self.budget >= 1.0
+    }
+
+    fn peek(&mut self, pid: Pid) -> Option<String> {
+        // A service's own process or a pending start is no orphan.
+        if self.sup.owner_of(pid).is_some() || self.launcher.is_pending(pid) {
+            return None;
+        }
+        *self.budget -= 1.0;
+        let owner = self.cgroups?.owner_of_pid(pid)?;
+        let pgid = self.sup.get(&owner).and_then(|s| s.pgid);
+        let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid))).ok();
+        if let Some(pgid) = pgid.filter(|p| group.is_some_and(|g| g.as_raw() == *p)) {
+            if !self.hot.iter().any(|h| h.pgid == pgid) {
+                self.hot.push(HotGroup {
+                    service: owner.clone(),
+                    pgid,
+                    seen: self.now,
+                });
+            }
+        }
+        Some(owner)
+    }
+}
 
 impl Reactor {
     pub(super) fn on_signals(&mut self) {
-        let pending: Vec<i32> = self.signals.pending().collect();
-        let mut child = false;
-        for sig in pending {
+        for sig in self.signals.take_others() {
             match sig {
-                SIGCHLD => child = true,
                 SIGTERM | SIGPWR => self.begin_shutdown(HaltMode::PowerOff, "signal"),
                 SIGINT if self.stats.pid1 => self.begin_shutdown(HaltMode::Reboot, "ctrl-alt-del"),
                 SIGINT => self.begin_shutdown(HaltMode::PowerOff, "SIGINT"),
@@ -29,61 +84,107 @@ impl Reactor {
                 _ => {}
             }
         }
-        if child {
-            self.reap();
+    }
+
+    /// SIGCHLD came. A lone exit is reaped with SIGCHLD taken off first
+    /// (the next exit wakes the loop); one in a run of exits is reaped with
+    /// SIGCHLD held pending.
+    pub(super) fn on_child_signal(&mut self, now: Instant) {
+        let in_a_run = self
+            .reaping
+            .last_exit
+            .is_some_and(|t| now.saturating_duration_since(t) < HOLD);
+        if in_a_run {
+            self.reap_holding(now);
+        } else {
+            self.release_child_signal(now);
         }
     }
 
-    /// Reaps every child that exited and routes each exit to its owner.
-    pub(super) fn reap(&mut self) {
+    /// The hold is over: reap what came meanwhile.
+    pub(super) fn on_reap_timer(&mut self, now: Instant) {
+        self.reaping.held = false;
+        self.reap_holding(now);
+    }
+
+    /// Reaps with SIGCHLD pending; holds it for `HOLD` more while exits
+    /// come, and takes it off once a look finds none.
+    fn reap_holding(&mut self, now: Instant) {
+        if self.reap() == 0 {
+            self.release_child_signal(now);
+            return;
+        }
+        self.reaping.last_exit = Some(now);
+        if !self.reaping.held {
+            self.reaping.held = true;
+            self.io.schedule(now + HOLD, TimerKey::Reap);
+        }
+    }
+
+    /// SIGCHLD off the pending set, then a look: an exit after this raises
+    /// a new signal, one before it is reaped now.
+    fn release_child_signal(&mut self, now: Instant) {
+        self.signals.clear_child();
+        if self.reap() > 0 {
+            self.reaping.last_exit = Some(now);
+        }
+    }
+
+    /// Reaps every child that exited and routes each exit to its owner;
+    /// returns how many it reaped.
+    pub(super) fn reap(&mut self) -> usize {
         let now = Instant::now();
-        let (exited, owners) = self.collect_exits(now);
-        for (pid, status) in exited {
-            if !self.route_exit(pid, status) {
+        let mut exits = std::mem::take(&mut self.reaping.exits);
+        exits.clear();
+        // Hot groups first. One with none of the init's children left, or
+        // with no orphan for a while, is cold again.
+        let mut hot = std::mem::take(&mut self.reaping.hot);
+        hot.retain_mut(
+            |h| match reaper::reap_group(&mut exits, h.pgid, &h.service) {
+                None => false,
+                Some(0) => now.saturating_duration_since(h.seen) < HOT_FOR,
+                Some(_) => {
+                    h.seen = now;
+                    true
+                }
+            },
+        );
+        self.reaping.hot = hot;
+        let n = exits.len() + self.collect_exits(&mut exits, now);
+        for r in exits.drain(..) {
+            if !self.route_exit(r.pid, r.status) {
                 self.stats.zombies_reaped += 1;
-                if let Some((_, owner)) = owners.iter().find(|(p, _)| *p == pid) {
-                    *self
-                        .stats
-                        .orphans_by_service
-                        .entry(owner.clone())
-                        .or_insert(0) += 1;
+                if let Some(owner) = r.note {
+                    *self.stats.orphans_by_service.entry(owner).or_insert(0) += 1;
                 }
             }
         }
+        self.reaping.exits = exits;
         // A reaped orphan may have been the last process of a stopping tree.
-        self.check_trees(now);
+        if n > 0 {
+            self.check_trees(now);
+        }
+        n
     }
 
-    /// Every exited child, and the services some orphans died in.
-    #[allow(clippy::type_complexity)]
-    fn collect_exits(&mut self, now: Instant) -> (Vec<(Pid, ExitStatus)>, Vec<(Pid, String)>) {
-        let mut exited = Vec::new();
-        let mut owners: Vec<(Pid, String)> = Vec::new();
-        // Reading /proc/PID/cgroup costs about as much as the rest of a
-        // reap (on a hybrid host it lists every v1 hierarchy), so in an
-        // orphan storm only ATTRIBUTION_RATE a second are attributed.
+    /// Every exited child, each orphan with the service it died in when
+    /// the budget allowed a look.
+    fn collect_exits(&mut self, exits: &mut Vec<Reaped>, now: Instant) -> usize {
         let elapsed = now
-            .saturating_duration_since(self.attribution.1)
+            .saturating_duration_since(self.reaping.refilled)
             .as_secs_f64();
-        self.attribution = (
-            (self.attribution.0 + elapsed * ATTRIBUTION_RATE).min(ATTRIBUTION_RATE),
+        self.reaping.budget =
+            (self.reaping.budget + elapsed * ATTRIBUTION_RATE).min(ATTRIBUTION_RATE);
+        self.reaping.refilled = now;
+        let mut look = Attribution {
+            budget: &mut self.reaping.budget,
+            cgroups: self.cgroups.as_ref(),
+            sup: &self.sup,
+            launcher: &self.launcher,
+            hot: &mut self.reaping.hot,
             now,
-        );
-        let sup = &self.sup;
-        let cgroups = self.cgroups.as_ref();
-        let budget = &mut self.attribution.0;
-        let launcher = &self.launcher;
-        reaper::reap_all(&mut exited, &mut |pid| {
-            // An orphan is attributed to the service whose cgroup it
-            // died in (read while it is still a zombie).
-            if *budget >= 1.0 && sup.owner_of(pid).is_none() && !launcher.is_pending(pid) {
-                *budget -= 1.0;
-                if let Some(owner) = cgroups.and_then(|c| c.owner_of_pid(pid)) {
-                    owners.push((pid, owner));
-                }
-            }
-        });
-        (exited, owners)
+        };
+        reaper::reap_all(exits, &mut look)
     }
 
     /// Hands one exit to whoever owns the child; false for an orphan.

@@ -31,6 +31,13 @@ impl Reactor {
                 self.answer_restore(&report);
             }
             let actions = self.sup.take_actions();
+            // A lone start (a restart, say) is cloned and waited for; a
+            // burst is forked and answered as each child execs.
+            let lone = actions
+                .iter()
+                .filter(|a| matches!(a, Action::Spawn { .. }))
+                .count()
+                == 1;
             let streams = self.logs.take_output();
             let abandoned = self.api.take_abandoned();
             let checked = self.route_checks(now);
@@ -42,7 +49,7 @@ impl Reactor {
                 break;
             }
             for a in actions {
-                self.run_action(a, now);
+                self.run_action(a, now, lone);
             }
             for s in streams {
                 match s {
@@ -57,10 +64,10 @@ impl Reactor {
         self.launcher.cancel_stale(&mut self.io, &self.sup);
     }
 
-    fn run_action(&mut self, action: Action, now: Instant) {
+    fn run_action(&mut self, action: Action, now: Instant, lone: bool) {
         match action {
             Action::Spawn { name, gen } => {
-                self.spawn(&name, gen);
+                self.spawn(&name, gen, lone);
                 self.burst_hook();
             }
             Action::WatchPort { name, gen, port } => {
@@ -76,7 +83,8 @@ impl Reactor {
                 }
             }
             Action::WatchTree { name, gen, pgid } => {
-                self.trees.watch(name, gen, pgid, now);
+                self.trees
+                    .watch(name, gen, pgid, self.cgroups.as_ref(), now);
                 self.check_trees(now);
             }
             Action::Schedule { at, timer } => self.io.schedule(at, TimerKey::Service(timer)),
@@ -97,6 +105,7 @@ impl Reactor {
                 .checks
                 .probe(&mut self.io, &name, gen, &check, timeout, now),
             Action::Removed { name } => {
+                self.cgroups_used.remove(&name);
                 self.end_readiness(&name);
                 self.checks.forget(&mut self.io, &name);
                 if let Some(cg) = &self.cgroups {
@@ -135,10 +144,16 @@ impl Reactor {
 
     /// The supervisor's `Spawn`: a container goes to the driver, a plain
     /// service to the launcher.
-    fn spawn(&mut self, name: &str, gen: u64) {
+    fn spawn(&mut self, name: &str, gen: u64, lone: bool) {
         let Some(mut def) = self.sup.get(name).map(|s| s.def.clone()) else {
             return;
         };
+        if let Some(cg) = &self.cgroups {
+            if !self.cgroups_used.contains(name) {
+                cg.renew(name);
+                self.cgroups_used.insert(name.to_string());
+            }
+        }
         // oom_killed speaks of this run: remember the count so far.
         if let Some(n) = self.cgroups.as_ref().and_then(|cg| cg.oom_kills(name)) {
             self.stats.oom_base.insert(name.to_string(), n);
@@ -182,18 +197,21 @@ impl Reactor {
             return;
         }
         let cgroups = self.cgroups.as_ref();
-        let result =
-            match self
-                .launcher
-                .spawn(&mut self.io, &mut self.logs, cgroups, name, gen, &def)
-            {
-                Ok(None) => return, // answered once it has exec'd
-                Ok(Some(pid)) => Ok(pid),
-                Err(e) => {
-                    crate::warn!("unable to start '{name}': {e}");
-                    Err(e)
-                }
-            };
+        let result = match self.launcher.spawn(
+            &mut self.io,
+            &mut self.logs,
+            cgroups,
+            (name, gen),
+            &def,
+            lone,
+        ) {
+            Ok(None) => return, // answered once it has exec'd
+            Ok(Some(pid)) => Ok(pid),
+            Err(e) => {
+                crate::warn!("unable to start '{name}': {e}");
+                Err(e)
+            }
+        };
         self.feed(Input::Spawned {
             name: name.to_string(),
             gen,
