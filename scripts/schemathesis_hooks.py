@@ -11,7 +11,7 @@ a request the document allows cannot be sent as generated.
    directory `/`. Invalid bodies are sent as generated (the server must
    refuse them with 400). The check `exec_prints_its_arguments` then asks
    that such a command's answer is what it printed: each argument on a
-   line, exit 0, not timed out.
+   line and exit 0, or, killed at its deadline, a part of that.
 
 Every phase sends through `before_call`, so every phase is covered.
 """
@@ -69,8 +69,11 @@ def exec_prints_its_arguments(ctx, response, case):
         return None
     answer = response.json()
     want = "".join(arg + "\n" for arg in body["cmd"][2:]) or "\n"
-    if answer.get("stdout") != want or answer.get("exit_code") != 0 or answer.get("timed_out"):
-        raise AssertionError(
-            f"printf printed {want!r} but the answer says {answer!r}"
-        )
+    # A deadline of a millisecond or two may pass before printf exits: then
+    # it was killed, and what it printed until then is a prefix.
+    killed = answer.get("timed_out") and answer.get("signal") == 9
+    done = answer.get("exit_code") == 0 and not answer.get("timed_out")
+    out = answer.get("stdout", "")
+    if not ((done and out == want) or (killed and want.startswith(out))):
+        raise AssertionError(f"printf printed {want!r} but the answer says {answer!r}")
     return None

@@ -524,7 +524,10 @@ fn deleted_services_leave_no_descriptor_behind() {
     }
     let after = fd_count(init.pid());
     println!("fds: {before} before, {during} with 50 services, {after} after deleting them");
-    assert!(after <= before + 2, "{before} -> {after}");
+    // A leak grows with the 50 services; what may appear once is made at
+    // first use (the exec pipes' spare, the inotify instance that sees
+    // service trees end).
+    assert!(after <= before + 3, "{before} -> {after}");
 }
 
 /// Whether this process may raise hard resource limits (CAP_SYS_RESOURCE):

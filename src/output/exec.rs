@@ -437,12 +437,16 @@ impl Execs {
             unregister(io, p);
         }
         remove_files(&job.cleanup);
+        // Killed at its deadline means killed: a command that exited with
+        // a code ended before the kill reached it. (A container exec's code
+        // is the runtime's, which reports the kill as 137.)
+        let own_exit = job.kill_pid_file.is_none() && matches!(status, ExitStatus::Code(_));
         Some(ExecDone {
             id,
             stdout: job.out,
             stderr: job.err,
             status,
-            timed_out: job.timed_out,
+            timed_out: job.timed_out && !own_exit,
             truncated: job.truncated,
         })
     }
@@ -499,8 +503,9 @@ mod tests {
     }
 
     /// Found by the schema test: a command that exited before its deadline,
-    /// reaped only after the deadline's timer, answered `timed_out: true`
-    /// with exit code 0. A command still running at its deadline is killed.
+    /// reaped only after the deadline's timer (or between the deadline's
+    /// look and its kill), answered `timed_out: true` with exit code 0. A
+    /// command still running at its deadline is killed and timed out.
     #[test]
     fn only_a_command_still_running_at_its_deadline_timed_out() {
         let mut io = Io::new().unwrap();
@@ -514,6 +519,13 @@ mod tests {
             std::thread::sleep(Duration::from_millis(1));
         }
         execs.on_timeout(id);
+        let done = execs.on_exit(&mut io, pid, reap(pid)).unwrap();
+        assert_eq!((done.status, done.timed_out), (ExitStatus::Code(0), false));
+
+        // It exited between the deadline's look and its kill: the kill
+        // found a zombie, the exit is the command's own.
+        let (id, pid) = start(&mut execs, &mut io, &["true"]);
+        execs.jobs.get_mut(&id).unwrap().timed_out = true;
         let done = execs.on_exit(&mut io, pid, reap(pid)).unwrap();
         assert_eq!((done.status, done.timed_out), (ExitStatus::Code(0), false));
 
