@@ -11,8 +11,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use nix::errno::Errno;
 use nix::sys::resource::{getrlimit, Resource};
+
+use crate::proc::rawsys::call;
 use nix::unistd::{Gid, Uid};
 
 /// A step the child performs between fork and exec; says which one failed.
@@ -87,17 +88,14 @@ pub(crate) struct UserIds<'a> {
     pub groups: &'a [libc::gid_t],
 }
 
-/// What the child needs, all built before the fork: the child of a
-/// vfork-style clone runs on the parent's memory and must not allocate.
-pub(crate) struct ChildStart<'a> {
+/// What the child needs, all built before the clone or fork: a cloned
+/// child runs on the parent's memory and must not allocate.
+pub(crate) struct ChildStart {
     /// Sources of the child's 0, 1, 2 (all 3 or above).
     pub stdio: [RawFd; 3],
-    pub plan: &'a ChildPlan,
-    pub program: &'a CStr,
-    /// Null-terminated.
-    pub argv: &'a [*const libc::c_char],
-    /// Null-terminated.
-    pub envp: &'a [*const libc::c_char],
+    pub plan: ChildPlan,
+    pub program: CString,
+    pub words: ExecWords,
     /// Born in its cgroup (`CLONE_INTO_CGROUP`): no `cgroup.procs` write.
     pub in_cgroup: bool,
     /// Set by a cloned child as its first act: a child that exits without
@@ -111,30 +109,90 @@ pub(crate) struct ChildStart<'a> {
 /// # Safety
 /// Only in a freshly forked or cloned child; every pointer array ends with a
 /// null.
-pub(crate) unsafe fn child_exec(start: &ChildStart<'_>) -> ! {
-    let plan = start.plan;
+pub(crate) unsafe fn child_exec(start: &ChildStart) -> ! {
+    let plan = &start.plan;
     for (target, source) in (0..).zip(start.stdio.iter()) {
         // SAFETY: dup2 on fds that are open in the child.
-        if unsafe { libc::dup2(*source, target) } == -1 {
-            plan.fail(STAGE_EXEC);
-            // SAFETY: _exit never returns and runs no atexit handlers.
-            unsafe { libc::_exit(127) }
+        if let Err(errno) = unsafe { call(libc::SYS_dup2, &[*source as usize, target]) } {
+            plan.fail(STAGE_EXEC, errno);
+            exit_127();
         }
     }
     if plan.run(!start.in_cgroup).is_ok() {
         // SAFETY: program, argv and envp are NUL-terminated strings and
-        // null-terminated arrays built before the fork.
-        unsafe {
-            libc::execve(
-                start.program.as_ptr(),
-                start.argv.as_ptr(),
-                start.envp.as_ptr(),
+        // null-terminated arrays built before the clone or fork.
+        let exec = unsafe {
+            call(
+                libc::SYS_execve,
+                &[
+                    start.program.as_ptr() as usize,
+                    start.words.argv_ptrs.as_ptr() as usize,
+                    start.words.envp_ptrs.as_ptr() as usize,
+                ],
             )
         };
-        plan.fail(STAGE_EXEC);
+        if let Err(errno) = exec {
+            plan.fail(STAGE_EXEC, errno);
+        }
     }
-    // SAFETY: _exit never returns and runs no atexit handlers.
-    unsafe { libc::_exit(127) }
+    exit_127()
+}
+
+/// The child's end after a failure: exit_group(127), no atexit handlers.
+fn exit_127() -> ! {
+    loop {
+        // SAFETY: exit_group ends the process; it does not return.
+        let _ = unsafe { call(libc::SYS_exit_group, &[127]) };
+    }
+}
+
+/// argv and envp as C strings, and the null-terminated pointer arrays into
+/// them that execve takes.
+pub(crate) struct ExecWords {
+    _strings: Vec<CString>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+impl ExecWords {
+    pub(crate) fn new(
+        argv0: &str,
+        args: &[String],
+        env: &[(String, String)],
+    ) -> io::Result<ExecWords> {
+        let nul_error = |what: &str| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{what} contains a NUL byte"),
+            )
+        };
+        let argc = args.len().saturating_add(1);
+        let mut strings = Vec::with_capacity(argc.saturating_add(env.len()));
+        for arg in std::iter::once(argv0).chain(args.iter().map(String::as_str)) {
+            strings.push(CString::new(arg).map_err(|_| nul_error("an argument"))?);
+        }
+        for (key, value) in env {
+            strings.push(
+                CString::new(format!("{key}={value}")).map_err(|_| nul_error("the environment"))?,
+            );
+        }
+        // The CStrings' buffers stay put when the Vec moves into the struct.
+        let (argv, envp) = strings.split_at(argc.min(strings.len()));
+        let terminated = |words: &[CString]| -> Vec<*const libc::c_char> {
+            words
+                .iter()
+                .map(|word| word.as_ptr())
+                .chain(std::iter::once(std::ptr::null()))
+                .collect()
+        };
+        let argv_ptrs = terminated(argv);
+        let envp_ptrs = terminated(envp);
+        Ok(ExecWords {
+            _strings: strings,
+            argv_ptrs,
+            envp_ptrs,
+        })
+    }
 }
 
 /// Bytes of one error record: the stage byte, then errno (native endian).
@@ -254,19 +312,19 @@ impl ChildPlan {
 
     /// Runs in the child. Async-signal-safe calls only; nothing allocates.
     /// `join_cgroup`: write to `cgroup.procs` (the child was not born there).
-    pub(crate) fn run(&self, join_cgroup: bool) -> io::Result<()> {
+    pub(crate) fn run(&self, join_cgroup: bool) -> Result<(), i32> {
         // Dispositions first, then the mask: a signal arriving in between is
         // then handled by its default action, never by the init's handler.
         reset_signals();
         if self.new_session {
             // SAFETY: setsid has no memory effects; a freshly forked child is
             // never a process-group leader, so it succeeds.
-            if unsafe { libc::setsid() } == -1 {
-                return Err(self.fail(SetupStep::Session.code()));
+            if let Err(errno) = unsafe { call(libc::SYS_setsid, &[]) } {
+                return Err(self.fail(SetupStep::Session.code(), errno));
             }
         }
         if let Some(path) = self.cgroup_procs.as_ref().filter(|_| join_cgroup) {
-            write_cgroup_procs(path).map_err(|_| self.fail(SetupStep::Cgroup.code()))?;
+            write_cgroup_procs(path).map_err(|errno| self.fail(SetupStep::Cgroup.code(), errno))?;
         }
         mark_fds_cloexec(self.fd_bound);
         if let Some(user) = &self.user {
@@ -275,8 +333,8 @@ impl ChildPlan {
         if let Some(dir) = &self.working_dir {
             // After the user switch, so the service user's permissions apply.
             // SAFETY: `dir` is a valid NUL-terminated string owned by the plan.
-            if unsafe { libc::chdir(dir.as_ptr()) } == -1 {
-                return Err(self.fail(STAGE_WORKING_DIR));
+            if let Err(errno) = unsafe { call(libc::SYS_chdir, &[dir.as_ptr() as usize]) } {
+                return Err(self.fail(STAGE_WORKING_DIR, errno));
             }
         }
         Ok(())
@@ -289,46 +347,43 @@ impl ChildPlan {
     /// glibc broadcasts an id change to every thread through the thread
     /// list, which a vfork-style child shares with its parent; the raw call
     /// changes only the calling task, the child's only thread.
-    fn switch_user(&self, user: &UserSwitch) -> io::Result<()> {
+    fn switch_user(&self, user: &UserSwitch) -> Result<(), i32> {
+        let fail = |step: SetupStep| move |errno: i32| self.fail(step.code(), errno);
         // SAFETY: the pointer and length describe the plan's own Vec.
-        let set =
-            unsafe { libc::syscall(libc::SYS_setgroups, user.groups.len(), user.groups.as_ptr()) };
-        if set == -1 {
-            return Err(self.fail(SetupStep::Groups.code()));
+        unsafe {
+            call(
+                libc::SYS_setgroups,
+                &[user.groups.len(), user.groups.as_ptr() as usize],
+            )
         }
+        .map_err(fail(SetupStep::Groups))?;
         // SAFETY: setgid takes a plain integer.
-        if unsafe { libc::syscall(libc::SYS_setgid, libc::c_long::from(user.gid)) } == -1 {
-            return Err(self.fail(SetupStep::Gid.code()));
-        }
+        unsafe { call(libc::SYS_setgid, &[user.gid as usize]) }.map_err(fail(SetupStep::Gid))?;
         if user.drop_caps {
-            // Ambient caps would survive exec; EINVAL means a kernel without them.
-            // SAFETY: prctl with integer arguments only.
-            let cleared = unsafe {
-                libc::prctl(
-                    libc::PR_CAP_AMBIENT,
-                    libc::PR_CAP_AMBIENT_CLEAR_ALL,
-                    0,
-                    0,
-                    0,
-                )
+            let prctl = |option: libc::c_int, arg: usize| {
+                // SAFETY: prctl with integer arguments only.
+                unsafe { call(libc::SYS_prctl, &[option as usize, arg]) }
             };
-            if cleared == -1 && Errno::last() != Errno::EINVAL {
-                return Err(self.fail(SetupStep::Capabilities.code()));
+            // Ambient caps would survive exec; EINVAL means a kernel without them.
+            match prctl(
+                libc::PR_CAP_AMBIENT,
+                libc::PR_CAP_AMBIENT_CLEAR_ALL as usize,
+            ) {
+                Err(errno) if errno != libc::EINVAL => {
+                    return Err(self.fail(SetupStep::Capabilities.code(), errno))
+                }
+                _ => {}
             }
             for cap in 0..=user.cap_last {
-                // SAFETY: prctl with integer arguments only.
-                if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) } == -1 {
-                    if Errno::last() == Errno::EINVAL {
-                        break; // past the kernel's last capability
-                    }
-                    return Err(self.fail(SetupStep::Capabilities.code()));
+                match prctl(libc::PR_CAPBSET_DROP, cap as usize) {
+                    Ok(_) => {}
+                    Err(libc::EINVAL) => break, // past the kernel's last capability
+                    Err(errno) => return Err(self.fail(SetupStep::Capabilities.code(), errno)),
                 }
             }
         }
         // SAFETY: setuid takes a plain integer.
-        if unsafe { libc::syscall(libc::SYS_setuid, libc::c_long::from(user.uid)) } == -1 {
-            return Err(self.fail(SetupStep::Uid.code()));
-        }
+        unsafe { call(libc::SYS_setuid, &[user.uid as usize]) }.map_err(fail(SetupStep::Uid))?;
         if user.drop_caps {
             // setuid from root clears the permitted and effective sets but not
             // the inheritable one, which exec can combine with file caps.
@@ -343,32 +398,37 @@ impl ChildPlan {
             }; 2];
             // SAFETY: header and data are valid, correctly laid out (repr(C))
             // for capset v3, which reads one header and two data structs.
-            let set = unsafe {
-                libc::syscall(
+            unsafe {
+                call(
                     libc::SYS_capset,
-                    &header as *const CapUserHeader,
-                    data.as_ptr(),
+                    &[
+                        &header as *const CapUserHeader as usize,
+                        data.as_ptr() as usize,
+                    ],
                 )
-            };
-            if set == -1 {
-                return Err(self.fail(SetupStep::Capabilities.code()));
             }
+            .map_err(fail(SetupStep::Capabilities))?;
         }
         Ok(())
     }
 
-    /// Records which step failed and returns its errno as the error.
-    pub(crate) fn fail(&self, stage: u8) -> io::Error {
-        // Read errno before write() can overwrite it.
-        let error = io::Error::last_os_error();
-        let record = encode_record(stage, error.raw_os_error().unwrap_or(0));
+    /// Records which step failed, with its errno; returns the errno.
+    pub(crate) fn fail(&self, stage: u8, errno: i32) -> i32 {
+        let record = encode_record(stage, errno);
         // SAFETY: writes a local record to the plan's stage pipe fd, which
         // stays open in the child until exec. One write under PIPE_BUF is
         // atomic: the reader sees the whole record or nothing.
-        unsafe {
-            libc::write(self.stage_fd, record.as_ptr().cast(), record.len());
-        }
-        error
+        let _ = unsafe {
+            call(
+                libc::SYS_write,
+                &[
+                    self.stage_fd as usize,
+                    record.as_ptr() as usize,
+                    record.len(),
+                ],
+            )
+        };
+        errno
     }
 }
 
@@ -389,43 +449,52 @@ fn reset_signals() {
         // SAFETY: the kernel reads at most sizeof(struct sigaction) bytes from
         // the zeroed local buffer and writes nothing (no old-action pointer).
         // The set size is the kernel's sigset_t: 64 signals, 8 bytes.
-        unsafe {
-            libc::syscall(
+        let _ = unsafe {
+            call(
                 libc::SYS_rt_sigaction,
-                signal,
-                default_action.as_ptr(),
-                std::ptr::null_mut::<libc::c_void>(),
+                &[
+                    signal as usize,
+                    default_action.as_ptr() as usize,
+                    0,
+                    KERNEL_SIGSET_BYTES,
+                ],
+            )
+        };
+    }
+    let empty = 0u64;
+    // SAFETY: the kernel reads one 8-byte set, all signals unblocked.
+    let _ = unsafe {
+        call(
+            libc::SYS_rt_sigprocmask,
+            &[
+                libc::SIG_SETMASK as usize,
+                &empty as *const u64 as usize,
+                0,
                 KERNEL_SIGSET_BYTES,
-            );
-        }
-    }
-    // SAFETY: sigemptyset initializes the local set; sigprocmask only reads it.
-    unsafe {
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-    }
+            ],
+        )
+    };
 }
 
 /// Writes "0" (meaning "the writer") to a cgroup.procs file.
-fn write_cgroup_procs(path: &CStr) -> io::Result<()> {
+fn write_cgroup_procs(path: &CStr) -> Result<(), i32> {
+    let flags = (libc::O_WRONLY | libc::O_CLOEXEC) as usize;
     // SAFETY: `path` is NUL-terminated; the fd is closed on every path below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-    if fd == -1 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = unsafe {
+        call(
+            libc::SYS_openat,
+            &[libc::AT_FDCWD as usize, path.as_ptr() as usize, flags],
+        )
+    }?;
     // SAFETY: writes one byte from a static string to the fd opened above.
-    let written = unsafe { libc::write(fd, b"0".as_ptr().cast(), 1) };
-    let result = if written == 1 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    };
+    let written = unsafe { call(libc::SYS_write, &[fd, b"0".as_ptr() as usize, 1]) };
     // SAFETY: closes the fd this function opened.
-    unsafe {
-        libc::close(fd);
+    let _ = unsafe { call(libc::SYS_close, &[fd]) };
+    match written {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(libc::EIO),
+        Err(errno) => Err(errno),
     }
-    result
 }
 
 /// Marks every fd >= 3 close-on-exec so the service inherits only its stdio.
@@ -433,14 +502,16 @@ fn write_cgroup_procs(path: &CStr) -> io::Result<()> {
 fn mark_fds_cloexec(fd_bound: libc::c_int) {
     // SAFETY: close_range(2) with integer arguments; it only changes fd flags.
     let marked = unsafe {
-        libc::syscall(
+        call(
             libc::SYS_close_range,
-            3 as libc::c_uint,
-            libc::c_uint::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
+            &[
+                3,
+                libc::c_uint::MAX as usize,
+                libc::CLOSE_RANGE_CLOEXEC as usize,
+            ],
         )
     };
-    if marked == 0 {
+    if marked.is_ok() {
         return;
     }
     // Kernels before 5.11: fcntl each possible fd up to the rlimit read before
@@ -448,9 +519,12 @@ fn mark_fds_cloexec(fd_bound: libc::c_int) {
     for fd in 3..fd_bound {
         // SAFETY: fcntl on a possibly closed fd fails with EBADF, nothing more.
         unsafe {
-            let flags = libc::fcntl(fd, libc::F_GETFD);
-            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
-                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            let fd = fd as usize;
+            if let Ok(flags) = call(libc::SYS_fcntl, &[fd, libc::F_GETFD as usize]) {
+                if flags & libc::FD_CLOEXEC as usize == 0 {
+                    let set = flags | libc::FD_CLOEXEC as usize;
+                    let _ = call(libc::SYS_fcntl, &[fd, libc::F_SETFD as usize, set]);
+                }
             }
         }
     }

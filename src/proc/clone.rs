@@ -1,16 +1,15 @@
-//! The cheapest start of a child whose exec the caller waits for anyway:
-//! `clone3` with `CLONE_VM | CLONE_VFORK`
+//! Starting a child without copying the init: `clone3` with `CLONE_VM`
 //! (no copy of the init's page tables, no copy-on-write faults afterwards)
 //! and `CLONE_INTO_CGROUP` (born in its service's cgroup: no write to
-//! `cgroup.procs`, no cgroup migration), as glibc's `posix_spawn` does for
-//! the first two.
+//! `cgroup.procs`, no cgroup migration).
 //!
-//! The child shares the parent's memory until it execs or exits, and the
-//! calling thread is suspended until then: the child runs on a stack of its
-//! own, with every signal blocked until it has reset their dispositions, and
-//! touches only what `ChildStart` points to (built before the call). Where
-//! the kernel or the architecture cannot do this, `clone_vfork` says so and
-//! the caller forks instead.
+//! `clone_vfork` adds `CLONE_VFORK`, as glibc's `posix_spawn` does: the
+//! caller is suspended until the child execs or exits. `clone_shared` does
+//! not: the child runs on the init's memory alongside it, so the init keeps
+//! what the child reads until it has left. Either child runs on a stack of
+//! its own, with every signal blocked until it has reset their
+//! dispositions, and touches only its `ChildStart`. Where the kernel or the
+//! architecture cannot do this, they say so and the caller forks instead.
 
 use std::cell::Cell;
 use std::ffi::c_void;
@@ -76,7 +75,7 @@ pub(crate) enum CloneError {
 /// reports whatever made clone3 fail, e.g. a cgroup that refuses
 /// processes, the way it always has).
 pub(crate) fn clone_vfork(
-    start: &ChildStart<'_>,
+    start: &ChildStart,
     cgroup: Option<BorrowedFd<'_>>,
 ) -> Result<i32, CloneError> {
     if !cfg!(target_arch = "x86_64") || UNAVAILABLE.load(Ordering::Relaxed) {
@@ -129,11 +128,95 @@ pub(crate) fn clone_vfork(
     Ok(pid)
 }
 
+/// Starts `start`'s child with clone3 and `CLONE_VM` but no `CLONE_VFORK`:
+/// no copy of the init's page tables and no copy-on-write faults after it,
+/// like `clone_vfork`, yet the caller goes on at once, as after a fork (a
+/// burst of starts must not wait for each exec). In `cgroup` when given.
+///
+/// The child runs on the init's memory, on `stack`, while the init goes on:
+/// it reads only `start` and makes raw system calls (`rawsys`: no errno),
+/// and sets `start.ran` first. The caller must keep `start` (at its
+/// address) and `stack` until the child has left this memory: EOF on its
+/// error pipe (the write end closes at exec, or at exit, both after the
+/// switch away from this memory) or its reaping.
+pub(crate) fn clone_shared(
+    start: &ChildStart,
+    cgroup: Option<BorrowedFd<'_>>,
+    stack: &SharedStack,
+) -> Result<i32, Errno> {
+    if !cfg!(target_arch = "x86_64") || UNAVAILABLE.load(Ordering::Relaxed) {
+        return Err(Errno::ENOSYS);
+    }
+    let mut flags = libc::CLONE_VM as u64;
+    let mut cgroup_fd = 0;
+    if let Some(fd) = cgroup {
+        flags |= CLONE_INTO_CGROUP;
+        cgroup_fd = fd.as_raw_fd() as u64;
+    }
+    let mut args = CloneArgs {
+        flags,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.0.base as u64,
+        stack_size: STACK_SIZE as u64,
+        cgroup: cgroup_fd,
+        ..CloneArgs::default()
+    };
+    let blocked = BlockedSignals::new();
+    // SAFETY: `args` describes a mapped stack that only this child uses
+    // (the caller keeps it, and `start`, until the child has left this
+    // memory); the child runs `child_main` on it and touches nothing else
+    // of ours.
+    let ret = unsafe { raw_clone3(&mut args, start) };
+    drop(blocked);
+    if ret < 0 {
+        let errno = Errno::from_raw(i32::try_from(-ret).unwrap_or(libc::EINVAL));
+        if matches!(errno, Errno::ENOSYS | Errno::E2BIG) {
+            UNAVAILABLE.store(true, Ordering::Relaxed);
+        }
+        return Err(errno);
+    }
+    // pid_max is at most 2^22: a positive return always fits.
+    Ok(i32::try_from(ret).unwrap_or(i32::MAX))
+}
+
+/// A stack for one `clone_shared` child. Dropped (once that child has left
+/// the init's memory) it goes back to a small pool for the next one.
+pub(crate) struct SharedStack(Stack);
+
+/// Stacks kept for reuse: a burst reuses them instead of mapping and
+/// unmapping one per start.
+const SPARE_STACKS: usize = 16;
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Stack>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl SharedStack {
+    pub(crate) fn new() -> Result<SharedStack, Errno> {
+        match SPARE.with(|spare| spare.borrow_mut().pop()) {
+            Some(stack) => Ok(SharedStack(stack)),
+            None => Stack::new().map(SharedStack),
+        }
+    }
+}
+
+impl Drop for SharedStack {
+    fn drop(&mut self) {
+        let stack = std::mem::replace(&mut self.0, Stack::EMPTY);
+        SPARE.with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_STACKS {
+                spare.push(stack);
+            }
+        });
+    }
+}
+
 /// The child's first Rust code, on its own stack.
 extern "C" fn child_main(arg: *mut c_void) -> ! {
     // SAFETY: `arg` is the `ChildStart` that `clone_vfork` passed, alive in
     // the suspended parent's frame.
-    let start = unsafe { &*(arg as *const ChildStart<'_>) };
+    let start = unsafe { &*(arg as *const ChildStart) };
     start.ran.store(true, Ordering::Release);
     // SAFETY: a cloned child; `child_exec` ends in execve or _exit.
     unsafe { child_exec(start) }
@@ -147,7 +230,7 @@ extern "C" fn child_main(arg: *mut c_void) -> ! {
 /// `args.stack`/`stack_size` must describe writable memory nothing else
 /// uses until the child has exec'd or exited, 16-byte aligned at its top.
 #[cfg(target_arch = "x86_64")]
-unsafe fn raw_clone3(args: &mut CloneArgs, start: &ChildStart<'_>) -> libc::c_long {
+unsafe fn raw_clone3(args: &mut CloneArgs, start: &ChildStart) -> libc::c_long {
     let ret: libc::c_long;
     // SAFETY: the caller's contract. The parent path is a plain syscall
     // (rcx and r11 clobbered). The child starts after `syscall` with rax 0,
@@ -167,7 +250,7 @@ unsafe fn raw_clone3(args: &mut CloneArgs, start: &ChildStart<'_>) -> libc::c_lo
             inlateout("rax") libc::SYS_clone3 => ret,
             in("rdi") args as *mut CloneArgs,
             in("rsi") std::mem::size_of::<CloneArgs>(),
-            in("r12") start as *const ChildStart<'_>,
+            in("r12") start as *const ChildStart,
             in("r13") child_main as extern "C" fn(*mut c_void) -> !,
             lateout("rcx") _,
             lateout("r11") _,
@@ -177,7 +260,7 @@ unsafe fn raw_clone3(args: &mut CloneArgs, start: &ChildStart<'_>) -> libc::c_lo
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn raw_clone3(_args: &mut CloneArgs, _start: &ChildStart<'_>) -> libc::c_long {
+unsafe fn raw_clone3(_args: &mut CloneArgs, _start: &ChildStart) -> libc::c_long {
     -libc::c_long::from(libc::ENOSYS)
 }
 
@@ -191,6 +274,12 @@ struct Stack {
 const GUARD: usize = 4096;
 
 impl Stack {
+    /// No mapping (what a `SharedStack` holds once its stack went back).
+    const EMPTY: Stack = Stack {
+        base: std::ptr::null_mut(),
+        mapping: std::ptr::null_mut(),
+    };
+
     fn new() -> Result<Stack, Errno> {
         // SAFETY: a fresh private anonymous mapping; no existing memory is
         // affected.
@@ -221,6 +310,9 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        if self.mapping.is_null() {
+            return;
+        }
         // SAFETY: unmaps exactly the mapping `new` made; the child that used
         // it has exec'd or exited.
         unsafe { libc::munmap(self.mapping, STACK_SIZE + GUARD) };

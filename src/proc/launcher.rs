@@ -1,7 +1,7 @@
 //! Starting a plain service's process: user, environment, program lookup,
-//! log pipe, cgroup, then a fork that does not wait for the exec
+//! log pipe, cgroup, then a clone that does not wait for the exec
 //! (`spawn::spawn_async`), or for a lone start a clone into its cgroup that
-//! does (`spawn::spawn`). The launcher owns forked children until their
+//! does (`spawn::spawn`). The launcher owns started children until their
 //! error pipe says they exec'd (EOF) or failed (a record), or they died,
 //! and answers the supervisor's `Spawn` with an `Input::Spawned`.
 
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// Within a burst of spawns, children that exec'd are taken in this often.
 pub(crate) const COLLECT_INTERVAL: Duration = Duration::from_millis(3);
 
-/// A service's child between fork and exec.
+/// A service's child between clone and exec.
 #[derive(Debug)]
 struct PendingStart {
     name: String,
@@ -44,11 +44,15 @@ pub(crate) enum PendingExit {
     /// The supervisor is answered with `spawned` first; then, when `ran`,
     /// the exit is the service's.
     Answered { spawned: Input, ran: bool },
+    /// The kernel killed the child as it was born (see
+    /// `PendingSpawn::killed_at_birth`): start the service again, the same
+    /// start, which now joins its cgroup after the clone.
+    Retry { name: String, gen: u64 },
 }
 
 #[derive(Default)]
 pub(crate) struct Launcher {
-    /// Children forked but not yet seen to exec, by pid.
+    /// Children started but not yet seen to exec, by pid.
     pending: HashMap<Pid, PendingStart>,
     /// When a burst of spawns last looked for children that exec'd.
     collected: Option<Instant>,
@@ -98,7 +102,7 @@ impl Launcher {
     /// for until it has exec'd (`spawn::spawn`, well under a millisecond:
     /// no page tables copied, no cgroup migration, which costs an RCU grace
     /// period of milliseconds after a quiet while): Ok(Some(pid)). Any
-    /// other is forked and not waited for (a burst, from one request or
+    /// other is cloned and not waited for (a burst, from one request or
     /// from many, must not wait for each exec): Ok(None), and its answer
     /// comes later, from its pipe or its exit.
     pub(crate) fn spawn(
@@ -218,6 +222,10 @@ impl Launcher {
             return None;
         }
         let outcome = pending.child.outcome()?;
+        if outcome.is_ok() && pending.child.killed_at_birth() {
+            // Its EOF is its death, not an exec: its exit brings the retry.
+            return None;
+        }
         let (name, gen) = (pending.name.clone(), pending.gen);
         if outcome.is_ok() {
             // Its pid is the service's now: the reaper hands its exit to the
@@ -235,8 +243,20 @@ impl Launcher {
         let Some(pending) = self.take(io, pid) else {
             return PendingExit::Unknown;
         };
+        pending.child.reaped();
         if pending.discard || !is_current(sup, &pending.name, pending.gen) {
             return PendingExit::Dropped;
+        }
+        if pending.child.killed_at_birth() {
+            crate::warn!(
+                "the kernel killed the new process of '{}' as it was born (its cgroup was \
+                 once killed); starting it again",
+                pending.name
+            );
+            return PendingExit::Retry {
+                name: pending.name,
+                gen: pending.gen,
+            };
         }
         // Every write end is gone with the child: the pipe holds its last word.
         let outcome = pending.child.outcome().unwrap_or(Ok(()));

@@ -19,24 +19,23 @@
 //! or exec failed, so no failed child is left behind; a failed
 //! `spawn_async` child exits 127 and is left to the reaper.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
-use std::ffi::CString;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 
 use crate::proc::child::{
-    child_exec, decode_record, path_cstring, ChildPlan, ChildSetup, ChildStart, SetupStep, UserIds,
-    ERROR_RECORD_LEN, STAGE_EXEC, STAGE_WORKING_DIR,
+    child_exec, decode_record, path_cstring, ChildPlan, ChildSetup, ChildStart, ExecWords,
+    SetupStep, UserIds, ERROR_RECORD_LEN, STAGE_EXEC, STAGE_WORKING_DIR,
 };
-use crate::proc::clone::{clone_vfork, CloneError};
+use crate::proc::clone::{clone_shared, clone_vfork, CloneError, SharedStack};
 
 /// `PATH` of a service whose definition sets none, of a container whose
 /// image and service set none (Docker's), and of the init itself when the
@@ -406,10 +405,20 @@ enum StartedBy {
     Clone,
     /// `fork()`: the child joins its cgroup itself (`cgroup.procs`).
     Fork,
+    /// `clone3(CLONE_VM | CLONE_INTO_CGROUP)`, not waited for.
+    SharedIntoCgroup,
+    /// `clone3(CLONE_VM)`, not waited for; the child joins its cgroup itself.
+    Shared,
+}
+
+/// What a `clone_shared` child runs on: kept until it has left the init's
+/// memory.
+struct Shared {
+    start: Box<ChildStart>,
+    _stack: SharedStack,
 }
 
 /// A child started by `spawn_async` that has not yet been seen to exec.
-#[derive(Debug)]
 pub struct PendingSpawn {
     pid: i32,
     /// Read end of the error pipe (O_NONBLOCK): EOF once the child has
@@ -418,6 +427,33 @@ pub struct PendingSpawn {
     cmd: String,
     program: PathBuf,
     working_dir: Option<PathBuf>,
+    /// A child cloned onto the init's memory: what it runs on.
+    shared: Option<Shared>,
+    /// The child has left the init's memory (EOF seen, or reaped).
+    left: Cell<bool>,
+}
+
+impl std::fmt::Debug for PendingSpawn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingSpawn")
+            .field("pid", &self.pid)
+            .field("cmd", &self.cmd)
+            .field("shared", &self.shared.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PendingSpawn {
+    fn drop(&mut self) {
+        // A child that may still run on this memory keeps it: a leak on a
+        // path that should not exist, never a stack or a ChildStart freed
+        // under a running child.
+        if !self.left.get() {
+            if let Some(shared) = self.shared.take() {
+                std::mem::forget(shared);
+            }
+        }
+    }
 }
 
 impl PendingSpawn {
@@ -440,10 +476,15 @@ impl PendingSpawn {
         let mut got = 0;
         while let Some(rest) = record.get_mut(got..) {
             if rest.is_empty() {
+                // A whole record: EOF follows when the child has exited.
+                self.see_eof();
                 break;
             }
             match nix::unistd::read(self.pipe.as_raw_fd(), rest) {
-                Ok(0) => break,
+                Ok(0) => {
+                    self.left.set(true);
+                    break;
+                }
                 Ok(n) => got += n,
                 Err(Errno::EINTR) => {}
                 // Nothing yet: the child is still on its way to exec.
@@ -468,20 +509,57 @@ impl PendingSpawn {
 }
 
 impl PendingSpawn {
-    /// Blocks until the child has exec'd or failed, as `spawn` does.
+    /// Blocks until the child has exec'd or failed, as `spawn` does; after
+    /// a failure, until it has exited (its pipe's EOF).
     pub fn wait(&self) -> Result<(), SpawnError> {
         loop {
             if let Some(outcome) = self.outcome() {
+                while !self.left.get() {
+                    self.poll_pipe();
+                    self.see_eof();
+                }
                 return outcome;
             }
-            let mut fds = [libc::pollfd {
-                fd: self.pipe.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            // SAFETY: one valid pollfd for the duration of the call.
-            unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+            self.poll_pipe();
         }
+    }
+
+    fn poll_pipe(&self) {
+        let mut fds = [libc::pollfd {
+            fd: self.pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, -1) };
+    }
+
+    /// Notes EOF on the pipe if it is there (the child has left).
+    fn see_eof(&self) {
+        let mut byte = [0u8; 1];
+        if let Ok(0) = nix::unistd::read(self.pipe.as_raw_fd(), &mut byte) {
+            self.left.set(true);
+        }
+    }
+
+    /// The reaper took this child's exit: it has left the init's memory.
+    pub fn reaped(&self) {
+        self.left.set(true);
+    }
+
+    /// A child cloned onto the init's memory that died before its first
+    /// instruction: the kernel killed it as it was born (see
+    /// `CloneError::KilledAtBirth`). Later starts in that cgroup join it
+    /// through `cgroup.procs`.
+    pub fn killed_at_birth(&self) -> bool {
+        let never_ran = self
+            .shared
+            .as_ref()
+            .is_some_and(|s| s.start.in_cgroup && !s.start.ran.load(Ordering::Acquire));
+        if never_ran {
+            CGROUPS.with(|m| m.borrow_mut().kills_at_birth = true);
+        }
+        never_ran
     }
 }
 
@@ -490,15 +568,15 @@ impl PendingSpawn {
 /// the rest (a setup step or the exec failed) from `PendingSpawn::outcome`,
 /// once its fd is readable or the child has died.
 ///
-/// A fork, not `spawn`'s vfork-style clone: that suspends the caller until
-/// the child has been scheduled and has exec'd, which in a burst waits
-/// behind the services started just before (3-7 ms a start on a loaded
-/// 2-core machine: 100 concurrent starts took 634 ms instead of 201), and
-/// `CLONE_INTO_CGROUP` moves the cgroup attach into the caller's system
-/// call, where the forked child's own `cgroup.procs` write keeps it off the
-/// loop. Everything the child needs (C strings, pointer arrays, the
-/// `ChildPlan`) is built before the fork, so the child only makes
-/// async-signal-safe calls.
+/// Not `spawn`'s vfork-style clone: that suspends the caller until the
+/// child has been scheduled and has exec'd, which in a burst waits behind
+/// the services started just before (3-7 ms a start on a loaded 2-core
+/// machine: 100 concurrent starts took 634 ms instead of 201). A clone onto
+/// the init's memory that does not wait (`clone_shared`), which the init
+/// keeps until the child has left it; born in its cgroup when that is new
+/// to this run. Where that cannot be, a fork. Everything the child needs
+/// (C strings, pointer arrays, the `ChildPlan`) is built before, so the
+/// child only makes raw system calls.
 pub fn spawn_async(spec: SpawnSpec<'_>) -> Result<PendingSpawn, SpawnError> {
     start(spec, false).map(|(child, _)| child)
 }
@@ -513,7 +591,7 @@ fn start(spec: SpawnSpec<'_>, clone: bool) -> Result<(PendingSpawn, StartedBy), 
     };
     let program = checked_program(&spec)?;
     let c_program = path_cstring(&program).map_err(exec_error)?;
-    let words = ExecWords::new(&spec).map_err(exec_error)?;
+    let words = ExecWords::new(spec.argv0, spec.args, spec.env).map_err(exec_error)?;
     let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)
         .map_err(|errno| exec_error(errno.into()))?;
     let plan = ChildPlan::new(&child_setup(&spec), error_write.as_raw_fd()).map_err(exec_error)?;
@@ -528,28 +606,36 @@ fn start(spec: SpawnSpec<'_>, clone: bool) -> Result<(PendingSpawn, StartedBy), 
         above_stdio(spec.stdout).map_err(exec_error)?,
         above_stdio(spec.stderr).map_err(exec_error)?,
     ];
-    let start = ChildStart {
+    let start = Box::new(ChildStart {
         stdio: [
             stdio[0].as_raw_fd(),
             stdio[1].as_raw_fd(),
             stdio[2].as_raw_fd(),
         ],
-        plan: &plan,
-        program: &c_program,
-        argv: &words.argv_ptrs,
-        envp: &words.envp_ptrs,
+        plan,
+        program: c_program,
+        words,
         in_cgroup: false,
         ran: AtomicBool::new(false),
-    };
-    let cloned = match (clone, spec.cgroup_procs) {
-        (true, cgroup_procs) => clone_child(start, cgroup_procs),
-        // A forked child's cgroup counts as used too (see `CgroupMemo`).
-        (false, Some(procs)) => Err(remember(cgroup_dir(procs), start)),
-        (false, None) => Err(start),
-    };
-    let (pid, started_by) = match cloned {
-        Ok(started) => started,
-        Err(start) => (fork_child(&start).map_err(exec_error)?, StartedBy::Fork),
+    });
+    let (pid, started_by, shared) = if clone {
+        match clone_child(start, spec.cgroup_procs) {
+            Ok((pid, started_by)) => (pid, started_by, None),
+            Err(start) => (
+                fork_child(&start).map_err(exec_error)?,
+                StartedBy::Fork,
+                None,
+            ),
+        }
+    } else {
+        match shared_child(start, spec.cgroup_procs) {
+            Ok((pid, started_by, shared)) => (pid, started_by, Some(shared)),
+            Err(start) => (
+                fork_child(&start).map_err(exec_error)?,
+                StartedBy::Fork,
+                None,
+            ),
+        }
     };
     // The parent's copies of the child's stdio and of the write end must be
     // closed now: EOF on the error pipe needs every write end gone.
@@ -561,53 +647,10 @@ fn start(spec: SpawnSpec<'_>, clone: bool) -> Result<(PendingSpawn, StartedBy), 
         cmd: spec.argv0.to_string(),
         program,
         working_dir: spec.working_dir.map(Path::to_path_buf),
+        shared,
+        left: Cell::new(false),
     };
     Ok((child, started_by))
-}
-
-/// argv and envp as C strings, and the null-terminated pointer arrays into
-/// them that execve takes.
-struct ExecWords {
-    _strings: Vec<CString>,
-    argv_ptrs: Vec<*const libc::c_char>,
-    envp_ptrs: Vec<*const libc::c_char>,
-}
-
-impl ExecWords {
-    fn new(spec: &SpawnSpec<'_>) -> io::Result<ExecWords> {
-        let nul_error = |what: &str| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{what} contains a NUL byte"),
-            )
-        };
-        let argc = spec.args.len().saturating_add(1);
-        let mut strings = Vec::with_capacity(argc.saturating_add(spec.env.len()));
-        for arg in std::iter::once(spec.argv0).chain(spec.args.iter().map(String::as_str)) {
-            strings.push(CString::new(arg).map_err(|_| nul_error("an argument"))?);
-        }
-        for (key, value) in spec.env {
-            strings.push(
-                CString::new(format!("{key}={value}")).map_err(|_| nul_error("the environment"))?,
-            );
-        }
-        // The CStrings' buffers stay put when the Vec moves into the struct.
-        let (argv, envp) = strings.split_at(argc.min(strings.len()));
-        let terminated = |words: &[CString]| -> Vec<*const libc::c_char> {
-            words
-                .iter()
-                .map(|word| word.as_ptr())
-                .chain(std::iter::once(std::ptr::null()))
-                .collect()
-        };
-        let argv_ptrs = terminated(argv);
-        let envp_ptrs = terminated(envp);
-        Ok(ExecWords {
-            _strings: strings,
-            argv_ptrs,
-            envp_ptrs,
-        })
-    }
 }
 
 /// What spawning has learnt about cgroups, for the kernel bug described at
@@ -630,10 +673,10 @@ thread_local! {
 /// or the unchanged `start` back when it cannot be used (a cgroup.procs
 /// path whose directory does not open or whose children the kernel kills,
 /// no clone3, or clone3 refused).
-fn clone_child<'a>(
-    mut start: ChildStart<'a>,
+fn clone_child(
+    mut start: Box<ChildStart>,
     cgroup_procs: Option<&Path>,
-) -> Result<(i32, StartedBy), ChildStart<'a>> {
+) -> Result<(i32, StartedBy), Box<ChildStart>> {
     let Some(procs) = cgroup_procs else {
         return match clone_vfork(&start, None) {
             Ok(pid) => Ok((pid, StartedBy::Clone)),
@@ -665,6 +708,57 @@ fn clone_child<'a>(
     }
 }
 
+/// The `clone_shared` path: `Ok` with the child's pid at once and what it
+/// runs on (to be kept until it has left the init's memory), or the
+/// unchanged `start` back when it cannot be used. Born in its cgroup only
+/// when the cgroup is new to this run (see `CgroupMemo`); otherwise the
+/// child joins it through `cgroup.procs`.
+fn shared_child(
+    mut start: Box<ChildStart>,
+    cgroup_procs: Option<&Path>,
+) -> Result<(i32, StartedBy, Shared), Box<ChildStart>> {
+    let Ok(stack) = SharedStack::new() else {
+        return Err(start);
+    };
+    let cgroup = cgroup_procs.map(cgroup_dir);
+    let fresh = cgroup.is_some_and(|dir| {
+        CGROUPS.with(|m| {
+            let m = m.borrow();
+            !m.kills_at_birth && !m.used.contains(dir)
+        })
+    });
+    let dir = match cgroup {
+        Some(dir) if fresh => open_dir(dir).ok(),
+        _ => None,
+    };
+    start.in_cgroup = dir.is_some();
+    let cloned = clone_shared(&start, dir.as_ref().map(|d| d.as_fd()), &stack);
+    if let Some(dir) = cgroup {
+        remember(dir, ());
+    }
+    match cloned {
+        Ok(pid) => {
+            let started_by = if start.in_cgroup {
+                StartedBy::SharedIntoCgroup
+            } else {
+                StartedBy::Shared
+            };
+            Ok((
+                pid,
+                started_by,
+                Shared {
+                    start,
+                    _stack: stack,
+                },
+            ))
+        }
+        Err(_) => {
+            start.in_cgroup = false;
+            Err(start)
+        }
+    }
+}
+
 fn cgroup_dir(procs: &Path) -> &Path {
     procs.parent().unwrap_or(Path::new("/"))
 }
@@ -691,7 +785,7 @@ fn open_dir(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// The fork path: returns at once; the child joins its cgroup itself.
-fn fork_child(start: &ChildStart<'_>) -> io::Result<i32> {
+fn fork_child(start: &ChildStart) -> io::Result<i32> {
     // SAFETY: the init is single-threaded (and in tests, the child touches
     // no lock another thread could hold): after fork the child only makes
     // async-signal-safe calls (dup2, the plan's syscalls, execve, write,
@@ -1233,6 +1327,9 @@ mod tests {
             .expect("these tests need a cgroup2 mount")
     }
 
+    /// spawn_async's children are in their cgroup before they exec: the
+    /// first of a cgroup new to this run is born there, the next ones (the
+    /// cgroup may have been killed since) write to cgroup.procs themselves.
     #[test]
     fn child_joins_its_cgroup_before_exec() {
         let root = cgroup2_mount();
@@ -1241,26 +1338,85 @@ mod tests {
         std::fs::create_dir(&group).unwrap();
         let procs = group.join("cgroup.procs");
         let cat = program("cat");
-        let (stdin_read, stdin_write) = pipe();
-        let mut spec = spec(&cat, "cat", &[], &[], dev_null());
-        spec.stdin = Some(stdin_read);
-        spec.cgroup_procs = Some(&procs);
-        // The fork path: the child writes to cgroup.procs itself.
-        let child = spawn_async(spec).unwrap();
-        child.wait().unwrap();
-        let pid = child.pid();
-        let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        let listed = std::fs::read_to_string(&procs).unwrap();
-        drop(stdin_write);
-        assert_eq!(reap(pid), 0);
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (stdin_read, stdin_write) = pipe();
+            let mut spec = spec(&cat, "cat", &[], &[], dev_null());
+            spec.stdin = Some(stdin_read);
+            spec.cgroup_procs = Some(&procs);
+            let (child, how) = start(spec, false).unwrap();
+            child.wait().unwrap();
+            let pid = child.pid();
+            let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+            let listed = std::fs::read_to_string(&procs).unwrap();
+            drop(stdin_write);
+            assert_eq!(reap(pid), 0);
+            seen.push((how, pid, membership, listed));
+        }
         wait_for("the test cgroup to be removable", || {
             std::fs::remove_dir(&group).ok()
         });
-        assert!(
-            membership.lines().any(|line| line == format!("0::/{name}")),
-            "{membership}"
-        );
-        assert_eq!(listed.trim(), pid.to_string());
+        let hows: Vec<StartedBy> = seen.iter().map(|s| s.0).collect();
+        assert_eq!(hows, [StartedBy::SharedIntoCgroup, StartedBy::Shared]);
+        for (how, pid, membership, listed) in &seen {
+            assert!(
+                membership.lines().any(|line| line == format!("0::/{name}")),
+                "{how:?}: {membership}"
+            );
+            assert_eq!(listed.trim(), pid.to_string(), "{how:?}");
+        }
+    }
+
+    /// Where the kernel kills a child cloned into a once-killed cgroup at
+    /// birth, spawn_async's child says so (its EOF is its death, not an
+    /// exec), and the next start joins the cgroup after the clone and runs.
+    #[test]
+    fn an_async_child_killed_at_birth_is_told_apart_and_the_next_runs() {
+        let root = cgroup2_mount();
+        let name = format!("iris-spawn-async-killed-{}", std::process::id());
+        let group = root.join(&name);
+        std::fs::create_dir(&group).unwrap();
+        std::fs::write(group.join("cgroup.kill"), "1").unwrap();
+        let procs = group.join("cgroup.procs");
+        let cat = program("cat");
+        let args = vec!["/proc/self/cgroup".to_string()];
+        let mut runs = Vec::new();
+        for _ in 0..2 {
+            let (read_end, write_end) = pipe();
+            let mut spec = spec(&cat, "cat", &args, &[], write_end);
+            spec.cgroup_procs = Some(&procs);
+            let (child, how) = start(spec, false).unwrap();
+            child.wait().unwrap();
+            let code = match waitpid(Pid::from_raw(child.pid()), None).unwrap() {
+                WaitStatus::Exited(_, code) => code,
+                WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+                other => panic!("unexpected {other:?}"),
+            };
+            child.reaped();
+            let killed = child.killed_at_birth();
+            let mut output = String::new();
+            std::fs::File::from(read_end)
+                .read_to_string(&mut output)
+                .unwrap();
+            runs.push((how, killed, code, output));
+        }
+        wait_for("the test cgroup to be removable", || {
+            std::fs::remove_dir(&group).ok()
+        });
+        let line = format!("0::/{name}");
+        let (first_how, first_killed, first_code, first_output) = &runs[0];
+        assert_eq!(*first_how, StartedBy::SharedIntoCgroup);
+        if *first_killed {
+            assert_eq!(*first_code, 128 + libc::SIGKILL, "{first_output}");
+        } else {
+            assert_eq!(*first_code, 0);
+            assert!(first_output.lines().any(|l| l == line), "{first_output}");
+        }
+        let (how, killed, code, output) = &runs[1];
+        assert_eq!(*how, StartedBy::Shared);
+        assert!(!killed);
+        assert_eq!(*code, 0);
+        assert!(output.lines().any(|l| l == line), "{output}");
     }
 
     /// The child is in its service's cgroup from its first instruction: it

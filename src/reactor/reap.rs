@@ -197,6 +197,10 @@ impl Reactor {
         match self.launcher.on_exit(&mut self.io, &self.sup, pid) {
             PendingExit::Unknown => {}
             PendingExit::Dropped => return true,
+            PendingExit::Retry { name, gen } => {
+                self.spawn(&name, gen, false);
+                return true;
+            }
             PendingExit::Answered { spawned, ran } => {
                 self.feed(spawned);
                 if !ran {

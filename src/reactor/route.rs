@@ -144,7 +144,7 @@ impl Reactor {
 
     /// The supervisor's `Spawn`: a container goes to the driver, a plain
     /// service to the launcher.
-    fn spawn(&mut self, name: &str, gen: u64, lone: bool) {
+    pub(super) fn spawn(&mut self, name: &str, gen: u64, lone: bool) {
         let Some(mut def) = self.sup.get(name).map(|s| s.def.clone()) else {
             return;
         };
