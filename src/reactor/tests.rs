@@ -24,7 +24,7 @@ fn reactor(tag: &str) -> (Reactor, PathBuf) {
 /// Leaves nothing behind: the test's cgroup subtree and files.
 fn finish(r: Reactor, dir: PathBuf) {
     if let Some(cg) = &r.cgroups {
-        cg.cleanup();
+        cg.cleanup(std::time::Duration::ZERO);
     }
     drop(r);
     let _ = std::fs::remove_dir_all(&dir);
