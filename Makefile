@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 RUN_DIR ?= $(CURDIR)/build/run
 
-.PHONY: all build static setup run test ci lint unit api-schema dropin-schema vm vm-test bench bench-peers mutants man clean fuzz fuzz-ci
+.PHONY: all build static setup run test ci lint unit api-schema dropin-schema vm vm-test bench bench-peers peer-bench-script mutants man clean fuzz fuzz-ci
 
 all: build
 
@@ -84,10 +84,15 @@ bench: build
 # quicker run.
 PEER_BENCH ?= ../shared/bench/run.sh
 PEER_WORK ?= $(CURDIR)/build/peer-bench
-bench-peers: build
+bench-peers: peer-bench-script build
 	BENCH_WORK=$(PEER_WORK) IRIS_INIT_BIN=$(CURDIR)/target/release/iris-init \
 		bash $(PEER_BENCH) iris-init s6 runit $(if $(DINIT_BIN),dinit)
 	python3 scripts/peer-ratios.py "$$(ls -d $(PEER_WORK)/results/*/ | tail -1)"
+
+# The peer benchmark's script is not in this repository: say so before
+# building anything.
+peer-bench-script:
+	@test -f $(PEER_BENCH) || { echo "bench-peers: no peer benchmark script at $(PEER_BENCH) (it is not in this repository; set PEER_BENCH=path/to/run.sh)" >&2; exit 1; }
 
 # irisctl's man pages (irisctl.1 and one per command), from its clap definition.
 man: build

@@ -548,3 +548,76 @@ fn readiness_checks_of_a_container_run_inside_it() {
     assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
     assert!(log_of(t.path(), "ctr-log").contains("the container says ready"));
 }
+
+/// The cgroups a process is in, one path per hierarchy: cgroup2 and, on
+/// a v1/v2 hybrid host, each cgroup v1 hierarchy (matched by controllers).
+fn cgroups_of(pid: i32) -> Vec<PathBuf> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mounts: Vec<(String, Vec<String>)> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mut post = post.split_whitespace();
+            let fstype = post.next()?;
+            let opts = post.nth(1)?.split(',').map(str::to_string).collect();
+            let kind = match fstype {
+                "cgroup2" => vec![String::new()],
+                "cgroup" => opts,
+                _ => return None,
+            };
+            Some((pre.split_whitespace().nth(4)?.to_string(), kind))
+        })
+        .collect();
+    let own = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    own.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let (mount, _) = mounts
+                .iter()
+                .find(|(_, opts)| ctrls.split(',').all(|c| opts.iter().any(|o| o == c)))?;
+            Some(Path::new(mount).join(path.trim_start_matches('/')))
+        })
+        .collect()
+}
+
+#[test]
+fn a_clean_exit_leaves_no_cgroup_of_a_container_behind() {
+    let f = fixture();
+    let t = TempDir::new("ctr-cgexit");
+    let mut init = Init::start(t.path());
+    let n = 600_000 + std::process::id() % 100_000;
+    put(
+        &init,
+        "ctr-cg",
+        json!({"cmd": "sleep", "args": [n.to_string()], "container": true, "image": f.image}),
+    );
+    let (s, v) = start(&init, "ctr-cg");
+    assert_eq!((s, v["status"].as_str()), (200, Some("running")), "{v}");
+    let v = init.wait_for("ctr-cg", "its container", |v| v["container_pid"].is_i64());
+    let cpid = v["container_pid"].as_i64().unwrap() as i32;
+    // The runtime nests the container's cgroup in the service's, under the
+    // supervisor's own subtree: in cgroup2 and, with runc on a hybrid
+    // host, in every v1 hierarchy too. Each is cut at the subtree.
+    let subtrees: Vec<PathBuf> = cgroups_of(cpid)
+        .into_iter()
+        .filter_map(|dir| {
+            let tail = ["ctr-cg.service", "container"];
+            let names: Vec<_> = dir.iter().rev().take(2).collect();
+            (names == [tail[1], tail[0]]).then(|| dir.parent()?.parent().map(Path::to_path_buf))?
+        })
+        .collect();
+    assert!(!subtrees.is_empty(), "{:?}", cgroups_of(cpid));
+    for dir in &subtrees {
+        let tag = dir.file_name().unwrap().to_string_lossy();
+        assert!(
+            tag.starts_with("iris-") && dir.exists(),
+            "{}",
+            dir.display()
+        );
+    }
+    assert!(init.terminate().success());
+    assert!(!alive(cpid));
+    let left: Vec<&PathBuf> = subtrees.iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -262,12 +262,35 @@ impl Cgroups {
         })
     }
 
-    /// Removes the init's own subtree and every empty service cgroup in it
-    /// (at exit of a plain supervisor).
-    pub fn cleanup(&self) {
-        if self.owned {
-            remove_empty_tree(&self.base, 0);
+    /// At the clean exit of a plain supervisor (its services stopped):
+    /// removes its own subtree, deepest first, with the service cgroups in
+    /// it and the cgroups an OCI runtime nested in them; with runc on a
+    /// v1/v2 hybrid, the same subtree in every cgroup v1 hierarchy too. A
+    /// cgroup that still holds a process stays, with a warning naming it;
+    /// one that may be dying (an exec killed just before) gets up to
+    /// `patience`. Returns the cgroups kept (the innermost ones).
+    pub fn cleanup(&self, patience: std::time::Duration) -> Vec<PathBuf> {
+        if !self.owned {
+            return Vec::new();
         }
+        let rel = self
+            .base
+            .strip_prefix(&self.mount)
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let deadline = std::time::Instant::now() + patience;
+        let kept = loop {
+            let mut kept = remove_empty_tree(&self.base, 0);
+            kept.extend(remove_v1_leftovers(&rel));
+            if kept.is_empty() || std::time::Instant::now() >= deadline {
+                break kept;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        for (dir, why) in &kept {
+            crate::warn!("cgroup {} is left behind: {why}", dir.display());
+        }
+        kept.into_iter().map(|(dir, _)| dir).collect()
     }
 
     /// A plain supervisor started again after it was killed (kill -9, OOM)
@@ -414,7 +437,7 @@ impl Cgroups {
     /// Removes an empty service cgroup, with the empty child cgroups an OCI
     /// runtime may have left in it.
     pub fn remove(&self, service: &str) {
-        remove_empty_tree(&self.path(service), 0);
+        let _ = remove_empty_tree(&self.path(service), 0);
     }
 
     /// The service's cgroup relative to the cgroup2 mount point, without a
@@ -502,40 +525,66 @@ fn populated(events: &str) -> bool {
         .any(|l| l.split_whitespace().eq(["populated", "1"]))
 }
 
-/// Removes `dir` and its child cgroups, deepest first; a cgroup that still
-/// holds a process stays (the kernel refuses with EBUSY).
-fn remove_empty_tree(dir: &Path, depth: usize) {
+/// Removes `dir` and its child cgroups, deepest first. A cgroup that still
+/// holds a process stays (the kernel refuses with EBUSY), and so does every
+/// cgroup above it: returns the innermost ones kept, each with why (a
+/// missing `dir` is nothing kept).
+fn remove_empty_tree(dir: &Path, depth: usize) -> Vec<(PathBuf, String)> {
+    let mut kept = Vec::new();
     // A runtime nests a cgroup or two; never walk an unbounded tree.
     if depth < 8 {
         if let Ok(entries) = fs::read_dir(dir) {
             for e in entries.flatten() {
                 if e.file_type().is_ok_and(|t| t.is_dir()) {
-                    remove_empty_tree(&e.path(), depth + 1);
+                    kept.extend(remove_empty_tree(&e.path(), depth + 1));
                 }
             }
         }
     }
-    let _ = fs::remove_dir(dir);
+    match fs::remove_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        // Held up by a child kept, which is the one to name.
+        Err(_) if !kept.is_empty() => {}
+        Err(e) => kept.push((dir.to_path_buf(), why_kept(dir, &e))),
+    }
+    kept
+}
+
+/// Why the kernel refused to remove the cgroup `dir`, for a warning.
+fn why_kept(dir: &Path, e: &io::Error) -> String {
+    let pids = fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| procs_pids(&s))
+        .unwrap_or_default();
+    if pids.is_empty() {
+        return e.to_string();
+    }
+    let list: Vec<String> = pids.iter().take(10).map(i32::to_string).collect();
+    let more = if pids.len() > 10 { ", ..." } else { "" };
+    format!("it still holds pid {}{more}", list.join(", "))
 }
 
 /// Removes the empty cgroup `rel` (relative, e.g. `web.service`) that an
 /// OCI runtime made under the init's own cgroup in every cgroup v1
 /// hierarchy (runc on a v1/v2 hybrid host), with its empty children.
-pub fn remove_v1_leftovers(rel: &str) {
+/// Returns the cgroups kept (see `remove_empty_tree`).
+pub fn remove_v1_leftovers(rel: &str) -> Vec<(PathBuf, String)> {
     let (Ok(mountinfo), Ok(own)) = (
         fs::read_to_string("/proc/self/mountinfo"),
         fs::read_to_string("/proc/self/cgroup"),
     ) else {
-        return;
+        return Vec::new();
     };
     let rel = rel.trim_matches('/');
     if rel.is_empty() || rel.split('/').any(|c| c == "..") {
-        return;
+        return Vec::new();
     }
+    let mut kept = Vec::new();
     for (mount, own_path) in v1_hierarchies(&mountinfo, &own) {
         let dir = mount.join(own_path.trim_start_matches('/')).join(rel);
-        remove_empty_tree(&dir, 0);
+        kept.extend(remove_empty_tree(&dir, 0));
     }
+    kept
 }
 
 /// Each cgroup v1 mount point with the init's cgroup in it, matched by the
@@ -616,7 +665,7 @@ mod tests {
             Some(9)
         );
         assert!(!cg.path("old").exists(), "its cgroup is gone");
-        cg.cleanup();
+        cg.cleanup(std::time::Duration::ZERO);
         assert!(!cg.base().exists());
     }
 
@@ -835,10 +884,42 @@ mod tests {
     fn removing_a_tree_keeps_nothing_empty_and_never_fails() {
         let base = std::env::temp_dir().join(format!("iris-cg-rm-{}", std::process::id()));
         std::fs::create_dir_all(base.join("web.service/container")).unwrap();
-        remove_empty_tree(&base.join("web.service"), 0);
+        assert_eq!(remove_empty_tree(&base.join("web.service"), 0), []);
         assert!(!base.join("web.service").exists());
-        remove_empty_tree(&base.join("absent"), 0);
+        assert_eq!(remove_empty_tree(&base.join("absent"), 0), []);
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    /// The exit removes the whole subtree, nested cgroups too, except a
+    /// cgroup that holds a process: that one (not the levels above it) is
+    /// named, and goes at a later cleanup once it is empty.
+    #[test]
+    fn cleanup_removes_the_subtree_but_a_busy_cgroup() {
+        let tag = format!("iris-cg-cleanup-test-{}", std::process::id());
+        let cg = Cgroups::detect(Some(&tag)).expect("a writable cgroup2 hierarchy");
+        cg.prepare("idle").unwrap();
+        fs::create_dir_all(cg.path("idle").join("container/inner")).unwrap();
+        cg.prepare("busy").unwrap();
+        let busy = cg.path("busy").join("container");
+        fs::create_dir(&busy).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("1000")
+            .spawn()
+            .unwrap();
+        fs::write(busy.join("cgroup.procs"), child.id().to_string()).unwrap();
+        let kept = cg.cleanup(std::time::Duration::ZERO);
+        assert_eq!(kept, std::slice::from_ref(&busy));
+        assert!(
+            !cg.path("idle").exists(),
+            "the idle service went, nested too"
+        );
+        assert!(cg.base().exists(), "kept above the busy cgroup");
+        let why = why_kept(&busy, &io::Error::from_raw_os_error(libc::EBUSY));
+        assert_eq!(why, format!("it still holds pid {}", child.id()));
+        let _ = child.kill();
+        child.wait().unwrap();
+        assert!(cg.cleanup(std::time::Duration::from_secs(5)).is_empty());
+        assert!(!cg.base().exists());
     }
 
     /// An empty cgroup left from before is replaced (a new directory: new
@@ -870,6 +951,6 @@ mod tests {
         child.wait().unwrap();
         cg.remove("idle");
         cg.remove("busy");
-        cg.cleanup();
+        cg.cleanup(std::time::Duration::ZERO);
     }
 }

@@ -280,6 +280,6 @@ mod tests {
         );
         assert!(trees.is_idle());
         cg.remove("svc");
-        cg.cleanup();
+        cg.cleanup(std::time::Duration::ZERO);
     }
 }

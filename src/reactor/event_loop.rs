@@ -36,6 +36,8 @@ const ANSWER_EVERY: Duration = Duration::from_millis(10);
 const CONSOLE_RETRY: Duration = Duration::from_millis(100);
 /// How long start-up waits for a previous run's leftovers to die.
 const LEFTOVER_PATIENCE: Duration = Duration::from_secs(5);
+/// How long the exit waits for cgroups still busy with dying processes.
+const CLEANUP_PATIENCE: Duration = Duration::from_secs(1);
 /// A poll that returns this much later than its timeout was a pause.
 const PAUSE_SLACK: Duration = Duration::from_millis(1500);
 
@@ -168,8 +170,10 @@ impl Reactor {
         let _ = self.write_state_if_dirty();
         self.execs.kill_all();
         self.containers.abandon_tasks();
+        // A plain supervisor leaves no cgroup behind (its services are
+        // stopped; the execs just killed get a moment to be gone).
         if let Some(cg) = &self.cgroups {
-            cg.cleanup();
+            cg.cleanup(CLEANUP_PATIENCE);
         }
         self.halt.unwrap_or(HaltMode::PowerOff)
     }
@@ -513,7 +517,7 @@ mod tests {
         });
         assert!(after && r.sup.get("ok").is_some());
         if let Some(cg) = &r.cgroups {
-            cg.cleanup();
+            cg.cleanup(Duration::ZERO);
         }
         let _ = std::fs::remove_dir_all(&dir);
     }

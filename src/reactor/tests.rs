@@ -3,12 +3,13 @@
 
 use super::event_loop::Reactor;
 use crate::config::Config;
+use crate::proc::cgroup::Cgroups;
 use mio::Events;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-fn reactor(tag: &str) -> (Reactor, PathBuf) {
+fn reactor(tag: &str) -> (Reactor, Scratch) {
     let dir = std::env::temp_dir().join(format!("iris-reactor-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("init.d")).unwrap();
@@ -18,16 +19,38 @@ fn reactor(tag: &str) -> (Reactor, PathBuf) {
         state_file: dir.join("state.json"),
         log_dir: dir.join("logs"),
     };
-    (Reactor::new(cfg, false).unwrap(), dir)
+    let r = Reactor::new(cfg, false).unwrap();
+    let cgroups = r.cgroups.clone();
+    (r, Scratch { dir, cgroups })
+}
+
+/// A test's directory and cgroup subtree, removed however the test ends:
+/// a failed assertion too (a mutation-testing run fails many), so no
+/// empty subtree is left on the host.
+struct Scratch {
+    dir: PathBuf,
+    cgroups: Option<Cgroups>,
+}
+
+impl Scratch {
+    fn join(&self, path: &str) -> PathBuf {
+        self.dir.join(path)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.cgroups {
+            cg.cleanup(std::time::Duration::ZERO);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 /// Leaves nothing behind: the test's cgroup subtree and files.
-fn finish(r: Reactor, dir: PathBuf) {
-    if let Some(cg) = &r.cgroups {
-        cg.cleanup();
-    }
+fn finish(r: Reactor, dir: Scratch) {
     drop(r);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 }
 
 /// Turns the loop until the client has an answer (each turn blocks only
