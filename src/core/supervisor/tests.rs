@@ -1,6 +1,7 @@
 //! State-machine tests: inputs in, actions out, no processes.
 
 use super::*;
+use crate::core::bounds;
 use crate::core::definition::{Definition, RestartPolicy};
 use std::time::Duration;
 
