@@ -742,3 +742,6 @@ mod tests;
 #[cfg(test)]
 #[path = "check_tests.rs"]
 mod check_tests;
+#[cfg(test)]
+#[path = "test_support.rs"]
+mod test_support;
