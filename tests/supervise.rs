@@ -24,6 +24,15 @@ fn start_running(init: &Init, name: &str) -> Value {
     v
 }
 
+/// The init's cgroup hierarchy: the test needs one it can write.
+fn needs_cgroups(init: &Init) -> String {
+    let sys = init.system();
+    match sys["cgroups"].as_str() {
+        Some(base) => base.to_string(),
+        None => panic!("this test needs a writable cgroup2 hierarchy: {sys}"),
+    }
+}
+
 /// A service script that waits for the file `go` in `dir` and then listens
 /// on `port`: its start stays pending until the test says go.
 fn listener_on_go(dir: &std::path::Path, port: u16) -> String {
@@ -282,11 +291,7 @@ fn orphans_are_reaped_no_zombie_left() {
         zombies_of(init.pid()).is_empty(),
         "no zombie under the init"
     );
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     let svc = init.service("forker");
     assert!(
         svc["orphans_reaped"].as_u64().unwrap() >= 200,
@@ -301,11 +306,7 @@ fn orphans_are_reaped_no_zombie_left() {
 fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
     let t = TempDir::new("orphans2");
     let init = Init::start(t.path());
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     init.put(
         "grouped",
         r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 150 ]; do (true &); i=$((i+1)); done; exec sleep 1000"]}"#,
@@ -341,11 +342,7 @@ fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
 fn stop_kills_setsid_and_double_forked_grandchildren() {
     let t = TempDir::new("escape");
     let init = Init::start(t.path());
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     let n = unique_sleep();
     // The daemon escapes the process group and session of the service.
     let def = format!(r#"{{"cmd":"sh","args":["-c","(setsid sleep {n} &) ; exec sleep {n}"]}}"#);
@@ -369,11 +366,7 @@ fn stop_kills_setsid_and_double_forked_grandchildren() {
 fn a_crashed_service_restarts_once_its_whole_tree_is_gone() {
     let t = TempDir::new("retree");
     let init = Init::start(t.path());
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     let n = unique_sleep();
     let left = t.path().join("left.txt");
     let script = format!(
@@ -589,11 +582,7 @@ fn two_inits_never_share_a_service_cgroup() {
     let (a, b) = (Init::start(ta.path()), Init::start(tb.path()));
     let mut groups = Vec::new();
     for init in [&a, &b] {
-        let (_, sys) = init.req("GET", "/v1/system", None);
-        let base = sys["cgroups"]
-            .as_str()
-            .unwrap_or_else(|| panic!("this test needs a writable cgroup2 hierarchy: {sys}"))
-            .to_string();
+        let base = needs_cgroups(init);
         init.put("same", r#"{"cmd":"sleep","args":["1000"]}"#);
         let pid = start_running(init, "same")["pid"].as_i64().unwrap();
         let cg = cgroup_of(pid);
