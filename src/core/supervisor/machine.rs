@@ -238,6 +238,8 @@ impl Supervisor {
         self.by_pid.get(&pid).map(String::as_str)
     }
 
+    // ----- restore -----------------------------------------------------
+
     /// Re-arms every pending wait from `now` (after a restore from a
     /// snapshot): health deadlines and stop timeouts start over, backoffs
     /// end at once, ports are watched again.

@@ -79,6 +79,8 @@ impl Supervisor {
         }
     }
 
+    // ----- start, stop, restart, delete -------------------------------
+
     /// Starts `name`, its needs first. Pending until it is running or failed.
     pub fn start(&mut self, name: &str) -> Result<Progress, SupError> {
         if self.shutting_down {
@@ -227,6 +229,8 @@ impl Supervisor {
         let p = self.stop_now(name, AfterStop::Delete, now);
         Ok(p)
     }
+
+    // ----- what only requests use -------------------------------------
 
     /// Moves a wanted-up service towards running.
     fn kick(&mut self, name: &str) {
