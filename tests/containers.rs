@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One image and one registry for every test of this file.
 struct Fixture {
@@ -155,14 +155,6 @@ fn mounts_under(dir: &Path) -> Vec<String> {
 
 fn log_of(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(paths(dir).3.join(format!("{name}.log"))).unwrap_or_default()
-}
-
-fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Sends `POST /v1/exec` of `sleep N` and returns once it runs; the answer
 /// is left unread on the returned client.
@@ -18,21 +18,15 @@ fn exec_sleep_pending(init: &Init, n: u32) -> Client {
         )
         .as_bytes(),
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids_with_cmdline(&format!("sleep {n}")).is_empty() {
-        assert!(Instant::now() < deadline, "command started");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the command to start", || {
+        !pids_with_cmdline(&format!("sleep {n}")).is_empty()
+    });
     c
 }
 
 /// Waits until no process runs `sleep N`.
 fn wait_sleep_gone(n: u32, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !pids_with_cmdline(&format!("sleep {n}")).is_empty() {
-        assert!(Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(what, || pids_with_cmdline(&format!("sleep {n}")).is_empty());
 }
 
 fn exec(init: &Init, body: Value) -> (u16, Value) {
@@ -193,21 +187,18 @@ fn logs_capture_tail_and_follow() {
         &json!({"cmd":"sh","args":["-c", script]}).to_string(),
     );
     init.req("POST", "/v1/services/talker/start", None);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let all = poll(WAIT, "the service's last line", || {
         let (_, b) = init
             .client()
             .req_bytes("GET", "/v1/services/talker/logs", None);
-        if String::from_utf8_lossy(&b).contains("err-line") {
-            assert_eq!(
-                String::from_utf8_lossy(&b),
-                "line1\nline2\nline3\nline4\nline5\nerr-line\n"
-            );
-            break;
+        let text = String::from_utf8_lossy(&b).into_owned();
+        if text.contains("err-line") {
+            Ok(text)
+        } else {
+            Err(text)
         }
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    });
+    assert_eq!(all, "line1\nline2\nline3\nline4\nline5\nerr-line\n");
     let (s, b) = init
         .client()
         .req_bytes("GET", "/v1/services/talker/logs?tail=2", None);
@@ -244,17 +235,16 @@ fn logs_rotate_at_the_cap() {
     init.put("noisy", r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 1000 ]; do echo line-$i-padding-padding; i=$((i+1)); done; exec sleep 1000"]}"#);
     init.req("POST", "/v1/services/noisy/start", None);
     let log = t.path().join("logs/noisy.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    poll(WAIT, "the last line as the log's tail", || {
         let (_, b) = init
             .client()
             .req_bytes("GET", "/v1/services/noisy/logs?tail=1", None);
         if b == b"line-999-padding-padding\n" {
-            break;
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&b).into_owned())
         }
-        assert!(Instant::now() < deadline, "{}", String::from_utf8_lossy(&b));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    });
     assert!(std::fs::metadata(&log).unwrap().len() <= 10000);
     assert!(
         std::fs::metadata(t.path().join("logs/noisy.log.1"))
@@ -335,14 +325,11 @@ fn a_full_log_disk_drops_counted_output_and_never_blocks_the_service() {
         &json!({"cmd": "sh", "args": ["-c", script]}).to_string(),
     );
     init.req("POST", "/v1/services/flood/start", None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the service was blocked by its output"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_within(
+        Duration::from_secs(30),
+        "the service, not blocked by its output, to finish",
+        || done.exists(),
+    );
     let v = init.wait_for("flood", "drops counted", |v| {
         v["log_dropped_bytes"].as_u64().unwrap_or(0) > 1_000_000
     });

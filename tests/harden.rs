@@ -289,11 +289,7 @@ fn a_supervisor_restarted_after_kill_9_runs_each_service_once() {
     let v = init.wait_status("once", "running");
     let second = v["pid"].as_i64().unwrap() as i32;
     assert_ne!(first, second);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while alive(first) && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    assert!(!alive(first), "the previous run's process was ended");
+    wait_until("the previous run's process to be ended", || !alive(first));
     assert_eq!(pids_with_cmdline(&format!("sleep {secs}")), [second]);
 }
 
@@ -487,16 +483,9 @@ fn out_of_descriptors_a_client_gets_503_and_the_api_recovers() {
     println!("emfile: {} connections held, then 503", held.len());
     drop(held);
     // Descriptors free again: the API answers as before.
-    let mut ok = false;
-    for _ in 0..100 {
-        let (s, _) = init.req("GET", "/v1/system", None);
-        if s == 200 {
-            ok = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    assert!(ok, "the API recovered");
+    wait_until("the API to recover", || {
+        init.req("GET", "/v1/system", None).0 == 200
+    });
 }
 
 #[test]

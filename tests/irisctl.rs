@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn ctl(args: &[&str]) -> Output {
     Command::new(CTL).args(args).output().unwrap()
@@ -50,15 +50,14 @@ impl Collected {
 
     /// Waits until `f(all output so far)` holds.
     fn wait_for(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        poll(WAIT, what, || {
             let t = self.text();
             if f(&t) {
-                return t;
+                Ok(t)
+            } else {
+                Err(format!("{t:?}"))
             }
-            assert!(Instant::now() < deadline, "waited for {what}; got {t:?}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        })
     }
 
     fn wait_contains(&self, needle: &str) -> String {

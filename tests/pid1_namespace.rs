@@ -3,7 +3,7 @@
 mod common;
 use common::*;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn reaps_orphans_as_pid1_of_a_namespace() {
@@ -97,15 +97,7 @@ fn pid1_in_a_namespace(stdio: Stdio) {
     let (_, sys) = init.req("GET", "/v1/system", None);
     assert_eq!(sys["pid"], 1, "the init is PID 1 in its namespace: {sys}");
     assert_eq!(sys["pid1"], true);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, sys) = init.req("GET", "/v1/system", None);
-        if sys["zombies_reaped"].as_u64().unwrap() >= 100 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "orphans not reaped: {sys}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    init.wait_reaped(100, WAIT);
     assert_eq!(init.service(name)["status"], "running");
     // Orderly poweroff through the API: services stopped, the halt steps,
     // then reboot(2), which ends a PID namespace by killing its init with

@@ -181,15 +181,8 @@ fn an_orphan_storm_is_reaped_completely() {
     let (s, v) = init.req("POST", "/v1/services/forker/start", None);
     assert_eq!(s, 200, "{v}");
     init.wait_for("forker", "done", |v| v["log_lines"].as_u64() >= Some(1));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let reaped = loop {
-        let (_, sys) = init.req("GET", "/v1/system", None);
-        let n = sys["zombies_reaped"].as_u64().unwrap_or(0);
-        if n >= count || Instant::now() > deadline {
-            break n;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let sys = init.wait_reaped(count, Duration::from_secs(60));
+    let reaped = sys["zombies_reaped"].as_u64().unwrap_or(0);
     println!(
         "orphan storm: {reaped} orphans reaped ({count} made) in {:?}",
         started.elapsed()

@@ -22,19 +22,6 @@ fn crash(init: &mut Init) {
     }
 }
 
-/// The report of the restore the init made at boot, once it is complete.
-fn boot_report(init: &Init) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, r) = init.req("GET", "/v1/restore", None);
-        if r["trigger"] == "boot" {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "no boot restore report: {r}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn names(v: &Value) -> Vec<String> {
     let mut n: Vec<String> = v
         .as_array()
@@ -72,7 +59,7 @@ fn restart_brings_back_exactly_what_was_running() {
     crash(&mut init);
 
     let init = Init::start(t.path());
-    let report = boot_report(&init);
+    let report = init.boot_report();
     assert_eq!(names(&report["started_services"]), ["d1", "x"], "{report}");
     assert!(report["failed_services"].as_array().unwrap().is_empty());
     assert!(report["timestamp"].is_string());
@@ -270,7 +257,7 @@ fn restore_lists_a_service_that_cannot_start_with_the_reason() {
     crash(&mut init);
     std::fs::remove_file(&bin).unwrap();
     let init = Init::start(t.path());
-    let report = boot_report(&init);
+    let report = init.boot_report();
     let failed = &report["failed_services"][0];
     assert_eq!(failed["name"], "d", "{report}");
     assert!(
@@ -285,19 +272,19 @@ fn restore_lists_a_service_that_cannot_start_with_the_reason() {
 
 /// The state file once it says `name` is wanted `wanted`.
 fn state_when(path: &std::path::Path, name: &str, wanted: &str) -> Vec<u8> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let bytes = std::fs::read(path).unwrap_or_default();
-        let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        if v["services"][name]["wanted"] == wanted {
-            return bytes;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "state file never had {name} {wanted}: {v}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    poll(
+        WAIT,
+        &format!("the state file to have {name} {wanted}"),
+        || {
+            let bytes = std::fs::read(path).unwrap_or_default();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if v["services"][name]["wanted"] == wanted {
+                Ok(bytes)
+            } else {
+                Err(v.to_string())
+            }
+        },
+    )
 }
 
 #[test]
@@ -383,7 +370,7 @@ fn a_pause_does_not_fail_a_health_deadline() {
 fn a_restore_with_nothing_to_do_answers() {
     let t = TempDir::new("empty-restore");
     let init = Init::start(t.path());
-    let report = boot_report(&init);
+    let report = init.boot_report();
     assert!(report["started_services"].as_array().unwrap().is_empty());
     let (s, r) = init.req("POST", "/v1/restore", None);
     assert_eq!(s, 200, "{r}");

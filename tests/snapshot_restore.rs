@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 fn generation_file(t: &TempDir) -> PathBuf {
     // A plain supervisor keeps it next to its socket (run/services.sock).
@@ -89,19 +89,14 @@ fn random_bytes(n: usize) -> Vec<u8> {
 }
 
 fn wait_file(path: &Path, what: &str, f: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll(WAIT, &format!("{what}: {}", path.display()), || {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         if f(&text) {
-            return text;
+            Ok(text)
+        } else {
+            Err(format!("{text:?}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: {}: {text:?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    })
 }
 
 #[test]
@@ -342,15 +337,7 @@ fn a_failed_step_is_reported_and_the_restore_goes_on() {
 fn boot_report_has_the_new_fields() {
     let t = TempDir::new("snap-boot");
     let init = Init::start(t.path());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let r = loop {
-        let (_, r) = init.req("GET", "/v1/restore", None);
-        if r["trigger"] == "boot" {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "no boot report: {r}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let r = init.boot_report();
     assert_eq!(r["generation"], 0);
     assert_eq!(r["clock_step_ms"], 0);
     assert_eq!(r["reseeded"], false, "nothing is reseeded at boot");

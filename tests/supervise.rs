@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn unique_sleep() -> u64 {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -22,6 +22,15 @@ fn start_running(init: &Init, name: &str) -> Value {
     assert_eq!(v["status"], "running", "start {name}: {v}");
     assert!(v["pid"].as_i64().is_some_and(|p| p > 0), "{v}");
     v
+}
+
+/// The init's cgroup hierarchy: the test needs one it can write.
+fn needs_cgroups(init: &Init) -> String {
+    let sys = init.system();
+    match sys["cgroups"].as_str() {
+        Some(base) => base.to_string(),
+        None => panic!("this test needs a writable cgroup2 hierarchy: {sys}"),
+    }
 }
 
 /// A service script that waits for the file `go` in `dir` and then listens
@@ -44,11 +53,9 @@ fn stop_and_delete_leave_no_process_behind() {
     let (s, v) = init.req("POST", "/v1/services/tree/start", None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "running");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids_with_cmdline(&format!("sleep {n}")).len() < 2 {
-        assert!(Instant::now() < deadline, "both sleeps should run");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("both sleeps to run", || {
+        pids_with_cmdline(&format!("sleep {n}")).len() >= 2
+    });
     let (s, v) = init.req("POST", "/v1/services/tree/stop", None);
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["status"], "stopped");
@@ -61,11 +68,9 @@ fn stop_and_delete_leave_no_process_behind() {
 
     // Delete of a running service: its tree runs again, then is gone.
     start_running(&init, "tree");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids_with_cmdline(&format!("sleep {n}")).len() < 2 {
-        assert!(Instant::now() < deadline, "both sleeps should run again");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("both sleeps to run again", || {
+        pids_with_cmdline(&format!("sleep {n}")).len() >= 2
+    });
     assert_eq!(init.req("DELETE", "/v1/services/tree", None).0, 200);
     assert!(
         pids_with_cmdline(&format!("sleep {n}")).is_empty(),
@@ -281,24 +286,12 @@ fn orphans_are_reaped_no_zombie_left() {
         r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 200 ]; do (true &); i=$((i+1)); done; exec sleep 1000"]}"#,
     );
     start_running(&init, "forker");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, sys) = init.req("GET", "/v1/system", None);
-        if sys["zombies_reaped"].as_u64().unwrap() >= 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "orphans not reaped: {sys}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    init.wait_reaped(200, WAIT);
     assert!(
         zombies_of(init.pid()).is_empty(),
         "no zombie under the init"
     );
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     let svc = init.service("forker");
     assert!(
         svc["orphans_reaped"].as_u64().unwrap() >= 200,
@@ -313,11 +306,7 @@ fn orphans_are_reaped_no_zombie_left() {
 fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
     let t = TempDir::new("orphans2");
     let init = Init::start(t.path());
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     init.put(
         "grouped",
         r#"{"cmd":"sh","args":["-c","i=0; while [ $i -lt 150 ]; do (true &); i=$((i+1)); done; exec sleep 1000"]}"#,
@@ -328,19 +317,19 @@ fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
     );
     start_running(&init, "grouped");
     start_running(&init, "escaped");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (g, e) = (init.service("grouped"), init.service("escaped"));
-        let counts = (g["orphans_reaped"].as_u64(), e["orphans_reaped"].as_u64());
-        if counts == (Some(150), Some(50)) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "each orphan counted once, for its own service: {counts:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll(
+        WAIT,
+        "each orphan counted once, for its own service",
+        || {
+            let (g, e) = (init.service("grouped"), init.service("escaped"));
+            let counts = (g["orphans_reaped"].as_u64(), e["orphans_reaped"].as_u64());
+            if counts == (Some(150), Some(50)) {
+                Ok(())
+            } else {
+                Err(format!("{counts:?}"))
+            }
+        },
+    );
     let (_, sys) = init.req("GET", "/v1/system", None);
     assert!(sys["zombies_reaped"].as_u64().unwrap() >= 200, "{sys}");
     assert!(
@@ -353,21 +342,15 @@ fn orphans_count_for_their_own_service_in_or_out_of_its_group() {
 fn stop_kills_setsid_and_double_forked_grandchildren() {
     let t = TempDir::new("escape");
     let init = Init::start(t.path());
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     let n = unique_sleep();
     // The daemon escapes the process group and session of the service.
     let def = format!(r#"{{"cmd":"sh","args":["-c","(setsid sleep {n} &) ; exec sleep {n}"]}}"#);
     init.put("escaper", &def);
     start_running(&init, "escaper");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while pids_with_cmdline(&format!("sleep {n}")).len() < 2 {
-        assert!(Instant::now() < deadline, "both sleeps run");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("both sleeps to run", || {
+        pids_with_cmdline(&format!("sleep {n}")).len() >= 2
+    });
     assert_eq!(init.req("POST", "/v1/services/escaper/stop", None).0, 200);
     assert!(
         pids_with_cmdline(&format!("sleep {n}")).is_empty(),
@@ -383,11 +366,7 @@ fn stop_kills_setsid_and_double_forked_grandchildren() {
 fn a_crashed_service_restarts_once_its_whole_tree_is_gone() {
     let t = TempDir::new("retree");
     let init = Init::start(t.path());
-    let (_, sys) = init.req("GET", "/v1/system", None);
-    assert!(
-        sys["cgroups"].is_string(),
-        "this test needs a writable cgroup2 hierarchy: {sys}"
-    );
+    needs_cgroups(&init);
     let n = unique_sleep();
     let left = t.path().join("left.txt");
     let script = format!(
@@ -397,15 +376,14 @@ fn a_crashed_service_restarts_once_its_whole_tree_is_gone() {
     let def = serde_json::json!({"cmd": "sh", "args": ["-c", script], "restart": "always"});
     init.put("crasher", &def.to_string());
     start_running(&init, "crasher");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let counts = loop {
+    let counts = poll(WAIT, "four starts", || {
         let text = std::fs::read_to_string(&left).unwrap_or_default();
         if text.lines().count() >= 4 {
-            break text;
+            Ok(text)
+        } else {
+            Err(format!("{text:?}"))
         }
-        assert!(Instant::now() < deadline, "four starts: {text:?}");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    });
     assert_eq!(init.req("POST", "/v1/services/crasher/stop", None).0, 200);
     let counts: Vec<&str> = counts.split_whitespace().collect();
     assert!(
@@ -495,14 +473,9 @@ fn spawned_service_gets_clean_signals_and_fds() {
         "grep -E '^(SigBlk|SigIgn)' /proc/self/status > {o}; ls /proc/self/fd | tr '\\n' ' ' >> {o}; exec sleep 1000", o = out.display())]});
     init.put("p", &def.to_string());
     start_running(&init, "p");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !std::fs::read_to_string(&out)
-        .map(|s| s.contains(' '))
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the probe's output", || {
+        std::fs::read_to_string(&out).is_ok_and(|s| s.contains(' '))
+    });
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("SigBlk:\t0000000000000000"), "{text}");
     assert!(text.contains("SigIgn:\t0000000000000000"), "{text}");
@@ -531,11 +504,7 @@ fn user_env_and_working_dir_apply() {
         "user":"nobody","env":{"GREETING":"hello"},"working_dir": t.path().join("wd")});
     init.put("u", &def.to_string());
     assert_eq!(init.req("POST", "/v1/services/u/start", None).0, 200);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !out.exists() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until("the service's output", || out.exists());
     let text = std::fs::read_to_string(&out).unwrap();
     assert_eq!(
         text.trim(),
@@ -552,16 +521,6 @@ fn user_env_and_working_dir_apply() {
         v["message"].as_str().unwrap().contains("no-such-user-xyz"),
         "{v}"
     );
-}
-
-fn voluntary_switches(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 #[test]
@@ -582,16 +541,7 @@ fn an_idle_init_never_wakes_up() {
     assert_eq!(init.req("POST", "/v1/services/web/start", None).0, 200);
     assert_eq!(init.req("POST", "/v1/services/idle/start", None).0, 200);
     assert_eq!(init.req("POST", "/v1/services/web/stop", None).0, 200);
-    std::thread::sleep(Duration::from_millis(100));
-    let before = voluntary_switches(init.pid());
-    std::thread::sleep(Duration::from_millis(1500));
-    let after = voluntary_switches(init.pid());
-    assert_eq!(
-        after - before,
-        0,
-        "the init woke up {} times while idle",
-        after - before
-    );
+    assert_idle(init.pid(), Duration::from_millis(100));
 }
 
 /// Where cgroup2 is mounted (`/sys/fs/cgroup`, or `.../unified` on a
@@ -632,11 +582,7 @@ fn two_inits_never_share_a_service_cgroup() {
     let (a, b) = (Init::start(ta.path()), Init::start(tb.path()));
     let mut groups = Vec::new();
     for init in [&a, &b] {
-        let (_, sys) = init.req("GET", "/v1/system", None);
-        let base = sys["cgroups"]
-            .as_str()
-            .unwrap_or_else(|| panic!("this test needs a writable cgroup2 hierarchy: {sys}"))
-            .to_string();
+        let base = needs_cgroups(init);
         init.put("same", r#"{"cmd":"sleep","args":["1000"]}"#);
         let pid = start_running(init, "same")["pid"].as_i64().unwrap();
         let cg = cgroup_of(pid);
@@ -693,11 +639,14 @@ fn a_second_sigterm_during_shutdown_does_not_restart_it() {
     wait_for_files(&t, &["terms"]);
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let log = || std::fs::read_to_string(&log_path).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !log().contains("shutdown already in progress; ignoring signal") {
-        assert!(Instant::now() < deadline, "second TERM not seen: {}", log());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    poll(WAIT, "the second TERM to be seen", || {
+        let log = log();
+        if log.contains("shutdown already in progress; ignoring signal") {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
     std::fs::write(t.path().join("go"), "").unwrap();
     let mut child = init.child.take().unwrap();
     let status = wait_child(&mut child, Duration::from_secs(20)).expect("init exits");
@@ -797,9 +746,7 @@ fn failures_after_fork_and_instant_exits_are_no_orphans() {
 
 /// Waits until the test directory holds every file named.
 fn wait_for_files(t: &TempDir, names: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !names.iter().all(|n| t.path().join(n).exists()) {
-        assert!(Instant::now() < deadline, "waiting for {names:?}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_until(&format!("{names:?}"), || {
+        names.iter().all(|n| t.path().join(n).exists())
+    });
 }

@@ -205,13 +205,24 @@ fn scalar<'de, D: Deserializer<'de>>(
         .map_err(|_| serde::de::Error::custom(format!("`limits.{field}` must be {want}")))
 }
 
-fn byte_size<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>, D::Error> {
-    const WANT: &str =
-        "a byte count: an integer, or a string such as \"512M\" (K, M, G: powers of 1024)";
+/// What a byte-size field takes.
+const BYTES: &str =
+    "a byte count: an integer, or a string such as \"512M\" (K, M, G: powers of 1024)";
+/// What a count field takes.
+const COUNT: &str = "a positive integer";
+
+/// An unsigned integer field: an integer (or a float with no fraction), or
+/// a string `text` reads; `want` says what it takes when it is neither.
+fn unsigned<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &str,
+    want: &str,
+    text: fn(&str) -> Option<u64>,
+) -> Result<Option<u64>, D::Error> {
     let bad = |got: String| {
-        serde::de::Error::custom(format!("`limits.{field}` must be {WANT}, got {got}"))
+        serde::de::Error::custom(format!("`limits.{field}` must be {want}, got {got}"))
     };
-    match scalar(d, field, WANT)? {
+    match scalar(d, field, want)? {
         None => Ok(None),
         Some(Scalar::Int(n)) => u64::try_from(n).map(Some).map_err(|_| bad(n.to_string())),
         Some(Scalar::Big(n)) => Ok(Some(n)),
@@ -219,43 +230,29 @@ fn byte_size<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>
         Some(Scalar::Float(f)) => json_number::integral_u64(f)
             .map(Some)
             .ok_or_else(|| bad(f.to_string())),
-        Some(Scalar::Text(s)) => parse_size(&s)
-            .map(Some)
-            .ok_or_else(|| bad(format!("{s:?}"))),
+        Some(Scalar::Text(s)) => text(&s).map(Some).ok_or_else(|| bad(format!("{s:?}"))),
     }
 }
 
-fn count<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<u64>, D::Error> {
-    const WANT: &str = "a positive integer";
-    let bad = |got: String| {
-        serde::de::Error::custom(format!("`limits.{field}` must be {WANT}, got {got}"))
-    };
-    match scalar(d, field, WANT)? {
-        None => Ok(None),
-        Some(Scalar::Int(n)) => u64::try_from(n).map(Some).map_err(|_| bad(n.to_string())),
-        Some(Scalar::Big(n)) => Ok(Some(n)),
-        // `1048576.0` is the integer JSON Schema says it is.
-        Some(Scalar::Float(f)) => json_number::integral_u64(f)
-            .map(Some)
-            .ok_or_else(|| bad(f.to_string())),
-        Some(Scalar::Text(s)) => Err(bad(format!("{s:?}"))),
-    }
+/// A count is never a string.
+fn no_text(_: &str) -> Option<u64> {
+    None
 }
 
 fn memory_max<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    byte_size(d, "memory_max")
+    unsigned(d, "memory_max", BYTES, parse_size)
 }
 
 fn memory_high<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    byte_size(d, "memory_high")
+    unsigned(d, "memory_high", BYTES, parse_size)
 }
 
 fn cpu_weight<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    count(d, "cpu_weight")
+    unsigned(d, "cpu_weight", COUNT, no_text)
 }
 
 fn pids_max<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    count(d, "pids_max")
+    unsigned(d, "pids_max", COUNT, no_text)
 }
 
 fn cpu_max<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -359,6 +356,36 @@ mod tests {
         for (json, field) in cases {
             let e = parse(json).unwrap_err();
             assert!(e.contains(field), "{json}: {e}");
+        }
+    }
+
+    #[test]
+    fn messages_say_what_the_field_takes() {
+        let cases = [
+            (
+                r#"{"memory_high":"lots"}"#,
+                r#"`limits.memory_high` must be a byte count: an integer, or a string such as "512M" (K, M, G: powers of 1024), got "lots""#,
+            ),
+            (
+                r#"{"memory_max":-1}"#,
+                r#"`limits.memory_max` must be a byte count: an integer, or a string such as "512M" (K, M, G: powers of 1024), got -1"#,
+            ),
+            (
+                r#"{"pids_max":"10"}"#,
+                r#"`limits.pids_max` must be a positive integer, got "10""#,
+            ),
+            (
+                r#"{"cpu_weight":1.5}"#,
+                "`limits.cpu_weight` must be a positive integer, got 1.5",
+            ),
+            (
+                r#"{"cpu_weight":true}"#,
+                "`limits.cpu_weight` must be a positive integer",
+            ),
+        ];
+        for (json, want) in cases {
+            let e = parse(json).unwrap_err();
+            assert!(e.starts_with(want), "{json}: {e}");
         }
     }
 

@@ -138,20 +138,25 @@ impl ListenScanner {
         }
     }
 
+    /// One datagram into `self.buf`, without waiting. MSG_TRUNC makes recv
+    /// return the datagram's real length, so a cut-off batch is noticed
+    /// instead of silently losing sockets.
+    fn recv(&mut self) -> isize {
+        // SAFETY: the pointer and length describe `self.buf`, which
+        // outlives the call.
+        unsafe {
+            libc::recv(
+                self.fd.as_raw_fd(),
+                self.buf.as_mut_ptr().cast(),
+                self.buf.len(),
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
+            )
+        }
+    }
+
     fn receive_dump(&mut self, out: &mut HashSet<u16>) -> io::Result<DumpEnd> {
         loop {
-            // MSG_TRUNC makes recv return the datagram's real length, so a
-            // cut-off batch is noticed instead of silently losing sockets.
-            // SAFETY: the pointer and length describe `self.buf`, which
-            // outlives the call.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                )
-            };
+            let n = self.recv();
             let Ok(n) = usize::try_from(n) else {
                 let err = io::Error::last_os_error();
                 if err.kind() == io::ErrorKind::Interrupted {
@@ -177,15 +182,7 @@ impl ListenScanner {
     /// Reads and drops everything queued on the socket.
     fn drain(&mut self) {
         loop {
-            // SAFETY: as in `receive_dump`.
-            let n = unsafe {
-                libc::recv(
-                    self.fd.as_raw_fd(),
-                    self.buf.as_mut_ptr().cast(),
-                    self.buf.len(),
-                    libc::MSG_DONTWAIT | libc::MSG_TRUNC,
-                )
-            };
+            let n = self.recv();
             if n <= 0 {
                 let interrupted =
                     n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted;

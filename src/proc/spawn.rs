@@ -910,6 +910,13 @@ mod tests {
         }
     }
 
+    /// `pwd` as `user`, its output to /dev/null: a spawn that switches users.
+    fn pwd_as<'a>(pwd: &'a Path, user: &'a ResolvedUser) -> SpawnSpec<'a> {
+        let mut spec = spec(pwd, "pwd", &[], &[], dev_null());
+        spec.user = Some(user);
+        spec
+    }
+
     /// Exit code of our own child (tests may wait; the init never does).
     fn reap(pid: i32) -> i32 {
         match waitpid(Pid::from_raw(pid), None).unwrap() {
@@ -981,9 +988,15 @@ mod tests {
         output
     }
 
-    /// Re-runs this test binary with only `test` and the helper variable set,
-    /// so the test body runs in a process with no other test's children.
-    fn run_as_helper(test: &str) {
+    /// Unless this process is the helper, runs `test` in one and returns
+    /// true: the caller then returns, its body having run in a process of
+    /// its own (no other test's children; a fork gone wrong or a changed
+    /// credential cannot harm the test binary unnoticed).
+    fn run_in_helper(test: &str) -> bool {
+        if std::env::var_os(HELPER_ENV).is_some() {
+            return false;
+        }
+        // This test binary again, with only `test` and the helper variable.
         let name = format!(
             "{}::{test}",
             module_path!().split_once("::").map_or("", |(_, rest)| rest)
@@ -999,6 +1012,7 @@ mod tests {
             "helper {name} failed: {stdout}\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        true
     }
 
     #[test]
@@ -1210,16 +1224,15 @@ mod tests {
     /// child, after the user switch, can notice.
     #[test]
     fn unenterable_working_dir_is_reported_from_the_child() {
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("unenterable_working_dir_is_reported_from_the_child");
+        if run_in_helper("unenterable_working_dir_is_reported_from_the_child") {
+            return;
         }
         let dir = temp_dir("private");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let nobody = resolve_user("nobody").unwrap();
         let pwd = program("pwd");
-        let mut spec = spec(&pwd, "pwd", &[], &[], dev_null());
+        let mut spec = pwd_as(&pwd, &nobody);
         spec.working_dir = Some(&dir);
-        spec.user = Some(&nobody);
         let err = spawn(spec).unwrap_err();
         assert!(
             matches!(&err, SpawnError::BadWorkingDir { source, .. }
@@ -1235,8 +1248,8 @@ mod tests {
 
     #[test]
     fn exec_failures_are_errors_and_leave_no_child() {
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("exec_failures_are_errors_and_leave_no_child");
+        if run_in_helper("exec_failures_are_errors_and_leave_no_child") {
+            return;
         }
         let missing = Path::new("/nonexistent/redis-server");
         // Through the clone3 path: the child's exec fails, it exits 127.
@@ -1517,10 +1530,8 @@ mod tests {
     /// child joins its cgroup itself.
     #[test]
     fn spawn_async_returns_before_the_child_has_exec_d() {
-        // In a process of its own: a fork gone wrong must not take the
-        // test binary with it unnoticed.
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("spawn_async_returns_before_the_child_has_exec_d");
+        if run_in_helper("spawn_async_returns_before_the_child_has_exec_d") {
+            return;
         }
         // A FIFO as the cgroup.procs file: the child's open for writing
         // blocks until we open it for reading, so the child is held
@@ -1571,10 +1582,8 @@ mod tests {
 
     #[test]
     fn spawn_async_passes_argv_env_and_stdio() {
-        // In a process of its own: a fork gone wrong must not take the
-        // test binary with it unnoticed.
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("spawn_async_passes_argv_env_and_stdio");
+        if run_in_helper("spawn_async_passes_argv_env_and_stdio") {
+            return;
         }
         let sh = program("sh");
         let args = vec![
@@ -1597,10 +1606,8 @@ mod tests {
 
     #[test]
     fn spawn_async_reports_failures_after_the_fork() {
-        // In a process of its own: a fork gone wrong must not take the
-        // test binary with it unnoticed.
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("spawn_async_reports_failures_after_the_fork");
+        if run_in_helper("spawn_async_reports_failures_after_the_fork") {
+            return;
         }
         let dir = temp_dir("async-fail");
         let interpreted = dir.join("script");
@@ -1640,9 +1647,8 @@ mod tests {
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
         let nobody = resolve_user("nobody").unwrap();
         let pwd = program("pwd");
-        let mut as_nobody = spec(&pwd, "pwd", &[], &[], dev_null());
+        let mut as_nobody = pwd_as(&pwd, &nobody);
         as_nobody.working_dir = Some(&private);
-        as_nobody.user = Some(&nobody);
         let (outcome, code) = run_async(as_nobody);
         let err = outcome.unwrap_err();
         assert!(
@@ -1814,8 +1820,8 @@ mod tests {
     /// root), a program in it is "permission denied", not "not found".
     #[test]
     fn a_program_behind_an_unsearchable_dir_is_denied() {
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("a_program_behind_an_unsearchable_dir_is_denied");
+        if run_in_helper("a_program_behind_an_unsearchable_dir_is_denied") {
+            return;
         }
         let dir = temp_dir("unsearchable");
         let tool = dir.join("tool");
@@ -1892,8 +1898,8 @@ mod tests {
     /// its output must still reach the pipe, not /dev/null.
     #[test]
     fn a_service_output_pipe_on_a_low_fd_still_gets_the_output() {
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("a_service_output_pipe_on_a_low_fd_still_gets_the_output");
+        if run_in_helper("a_service_output_pipe_on_a_low_fd_still_gets_the_output") {
+            return;
         }
         let (read_end, write_end) = pipe();
         // SAFETY: dup2 onto fd 0 of this helper process, which reads no stdin.
@@ -1955,8 +1961,8 @@ mod tests {
     /// users: the error names the step that failed, on both spawn paths.
     #[test]
     fn each_step_of_the_user_switch_reports_its_own_failure() {
-        if std::env::var_os(HELPER_ENV).is_none() {
-            return run_as_helper("each_step_of_the_user_switch_reports_its_own_failure");
+        if run_in_helper("each_step_of_the_user_switch_reports_its_own_failure") {
+            return;
         }
         const CAP_SETGID: u32 = 6;
         const CAP_SETUID: u32 = 7;
@@ -1969,12 +1975,8 @@ mod tests {
             (CAP_SETUID, SetupStep::Uid),
         ] {
             set_effective(cap, false);
-            let mut sync = spec(&pwd, "pwd", &[], &[], dev_null());
-            sync.user = Some(&nobody);
-            let sync = spawn(sync).map(drop);
-            let mut pending = spec(&pwd, "pwd", &[], &[], dev_null());
-            pending.user = Some(&nobody);
-            let (pending, code) = run_async(pending);
+            let sync = spawn(pwd_as(&pwd, &nobody)).map(drop);
+            let (pending, code) = run_async(pwd_as(&pwd, &nobody));
             set_effective(cap, true);
             assert_eq!(code, 127, "{step:?}");
             for got in [sync, pending] {

@@ -128,18 +128,46 @@ impl Init {
 
     /// Waits until `f(service)` holds.
     pub fn wait_for(&self, name: &str, what: &str, f: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        poll(WAIT, &format!("{name}: {what}"), || {
             let v = self.service(name);
             if f(&v) {
-                return v;
+                Ok(v)
+            } else {
+                Err(v.to_string())
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {name}: {what}; last: {v}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        })
+    }
+
+    /// `GET /v1/system`.
+    pub fn system(&self) -> Value {
+        let (s, v) = self.req("GET", "/v1/system", None);
+        assert_eq!(s, 200, "{v}");
+        v
+    }
+
+    /// Waits (at most `limit`) until the init has reaped at least `n`
+    /// zombies; returns `/v1/system` then.
+    pub fn wait_reaped(&self, n: u64, limit: Duration) -> Value {
+        poll(limit, &format!("{n} orphans reaped"), || {
+            let sys = self.system();
+            if sys["zombies_reaped"].as_u64().unwrap_or(0) >= n {
+                Ok(sys)
+            } else {
+                Err(sys.to_string())
+            }
+        })
+    }
+
+    /// The report of the restore the init made at boot, once it is complete.
+    pub fn boot_report(&self) -> Value {
+        poll(WAIT, "the boot restore report", || {
+            let (_, r) = self.req("GET", "/v1/restore", None);
+            if r["trigger"] == "boot" {
+                Ok(r)
+            } else {
+                Err(r.to_string())
+            }
+        })
     }
 
     pub fn wait_status(&self, name: &str, status: &str) -> Value {
@@ -172,6 +200,64 @@ impl Drop for Init {
             }
         }
     }
+}
+
+/// How long a test waits for a condition before it fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Calls `f` every 10 ms until it answers `Ok`, for at most `limit`, and
+/// returns that answer. An `Err` says what `f` saw, for the panic that
+/// names `what` once time is up.
+pub fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        let last = match f() {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}{}{last}",
+            if last.is_empty() { "" } else { "; last: " }
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (at most `WAIT`) until `f()` holds.
+pub fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    wait_within(WAIT, what, f)
+}
+
+/// Waits at most `limit` until `f()` holds.
+pub fn wait_within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    poll(
+        limit,
+        what,
+        || if f() { Ok(()) } else { Err(String::new()) },
+    )
+}
+
+/// The voluntary context switches of `pid` so far: a sleeping process
+/// makes none.
+pub fn voluntary_switches(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// The init (`pid`) sleeps: after `settle` (for what is under way to end),
+/// it wakes up not once in 1.5 s.
+pub fn assert_idle(pid: i32, settle: Duration) {
+    std::thread::sleep(settle);
+    let before = voluntary_switches(pid);
+    std::thread::sleep(Duration::from_millis(1500));
+    let woke = voluntary_switches(pid) - before;
+    assert_eq!(woke, 0, "the init woke up {woke} times while idle");
 }
 
 pub fn wait_child(c: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {

@@ -1,71 +1,13 @@
 //! State-machine tests of checks and oneshots: inputs in, actions out.
 
+use super::test_support::*;
 use super::*;
 use crate::core::checks::Check;
 
-fn def(json: &str) -> Definition {
-    Definition::from_json(json.as_bytes()).unwrap()
-}
-
-fn sup_with(defs: &[(&str, &str)]) -> (Supervisor, Instant) {
-    let now = Instant::now();
-    let mut s = Supervisor::new();
-    for (n, d) in defs {
-        s.upsert(n, def(d), Source::Api, now).unwrap();
-    }
-    s.take_actions();
-    (s, now)
-}
-
-fn spawns(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Spawn { name, .. } => Some(name.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn gen_of(s: &Supervisor, name: &str) -> u64 {
-    s.get(name).unwrap().gen
-}
-
-fn status(s: &Supervisor, name: &str) -> &'static str {
-    s.get(name).unwrap().status_word()
-}
-
-fn spawned(s: &mut Supervisor, name: &str, pid: Pid, now: Instant) {
-    let g = gen_of(s, name);
-    s.on_spawned(name, g, Ok(pid), now);
-}
-
-fn tree_empty(s: &mut Supervisor, name: &str, now: Instant) {
-    let g = gen_of(s, name);
-    s.on_tree_empty(name, g, now);
-}
-
 /// The process of `name` (pid) exits with `code` and its tree empties.
 fn exits(s: &mut Supervisor, name: &str, pid: Pid, code: i32, now: Instant) -> Vec<Action> {
-    assert!(s.on_exit(pid, ExitStatus::Code(code), now));
-    let mut a = s.take_actions();
-    tree_empty(s, name, now);
-    a.extend(s.take_actions());
-    a
-}
-
-fn timer_of(actions: &[Action], kind: TimerKind) -> Option<(Instant, Timer)> {
-    actions.iter().find_map(|a| match a {
-        Action::Schedule { at, timer } if timer.kind == kind => Some((*at, timer.clone())),
-        _ => None,
-    })
-}
-
-fn settled(actions: &[Action], name: &str) -> Option<Outcome> {
-    actions.iter().find_map(|a| match a {
-        Action::Settled { name: n, outcome } if n == name => Some(outcome.clone()),
-        _ => None,
-    })
+    assert!(exit_tree(s, name, pid, ExitStatus::Code(code), now));
+    s.take_actions()
 }
 
 #[test]
@@ -416,13 +358,7 @@ fn status_text_is_kept() {
 
 /// The reasons of the changes announced in `actions`, in order.
 fn reasons(actions: &[Action]) -> Vec<&'static str> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Changed(c) => Some(c.reason.word()),
-            _ => None,
-        })
-        .collect()
+    changes(actions).into_iter().map(|(_, r, _)| r).collect()
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! environment stops producing new failures, every pending answer settled,
 //! no service stuck between states, nothing left running behind its back.
 
+use super::test_support::def;
 use super::*;
 use crate::core::definition::{Definition, RestartPolicy};
 use std::collections::{BTreeSet, HashMap};
@@ -88,7 +89,7 @@ impl World {
     }
 
     fn random_def(&mut self, name: &str) -> Definition {
-        let mut d = Definition::from_json(br#"{"cmd":"x"}"#).unwrap_or_else(|e| panic!("{e}"));
+        let mut d = def(r#"{"cmd":"x"}"#);
         for n in NAMES {
             if n != name && self.rng.chance(25) {
                 d.needs.push(n.to_string());

@@ -6,6 +6,13 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 impl Supervisor {
+    /// Orderly shutdown: stop every service, dependents before their needs,
+    /// keeping wanted states. Ends with `Action::ShutdownComplete`.
+    pub fn shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        self.advance_shutdown(now);
+    }
+
     /// Stops every active service none of whose dependents is still active.
     pub(super) fn advance_shutdown(&mut self, now: Instant) {
         // A service that stops without waiting (one waiting for its needs,

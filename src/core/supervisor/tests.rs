@@ -1,46 +1,10 @@
 //! State-machine tests: inputs in, actions out, no processes.
 
+use super::test_support::*;
 use super::*;
-use crate::core::definition::{Definition, RestartPolicy};
+use crate::core::bounds;
+use crate::core::definition::RestartPolicy;
 use std::time::Duration;
-
-fn def(json: &str) -> Definition {
-    Definition::from_json(json.as_bytes()).unwrap()
-}
-
-fn sup_with(defs: &[(&str, &str)]) -> (Supervisor, Instant) {
-    let now = Instant::now();
-    let mut s = Supervisor::new();
-    for (n, d) in defs {
-        s.upsert(n, def(d), Source::Api, now).unwrap();
-    }
-    s.take_actions();
-    (s, now)
-}
-
-fn spawns(actions: &[Action]) -> Vec<String> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Spawn { name, .. } => Some(name.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn gen_of(s: &Supervisor, name: &str) -> u64 {
-    s.get(name).unwrap().gen
-}
-
-fn status(s: &Supervisor, name: &str) -> &'static str {
-    s.get(name).unwrap().status_word()
-}
-
-/// Spawns `name` as `pid` (answering its Spawn action).
-fn spawned(s: &mut Supervisor, name: &str, pid: Pid, now: Instant) {
-    let g = gen_of(s, name);
-    s.on_spawned(name, g, Ok(pid), now);
-}
 
 #[test]
 fn plain_service_runs_at_spawn_and_settles() {
@@ -162,15 +126,7 @@ fn health_timeout_kills_before_failing() {
     s.take_actions();
     spawned(&mut s, "db", 7, now);
     let a = s.take_actions();
-    let timer = a
-        .iter()
-        .find_map(|a| match a {
-            Action::Schedule { at, timer } if timer.kind == TimerKind::HealthDeadline => {
-                Some((*at, timer.clone()))
-            }
-            _ => None,
-        })
-        .unwrap();
+    let timer = timer_of(&a, TimerKind::HealthDeadline).unwrap();
     assert_eq!(timer.0, now + Duration::from_secs(2));
     s.on_timer(&timer.1, timer.0);
     let a = s.take_actions();
@@ -221,18 +177,6 @@ fn stale_timer_is_ignored() {
     assert_eq!(status(&s, "db"), "running");
 }
 
-fn run(s: &mut Supervisor, name: &str, pid: Pid, now: Instant) {
-    s.start(name).unwrap();
-    s.take_actions();
-    spawned(s, name, pid, now);
-    s.take_actions();
-}
-
-fn tree_empty(s: &mut Supervisor, name: &str, now: Instant) {
-    let g = gen_of(s, name);
-    s.on_tree_empty(name, g, now);
-}
-
 #[test]
 fn stop_escalates_to_sigkill_after_timeout() {
     let (mut s, now) = sup_with(&[("w", r#"{"cmd":"w","stop_timeout_secs":3}"#)]);
@@ -243,15 +187,7 @@ fn stop_escalates_to_sigkill_after_timeout() {
         name: "w".into(),
         pgid: 5
     }));
-    let t = a
-        .iter()
-        .find_map(|a| match a {
-            Action::Schedule { at, timer } if timer.kind == TimerKind::StopKill => {
-                Some((*at, timer.clone()))
-            }
-            _ => None,
-        })
-        .unwrap();
+    let t = timer_of(&a, TimerKind::StopKill).unwrap();
     assert_eq!(t.0, now + Duration::from_secs(3));
     assert_eq!(s.get("w").unwrap().wanted, Wanted::Down);
     s.on_timer(&t.1, t.0);
@@ -293,15 +229,7 @@ fn crash_restarts_with_backoff_and_counts() {
     tree_empty(&mut s, "w", t0);
     let a = s.take_actions();
     assert!(spawns(&a).is_empty());
-    let (at, timer) = a
-        .iter()
-        .find_map(|a| match a {
-            Action::Schedule { at, timer } if timer.kind == TimerKind::RestartAfter => {
-                Some((*at, timer.clone()))
-            }
-            _ => None,
-        })
-        .unwrap();
+    let (at, timer) = timer_of(&a, TimerKind::RestartAfter).unwrap();
     assert_eq!(at, t0 + Duration::from_millis(100));
     assert_eq!(status(&s, "w"), "unknown");
     assert_eq!(s.get("w").unwrap().exit_code, Some(3));
@@ -414,8 +342,7 @@ fn delete_stops_then_removes() {
     run(&mut s, "w", 5, now);
     assert_eq!(s.delete("w", now), Ok(Progress::Pending));
     assert!(s.get("w").is_some());
-    s.on_exit(5, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "w", now);
+    exit_tree(&mut s, "w", 5, ExitStatus::Signal(15), now);
     assert!(s.get("w").is_none());
     assert!(s.take_actions().contains(&Action::Settled {
         name: "w".into(),
@@ -435,8 +362,7 @@ fn start_during_stop_restarts_after() {
     s.stop("w", now).unwrap();
     assert_eq!(s.start("w"), Ok(Progress::Pending));
     s.take_actions();
-    s.on_exit(5, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "w", now);
+    exit_tree(&mut s, "w", 5, ExitStatus::Signal(15), now);
     assert_eq!(spawns(&s.take_actions()), ["w"]);
 }
 
@@ -484,16 +410,14 @@ fn shutdown_stops_dependents_first_and_keeps_wanted() {
         }],
         "db waits for app"
     );
-    s.on_exit(2, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "app", now);
+    exit_tree(&mut s, "app", 2, ExitStatus::Signal(15), now);
     let a = s.take_actions();
     assert!(a.contains(&Action::Terminate {
         name: "db".into(),
         pgid: 1
     }));
     assert!(spawns(&a).is_empty(), "no restart during shutdown");
-    s.on_exit(1, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "db", now);
+    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
     assert!(s.take_actions().contains(&Action::ShutdownComplete));
     assert_eq!(s.get("db").unwrap().wanted, Wanted::Up, "wanted state kept");
     assert!(s.start("db").is_err(), "no starts during shutdown");
@@ -537,25 +461,6 @@ fn broken_dropin_is_failed_and_cannot_start() {
     assert!(matches!(s.start("app"), Err(SupError::Failed(m)) if m.contains("'bad'")));
 }
 
-/// (name, reason, status) of each announced change, in order.
-fn changes(actions: &[Action]) -> Vec<(String, &'static str, &'static str)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Changed(c) => Some((c.name.clone(), c.reason.word(), c.status)),
-            _ => None,
-        })
-        .collect()
-}
-
-fn ch(
-    name: &str,
-    reason: &'static str,
-    status: &'static str,
-) -> (String, &'static str, &'static str) {
-    (name.to_string(), reason, status)
-}
-
 #[test]
 fn each_change_is_announced_once_in_order_with_its_fields_then() {
     let now = Instant::now();
@@ -585,8 +490,7 @@ fn each_change_is_announced_once_in_order_with_its_fields_then() {
     spawned(&mut s, "web", 6, now);
     s.stop("web", now).unwrap();
     all.extend(s.take_actions());
-    s.on_exit(6, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "web", now);
+    exit_tree(&mut s, "web", 6, ExitStatus::Signal(15), now);
     // A stop of a stopped service changes nothing: no announcement.
     s.stop("web", now).unwrap();
     s.delete("web", now).unwrap();
@@ -614,8 +518,7 @@ fn health_checked_start_is_started_then_ready_and_a_restart_says_so() {
     let g = gen_of(&s, "db");
     s.on_ready("db", g, now);
     s.restart("db", now).unwrap();
-    s.on_exit(7, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "db", now);
+    exit_tree(&mut s, "db", 7, ExitStatus::Signal(15), now);
     let a = s.take_actions();
     assert_eq!(
         changes(&a),
@@ -685,8 +588,7 @@ fn a_broken_dropin_and_a_replaced_definition_are_announced() {
         now,
     )
     .unwrap();
-    s.on_exit(3, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "web", now);
+    exit_tree(&mut s, "web", 3, ExitStatus::Signal(15), now);
     spawned(&mut s, "web", 4, now);
     let a = s.take_actions();
     assert_eq!(
@@ -963,11 +865,8 @@ fn an_oom_kill_is_a_crash_whose_error_says_so() {
     s.on_exit(6, ExitStatus::Code(1), now);
     s.take_actions();
     tree_empty(&mut s, "hog", now);
-    let timer = s.take_actions().into_iter().find_map(|a| match a {
-        Action::Schedule { timer, .. } if timer.kind == TimerKind::RestartAfter => Some(timer),
-        _ => None,
-    });
-    s.on_timer(&timer.unwrap(), now);
+    let (_, timer) = timer_of(&s.take_actions(), TimerKind::RestartAfter).unwrap();
+    s.on_timer(&timer, now);
     s.take_actions();
     spawned(&mut s, "hog", 7, now);
     assert_eq!(status(&s, "hog"), "running");
@@ -1130,12 +1029,10 @@ fn a_need_stopped_under_a_crashed_service_fails_its_restart() {
     spawned(&mut s, "db", 1, now);
     spawned(&mut s, "app", 2, now);
     s.stop("db", now).unwrap();
-    s.on_exit(1, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "db", now);
+    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
     assert_eq!(status(&s, "app"), "running", "only db was stopped");
     s.take_actions();
-    s.on_exit(2, ExitStatus::Code(3), now);
-    tree_empty(&mut s, "app", now);
+    exit_tree(&mut s, "app", 2, ExitStatus::Code(3), now);
     assert_eq!(status(&s, "app"), "failed");
     assert_eq!(
         s.get("app").unwrap().error.as_deref(),
@@ -1150,16 +1047,14 @@ fn stop_during_a_delete_still_deletes_and_stop_during_a_restart_wins() {
     run(&mut s, "w", 5, now);
     s.delete("w", now).unwrap();
     assert_eq!(s.stop("w", now), Ok(Progress::Pending));
-    s.on_exit(5, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "w", now);
+    exit_tree(&mut s, "w", 5, ExitStatus::Signal(15), now);
     assert!(s.get("w").is_none(), "the delete is not undone by a stop");
 
     run(&mut s, "r", 6, now);
     s.restart("r", now).unwrap();
     s.stop("r", now).unwrap();
     s.take_actions();
-    s.on_exit(6, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "r", now);
+    exit_tree(&mut s, "r", 6, ExitStatus::Signal(15), now);
     assert_eq!(status(&s, "r"), "stopped");
     assert!(spawns(&s.take_actions()).is_empty(), "the later stop wins");
 }
@@ -1170,8 +1065,7 @@ fn restart_during_a_delete_does_not_bring_it_back() {
     run(&mut s, "w", 5, now);
     s.delete("w", now).unwrap();
     assert_eq!(s.restart("w", now), Ok(Progress::Pending));
-    s.on_exit(5, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "w", now);
+    exit_tree(&mut s, "w", 5, ExitStatus::Signal(15), now);
     assert!(s.get("w").is_none());
     assert!(spawns(&s.take_actions()).is_empty());
 }
@@ -1210,8 +1104,7 @@ fn shutdown_stops_services_still_waiting_or_spawning() {
     s.shutdown(now);
     assert_eq!(status(&s, "app"), "stopped");
     assert_eq!(status(&s, "solo"), "stopped", "its spawn is dropped");
-    s.on_exit(1, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "db", now);
+    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
     assert!(s.take_actions().contains(&Action::ShutdownComplete));
 
     // Nothing but a service being spawned: the shutdown completes at once.
@@ -1233,8 +1126,7 @@ fn no_restart_of_any_kind_once_shutdown_began() {
     s.on_exit(2, ExitStatus::Code(1), now);
     s.take_actions();
     s.shutdown(now);
-    s.on_exit(1, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "r", now);
+    exit_tree(&mut s, "r", 1, ExitStatus::Signal(15), now);
     tree_empty(&mut s, "c", now);
     let a = s.take_actions();
     assert!(spawns(&a).is_empty(), "{a:?}");
@@ -1268,8 +1160,7 @@ fn deleting_one_service_keeps_the_others_and_fails_its_waiting_dependents() {
     spawned(&mut s, "x", 2, now);
     s.take_actions();
     s.delete("db", now).unwrap();
-    s.on_exit(1, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "db", now);
+    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
     assert!(s.get("db").is_none());
     assert_eq!(status(&s, "app"), "failed");
     assert_eq!(
@@ -1291,14 +1182,12 @@ fn restart_starts_a_stopped_need_as_start_would() {
     spawned(&mut s, "db", 1, now);
     spawned(&mut s, "app", 2, now);
     s.stop("db", now).unwrap();
-    s.on_exit(1, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "db", now);
+    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
     s.take_actions();
     assert_eq!(s.restart("app", now), Ok(Progress::Pending));
     assert_eq!(s.get("db").unwrap().wanted, Wanted::Up);
     assert_eq!(spawns(&s.take_actions()), ["db"]);
-    s.on_exit(2, ExitStatus::Signal(15), now);
-    tree_empty(&mut s, "app", now);
+    exit_tree(&mut s, "app", 2, ExitStatus::Signal(15), now);
     assert_eq!(status(&s, "app"), "unknown", "waits for db");
     spawned(&mut s, "db", 3, now);
     assert_eq!(spawns(&s.take_actions()), ["app"]);
