@@ -212,6 +212,13 @@ impl Drop for SharedStack {
     }
 }
 
+/// Unmaps the stacks kept for reuse (no child runs on them): between
+/// bursts, an idle init holds none.
+pub(crate) fn release_spare_stacks() {
+    let spare = SPARE.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+    drop(spare);
+}
+
 /// The child's first Rust code, on its own stack.
 extern "C" fn child_main(arg: *mut c_void) -> ! {
     // SAFETY: `arg` is the `ChildStart` that `clone_vfork` passed, alive in

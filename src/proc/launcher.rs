@@ -88,6 +88,10 @@ fn spawned(pid: Pid, name: &str, gen: u64, outcome: Result<(), spawn::SpawnError
 impl Launcher {
     /// The loop begins a turn: its first start may be a lone one.
     pub(crate) fn new_turn(&mut self) {
+        if self.pending.is_empty() {
+            // A burst is over: its children's stacks need not stay mapped.
+            crate::proc::clone::release_spare_stacks();
+        }
         self.started_this_turn = false;
     }
 
