@@ -369,6 +369,14 @@ pub fn early_boot() -> Vec<PathBuf> {
         // Still single-threaded: nothing else reads the environment now.
         std::env::set_var("PATH", crate::proc::spawn::DEFAULT_PATH);
     }
+    // A session of its own, as sysvinit and systemd make PID 1: the
+    // signals a terminal sends its launcher's process group (a PID
+    // namespace's init starts in its launcher's session) do not reach it,
+    // and the scheduler weighs it as its own autogroup, not as one task of
+    // its launcher's. EPERM: it already leads a process group.
+    if let Err(e) = nix::unistd::setsid() {
+        crate::debug!("setsid: {e}");
+    }
     // The kernel then sends SIGINT to PID 1 on ctrl-alt-del instead of
     // rebooting on the spot; the init reboots in order.
     if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {

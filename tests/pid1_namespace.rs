@@ -97,6 +97,26 @@ fn pid1_in_a_namespace(stdio: Stdio) {
     let (_, sys) = init.req("GET", "/v1/system", None);
     assert_eq!(sys["pid"], 1, "the init is PID 1 in its namespace: {sys}");
     assert_eq!(sys["pid1"], true);
+    // It leads a session of its own, not its launcher's.
+    let init_pid = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", child.id()))
+        .unwrap()
+        .trim()
+        .to_string();
+    let session_of = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split(' ').nth(3).unwrap().to_string()
+    };
+    assert_eq!(
+        session_of(&init_pid),
+        init_pid,
+        "the init leads its session"
+    );
+    assert_ne!(
+        session_of(&child.id().to_string()),
+        init_pid,
+        "the launcher is in another session"
+    );
     init.wait_reaped(100, WAIT);
     assert_eq!(init.service(name)["status"], "running");
     // Orderly poweroff through the API: services stopped, the halt steps,
