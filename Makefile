@@ -11,12 +11,10 @@ build:
 	$(CARGO) build --release
 
 # Static, stripped iris-init and irisctl, as the VM image ships them (it has
-# no libc): crt-static on the gnu target gives a static-pie.
-STATIC_DIR := target/x86_64-unknown-linux-gnu/release
+# no libc): the musl target when rustup has it, else static glibc (see
+# scripts/build-static.sh). Prints their sizes.
 static:
-	RUSTFLAGS='-C target-feature=+crt-static' $(CARGO) build --release \
-		--target x86_64-unknown-linux-gnu --bin iris-init --bin irisctl
-	@ls -l $(STATIC_DIR)/iris-init $(STATIC_DIR)/irisctl
+	CARGO=$(CARGO) bash scripts/build-static.sh >/dev/null
 
 # System packages for the examples, the tests, the VM and containers.
 setup:

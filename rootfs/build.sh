@@ -75,13 +75,9 @@ if [ -n "${IRIS_VM_INIT:-}" ]; then
     irisctl_bin=${IRIS_VM_IRISCTL:-}
 else
     log "cargo build (static)"
-    # Static binaries: the image has no libc. crt-static on the gnu target
-    # gives a static-pie that runs as PID 1 (no musl target needed).
-    (cd "$project" &&
-        RUSTFLAGS='-C target-feature=+crt-static' \
-            cargo build --release --quiet --target x86_64-unknown-linux-gnu \
-            --bin iris-init --bin irisctl) || die "cargo build failed"
-    rel="${CARGO_TARGET_DIR:-$project/target}/x86_64-unknown-linux-gnu/release"
+    # Static binaries: the image has no libc. musl when rustup has the
+    # target, else crt-static on the gnu target (scripts/build-static.sh).
+    rel=$(bash "$project/scripts/build-static.sh" --quiet) || die "cargo build failed"
     init_bin="$rel/iris-init"
     irisctl_bin="$rel/irisctl"
 fi

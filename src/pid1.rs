@@ -295,6 +295,10 @@ fn set_hostname() {
     }
 }
 
+// ioctl's request is an unsigned long in glibc and an int in musl.
+const SIOCGIFFLAGS: libc::Ioctl = libc::SIOCGIFFLAGS as libc::Ioctl;
+const SIOCSIFFLAGS: libc::Ioctl = libc::SIOCSIFFLAGS as libc::Ioctl;
+
 /// Sets `IFF_UP` on `lo`, as `ip link set lo up` does (the kernel adds
 /// 127.0.0.1 and ::1 itself when it comes up).
 fn loopback_up() -> Result<(), nix::Error> {
@@ -311,14 +315,14 @@ fn loopback_up() -> Result<(), nix::Error> {
     }
     // SAFETY: SIOCGIFFLAGS reads the name and writes ifru_flags of the ifreq
     // we own, on a socket we own.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) };
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS, &mut req) };
     nix::errno::Errno::result(rc)?;
     // SAFETY: the kernel just filled ifru_flags, the union member for this
     // request.
     let flags = unsafe { req.ifr_ifru.ifru_flags };
     req.ifr_ifru.ifru_flags = flags | libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads the ifreq.
-    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) };
+    let rc = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCSIFFLAGS, &req) };
     nix::errno::Errno::result(rc).map(drop)
 }
 

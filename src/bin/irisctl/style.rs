@@ -54,6 +54,9 @@ pub fn status_color(status: &str) -> &'static str {
 /// Colours for prefixes that tell several services apart.
 pub const NAME_COLORS: [&str; 6] = ["36", "33", "32", "35", "34", "31"];
 
+// ioctl's request is an unsigned long in glibc and an int in musl.
+const TIOCGWINSZ: libc::Ioctl = libc::TIOCGWINSZ as libc::Ioctl;
+
 /// The terminal's width in columns, when stdout is one.
 pub fn terminal_width() -> Option<usize> {
     let mut size = libc::winsize {
@@ -64,7 +67,7 @@ pub fn terminal_width() -> Option<usize> {
     };
     // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we own, and
     // only reads fd 1; a non-terminal fd makes it fail without writing.
-    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, TIOCGWINSZ, &mut size) };
     (rc == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
