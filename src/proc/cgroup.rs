@@ -3,6 +3,8 @@
 //! stop can end the whole tree with `cgroup.kill`.
 
 use crate::core::limits::Limits;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -29,6 +31,10 @@ pub struct Cgroups {
     memory: bool,
     /// The pids controller is enabled for service cgroups (`pids.current`).
     pids: bool,
+    /// The limits written to each service's cgroup in this run: a restart
+    /// with the same ones writes nothing (no file is touched on the way to
+    /// the new process).
+    applied: RefCell<HashMap<String, Option<Limits>>>,
 }
 
 /// A service's resource use, read from its cgroup. A field is None when
@@ -103,6 +109,7 @@ impl Cgroups {
             owned: instance.is_some(),
             memory: false,
             pids: false,
+            applied: RefCell::default(),
         };
         // Memory accounting (oom kills in memory.events) and pid counts for
         // the services, where the hierarchy allows it (the VM's root does;
@@ -215,6 +222,17 @@ impl Cgroups {
     /// back when the definition has no limits any more; a new one needs
     /// nothing (the launcher makes it).
     pub fn limit(&self, service: &str, limits: Option<&Limits>) -> Result<(), LimitError> {
+        if self.applied.borrow().get(service) == Some(&limits.cloned()) {
+            return Ok(());
+        }
+        self.limit_now(service, limits)?;
+        self.applied
+            .borrow_mut()
+            .insert(service.to_string(), limits.cloned());
+        Ok(())
+    }
+
+    fn limit_now(&self, service: &str, limits: Option<&Limits>) -> Result<(), LimitError> {
         let existed = self.path(service).exists();
         if limits.is_none() && !existed {
             return Ok(());
@@ -343,6 +361,7 @@ impl Cgroups {
             owned: false,
             memory: true,
             pids: true,
+            applied: RefCell::default(),
         }
     }
 
@@ -362,6 +381,7 @@ impl Cgroups {
     /// its children can be cloned straight into it (see `kill_all`). A
     /// cgroup that still holds processes is kept.
     pub fn renew(&self, service: &str) {
+        self.applied.borrow_mut().remove(service);
         // One rmdir: the kernel refuses a cgroup that holds a process or
         // a child cgroup, and there is nothing to remove for a new service.
         let _ = fs::remove_dir(self.path(service));
@@ -437,6 +457,7 @@ impl Cgroups {
     /// Removes an empty service cgroup, with the empty child cgroups an OCI
     /// runtime may have left in it.
     pub fn remove(&self, service: &str) {
+        self.applied.borrow_mut().remove(service);
         let _ = remove_empty_tree(&self.path(service), 0);
     }
 
@@ -752,6 +773,34 @@ mod tests {
         serde_json::from_str(json).unwrap()
     }
 
+    /// A restart with the limits its cgroup already has in this run
+    /// touches no file on the way to the new process; new limits (a PUT
+    /// between two starts), or a renewed cgroup, are written.
+    #[test]
+    fn a_restart_writes_only_limits_that_changed() {
+        let files = ["memory.max", "memory.high", "memory.oom.group", "pids.max"];
+        let (base, cg) = fake_hierarchy("again", "memory pids", &files);
+        let read = |f: &str| std::fs::read_to_string(base.join("svc.service").join(f)).unwrap();
+        let mark = |f: &str| std::fs::write(base.join("svc.service").join(f), "mark").unwrap();
+        let first = limits(r#"{"pids_max":64}"#);
+        cg.limit("svc", Some(&first)).unwrap();
+        assert_eq!(read("pids.max"), "64");
+        mark("pids.max");
+        cg.limit("svc", Some(&first)).unwrap();
+        assert_eq!(read("pids.max"), "mark", "the same limits again: no write");
+        cg.limit("svc", Some(&limits(r#"{"pids_max":32}"#))).unwrap();
+        assert_eq!(read("pids.max"), "32", "changed limits are written");
+        cg.limit("svc", None).unwrap();
+        assert_eq!(read("pids.max"), "max", "limits dropped: defaults back");
+        mark("pids.max");
+        cg.renew("svc");
+        // The fake cgroup holds files, so renew's rmdir leaves it; what it
+        // forgets is that its limits were written.
+        cg.limit("svc", None).unwrap();
+        assert_eq!(read("pids.max"), "max", "after a renew: written again");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
     #[test]
     fn limits_go_into_the_service_files_before_it_runs() {
         let files = [
@@ -832,6 +881,7 @@ mod tests {
         let no_memory = Cgroups {
             memory: false,
             pids: false,
+            applied: RefCell::default(),
             ..cg
         };
         let u = no_memory.usage("svc").unwrap();
@@ -868,6 +918,7 @@ mod tests {
             owned: false,
             memory: false,
             pids: false,
+            applied: RefCell::default(),
         };
         assert_eq!(
             cg.levels(),
@@ -875,6 +926,7 @@ mod tests {
         );
         let root = Cgroups {
             base: PathBuf::from("/sys/fs/cgroup/"),
+            applied: RefCell::default(),
             ..cg
         };
         assert_eq!(root.levels(), [PathBuf::from("/sys/fs/cgroup")]);
