@@ -44,6 +44,7 @@ impl InitSignals {
         let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::SA_NOCLDSTOP, SigSet::empty());
         // SAFETY: installing the default disposition runs no code of ours.
         unsafe { sigaction(Signal::SIGCHLD, &dfl) }.map_err(io::Error::from)?;
+        crate::proc::child::dispositions_changed();
         let all = others | child;
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&all), None)
             .map_err(io::Error::from)?;

@@ -788,7 +788,8 @@ mod tests {
         mark("pids.max");
         cg.limit("svc", Some(&first)).unwrap();
         assert_eq!(read("pids.max"), "mark", "the same limits again: no write");
-        cg.limit("svc", Some(&limits(r#"{"pids_max":32}"#))).unwrap();
+        cg.limit("svc", Some(&limits(r#"{"pids_max":32}"#)))
+            .unwrap();
         assert_eq!(read("pids.max"), "32", "changed limits are written");
         cg.limit("svc", None).unwrap();
         assert_eq!(read("pids.max"), "max", "limits dropped: defaults back");

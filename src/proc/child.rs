@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::RawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::sys::resource::{getrlimit, Resource};
 
@@ -233,6 +233,8 @@ pub(crate) struct ChildPlan {
     /// Upper bound for the fcntl loop when close_range is unavailable.
     fd_bound: libc::c_int,
     stage_fd: RawFd,
+    /// Signals to put back to SIG_DFL (bit n-1 for signal n).
+    reset: u64,
 }
 
 /// Linux has signals 1..=64 (kernel `_NSIG` is 64).
@@ -307,6 +309,7 @@ impl ChildPlan {
             working_dir,
             fd_bound,
             stage_fd,
+            reset: dispositions_to_reset(),
         })
     }
 
@@ -315,7 +318,7 @@ impl ChildPlan {
     pub(crate) fn run(&self, join_cgroup: bool) -> Result<(), i32> {
         // Dispositions first, then the mask: a signal arriving in between is
         // then handled by its default action, never by the init's handler.
-        reset_signals();
+        reset_signals(self.reset);
         if self.new_session {
             // SAFETY: setsid has no memory effects; a freshly forked child is
             // never a process-group leader, so it succeeds.
@@ -432,18 +435,76 @@ impl ChildPlan {
     }
 }
 
-/// Every disposition back to SIG_DFL (SIG_IGN would survive exec) and an empty
-/// signal mask (std inherits the parent's mask on purpose).
+/// The init's signals that are ignored or caught, as read at its first
+/// spawn (`KNOWN`): the only ones its children must put back to SIG_DFL
+/// before exec (SIG_IGN would survive it; a handler could run in a child
+/// on the init's memory once the child unblocks signals). Reading them once
+/// spares each child some sixty system calls on its way to exec. The init
+/// sets no disposition after it started (its signals arrive on a
+/// signalfd); code that does must call `dispositions_changed`.
+static NON_DEFAULT: AtomicU64 = AtomicU64::new(0);
+static KNOWN: AtomicBool = AtomicBool::new(false);
+
+/// The set of signals to reset, read at the first call and after
+/// `dispositions_changed`.
+fn dispositions_to_reset() -> u64 {
+    if KNOWN.load(Ordering::Acquire) {
+        return NON_DEFAULT.load(Ordering::Relaxed);
+    }
+    let mut mask = 0u64;
+    for signal in 1..NSIG {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        if !is_default(signal) {
+            mask |= 1 << (signal - 1);
+        }
+    }
+    NON_DEFAULT.store(mask, Ordering::Relaxed);
+    KNOWN.store(true, Ordering::Release);
+    mask
+}
+
+/// The next spawn reads the dispositions again.
+pub(crate) fn dispositions_changed() {
+    KNOWN.store(false, Ordering::Release);
+}
+
+/// Whether `signal`'s disposition is SIG_DFL; false when it cannot be told.
+fn is_default(signal: libc::c_int) -> bool {
+    if !cfg!(any(target_arch = "x86_64", target_arch = "aarch64")) {
+        return false;
+    }
+    // The kernel's struct sigaction, handler first on these architectures;
+    // larger than the kernel writes.
+    let mut old = [0u64; 8];
+    // SAFETY: no new action; the kernel writes the old one into `old`.
+    let queried = unsafe {
+        call(
+            libc::SYS_rt_sigaction,
+            &[
+                signal as usize,
+                0,
+                old.as_mut_ptr() as usize,
+                KERNEL_SIGSET_BYTES,
+            ],
+        )
+    };
+    queried.is_ok() && old[0] == libc::SIG_DFL as u64
+}
+
+/// The dispositions in `reset` back to SIG_DFL, and an empty signal mask
+/// (std inherits the parent's mask on purpose).
 ///
 /// The raw rt_sigaction syscall, because glibc's sigaction refuses signals 32
 /// and 33 (reserved for its threads), which a parent may still have ignored.
 /// An all-zero kernel `struct sigaction` is SIG_DFL, no flags, empty mask,
 /// whatever the architecture's field order; the buffer is larger than that
 /// struct on every architecture.
-fn reset_signals() {
+fn reset_signals(reset: u64) {
     let default_action = [0u64; 8];
     for signal in 1..NSIG {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+        if reset & (1 << (signal - 1)) == 0 {
             continue;
         }
         // SAFETY: the kernel reads at most sizeof(struct sigaction) bytes from

@@ -1017,10 +1017,17 @@ mod tests {
 
     #[test]
     fn child_gets_empty_signal_mask_and_default_dispositions() {
+        // In a process of its own: dispositions are process-wide.
+        if run_in_helper("child_gets_empty_signal_mask_and_default_dispositions") {
+            return;
+        }
+        // A spawn before the change, as in the init (which reads them once).
+        let _ = cat_proc_status(None);
         // sigaction is process-wide; the mask is per thread and fork copies
         // the calling thread's mask, so blocking here is what the child sees.
         // SAFETY: installs SIG_IGN, no handler code involved.
         unsafe { signal::signal(Signal::SIGUSR2, SigHandler::SigIgn) }.unwrap();
+        crate::proc::child::dispositions_changed();
         let mut blocked = SigSet::empty();
         blocked.add(Signal::SIGUSR1);
         signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None).unwrap();
