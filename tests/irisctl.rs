@@ -585,6 +585,29 @@ fn events_print_one_line_each_or_the_raw_json() {
     );
 }
 
+/// The init serves its OpenAPI document without indentation; irisctl
+/// prints it indented (the same JSON), and as served with --json.
+#[test]
+fn openapi_is_printed_indented() {
+    let t = TempDir::new("ctlopenapi");
+    let served = r#"{"openapi":"3.1.0","info":{"title":"iris-init API"}}"#;
+    let (fake, _events) = Fake::start(
+        t.path(),
+        vec![("/v1/openapi.json", answer("application/json", served))],
+    );
+    let out = ctl(&["--socket", fake.sock(), "openapi"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(printed.contains("\n  \"info\": {\n"), "{printed}");
+    let parsed: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(
+        parsed,
+        serde_json::from_str::<serde_json::Value>(served).unwrap()
+    );
+    let out = ctl(&["--socket", fake.sock(), "--json", "openapi"]);
+    assert_eq!(text(&out.stdout).trim_end(), served);
+}
+
 #[test]
 fn metrics_are_printed_as_served_and_restore_sends_its_body() {
     let t = TempDir::new("ctlmetrics");

@@ -26,7 +26,8 @@ use std::time::Instant;
 
 /// The API's description, kept in the repository next to the code it
 /// describes and checked against real answers (tests/openapi.rs).
-pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+/// src/api/openapi.json without its indentation (see build.rs).
+pub(crate) const OPENAPI: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.min.json"));
 
 /// What the handlers may read of the init.
 pub(crate) struct View<'a> {

@@ -112,10 +112,12 @@ fn run_simple(socket: &Path, cmd: &Cmd, json: bool) -> Result<i32, CtlError> {
     }
     let now = clock::now_unix();
     let text = match cmd {
-        Cmd::Logs { .. } | Cmd::Metrics | Cmd::Openapi => {
+        Cmd::Logs { .. } | Cmd::Metrics => {
             write_stdout(&body)?;
             return Ok(0);
         }
+        // The init serves it without indentation; people read it indented.
+        Cmd::Openapi => render::pretty_json(&parse_json(&body)?),
         Cmd::Exec { .. } | Cmd::Run { .. } => {
             let outcome = render::exec_outcome(&parse_json(&body)?);
             write_stdout(outcome.stdout.as_bytes())?;

@@ -10,6 +10,13 @@ use crate::clock::{format_duration, uptime_of};
 pub const EXIT_TIMED_OUT: i32 = 124;
 
 /// A scalar for a `key: value` line or a table cell; `-` for nothing.
+/// A JSON document indented for reading, with a final newline.
+pub fn pretty_json(v: &Value) -> String {
+    let mut text = serde_json::to_string_pretty(v).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 pub fn scalar_text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
