@@ -479,18 +479,29 @@ fn is_default(signal: libc::c_int) -> bool {
     // larger than the kernel writes.
     let mut old = [0u64; 8];
     // SAFETY: no new action; the kernel writes the old one into `old`.
-    let queried = unsafe {
-        call(
-            libc::SYS_rt_sigaction,
-            &[
-                signal as usize,
-                0,
-                old.as_mut_ptr() as usize,
-                KERNEL_SIGSET_BYTES,
-            ],
-        )
-    };
+    let queried = unsafe { rt_sigaction(signal, std::ptr::null(), old.as_mut_ptr()) };
     queried.is_ok() && old[0] == libc::SIG_DFL as u64
+}
+
+/// The raw rt_sigaction: `act` (or null) in, the old action into `old`
+/// (or null); the set size is the kernel's sigset_t (64 signals, 8 bytes).
+///
+/// # Safety
+/// Non-null pointers point to buffers at least as large as the kernel's
+/// `struct sigaction` (eight u64 are).
+unsafe fn rt_sigaction(
+    signal: libc::c_int,
+    act: *const u64,
+    old: *mut u64,
+) -> crate::proc::rawsys::SysResult {
+    let args = [
+        signal as usize,
+        act as usize,
+        old as usize,
+        KERNEL_SIGSET_BYTES,
+    ];
+    // SAFETY: the caller's contract.
+    unsafe { call(libc::SYS_rt_sigaction, &args) }
 }
 
 /// The dispositions in `reset` back to SIG_DFL, and an empty signal mask
@@ -509,18 +520,7 @@ fn reset_signals(reset: u64) {
         }
         // SAFETY: the kernel reads at most sizeof(struct sigaction) bytes from
         // the zeroed local buffer and writes nothing (no old-action pointer).
-        // The set size is the kernel's sigset_t: 64 signals, 8 bytes.
-        let _ = unsafe {
-            call(
-                libc::SYS_rt_sigaction,
-                &[
-                    signal as usize,
-                    default_action.as_ptr() as usize,
-                    0,
-                    KERNEL_SIGSET_BYTES,
-                ],
-            )
-        };
+        let _ = unsafe { rt_sigaction(signal, default_action.as_ptr(), std::ptr::null_mut()) };
     }
     let empty = 0u64;
     // SAFETY: the kernel reads one 8-byte set, all signals unblocked.

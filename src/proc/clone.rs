@@ -85,39 +85,15 @@ pub(crate) fn clone_vfork(
         Some(stack) => stack,
         None => Stack::new().map_err(CloneError::Refused)?,
     };
-    let mut flags = (libc::CLONE_VM | libc::CLONE_VFORK) as u64;
-    let mut cgroup_fd = 0;
-    if let Some(fd) = cgroup {
-        flags |= CLONE_INTO_CGROUP;
-        cgroup_fd = fd.as_raw_fd() as u64;
-    }
-    let mut args = CloneArgs {
-        flags,
-        exit_signal: libc::SIGCHLD as u64,
-        stack: stack.base as u64,
-        stack_size: STACK_SIZE as u64,
-        cgroup: cgroup_fd,
-        ..CloneArgs::default()
-    };
-    let blocked = BlockedSignals::new();
-    // SAFETY: `args` describes a mapped stack used by nothing else; the
-    // child runs `child_main` on it with `start`, which outlives the call
-    // because this thread is suspended until the child execs or exits.
-    let ret = unsafe { raw_clone3(&mut args, start) };
-    drop(blocked);
+    // SAFETY: the stack is used by nothing else; `start` outlives the
+    // child's use of it because this thread is suspended until the child
+    // execs or exits.
+    let cloned = unsafe { clone_on(start, libc::CLONE_VFORK as u64, cgroup, &stack) };
     // The child has left this memory (exec'd or exited): the next child of
     // this thread gets the same stack, without an mmap and an munmap (whose
     // TLB flush must reach the CPU the child ran on).
     STACK.set(Some(stack));
-    if ret < 0 {
-        let errno = Errno::from_raw(i32::try_from(-ret).unwrap_or(libc::EINVAL));
-        if matches!(errno, Errno::ENOSYS | Errno::E2BIG) {
-            UNAVAILABLE.store(true, Ordering::Relaxed);
-        }
-        return Err(CloneError::Refused(errno));
-    }
-    // pid_max is at most 2^22: a positive return always fits.
-    let pid = i32::try_from(ret).unwrap_or(i32::MAX);
+    let pid = cloned.map_err(CloneError::Refused)?;
     if !start.ran.load(Ordering::Acquire) {
         // Dying of a SIGKILL it never got to see: reap it here, it is ours
         // and no one else has heard of it.
@@ -144,10 +120,28 @@ pub(crate) fn clone_shared(
     cgroup: Option<BorrowedFd<'_>>,
     stack: &SharedStack,
 ) -> Result<i32, Errno> {
+    // SAFETY: only this child uses the stack; the caller keeps it, and
+    // `start`, until the child has left this memory.
+    unsafe { clone_on(start, 0, cgroup, &stack.0) }
+}
+
+/// clone3 with `CLONE_VM` and `extra` flags, into `cgroup` when given: the
+/// child runs `child_main(start)` on `stack`, with every signal blocked
+/// until it has reset them. Returns its pid.
+///
+/// # Safety
+/// Nothing else may use `stack` until the child has left this memory, and
+/// `start` must stay where it is until then.
+unsafe fn clone_on(
+    start: &ChildStart,
+    extra: u64,
+    cgroup: Option<BorrowedFd<'_>>,
+    stack: &Stack,
+) -> Result<i32, Errno> {
     if !cfg!(target_arch = "x86_64") || UNAVAILABLE.load(Ordering::Relaxed) {
         return Err(Errno::ENOSYS);
     }
-    let mut flags = libc::CLONE_VM as u64;
+    let mut flags = libc::CLONE_VM as u64 | extra;
     let mut cgroup_fd = 0;
     if let Some(fd) = cgroup {
         flags |= CLONE_INTO_CGROUP;
@@ -156,16 +150,15 @@ pub(crate) fn clone_shared(
     let mut args = CloneArgs {
         flags,
         exit_signal: libc::SIGCHLD as u64,
-        stack: stack.0.base as u64,
+        stack: stack.base as u64,
         stack_size: STACK_SIZE as u64,
         cgroup: cgroup_fd,
         ..CloneArgs::default()
     };
     let blocked = BlockedSignals::new();
     // SAFETY: `args` describes a mapped stack that only this child uses
-    // (the caller keeps it, and `start`, until the child has left this
-    // memory); the child runs `child_main` on it and touches nothing else
-    // of ours.
+    // (the caller's contract); the child runs `child_main` on it with
+    // `start` and touches nothing else of ours.
     let ret = unsafe { raw_clone3(&mut args, start) };
     drop(blocked);
     if ret < 0 {

@@ -1387,24 +1387,37 @@ mod tests {
         }
     }
 
+    /// A new test cgroup that was `cgroup.kill`ed once (empty): its name,
+    /// directory and `cgroup.procs`.
+    fn killed_cgroup(tag: &str) -> (String, PathBuf, PathBuf) {
+        let name = format!("iris-spawn-{tag}-{}", std::process::id());
+        let group = cgroup2_mount().join(&name);
+        std::fs::create_dir(&group).unwrap();
+        std::fs::write(group.join("cgroup.kill"), "1").unwrap();
+        let procs = group.join("cgroup.procs");
+        (name, group, procs)
+    }
+
+    /// `cat /proc/self/cgroup` into a pipe (its read end returned), to be
+    /// started in the cgroup of `procs`.
+    fn cat_own_cgroup(procs: &Path) -> (OwnedFd, SpawnSpec<'_>) {
+        let cat: &'static Path = Box::leak(program("cat").into_boxed_path());
+        let args: &'static [String] = Box::leak(vec!["/proc/self/cgroup".to_string()].into());
+        let (read_end, write_end) = pipe();
+        let mut spec = spec(cat, "cat", args, &[], write_end);
+        spec.cgroup_procs = Some(procs);
+        (read_end, spec)
+    }
+
     /// Where the kernel kills a child cloned into a once-killed cgroup at
     /// birth, spawn_async's child says so (its EOF is its death, not an
     /// exec), and the next start joins the cgroup after the clone and runs.
     #[test]
     fn an_async_child_killed_at_birth_is_told_apart_and_the_next_runs() {
-        let root = cgroup2_mount();
-        let name = format!("iris-spawn-async-killed-{}", std::process::id());
-        let group = root.join(&name);
-        std::fs::create_dir(&group).unwrap();
-        std::fs::write(group.join("cgroup.kill"), "1").unwrap();
-        let procs = group.join("cgroup.procs");
-        let cat = program("cat");
-        let args = vec!["/proc/self/cgroup".to_string()];
+        let (name, group, procs) = killed_cgroup("async-killed");
         let mut runs = Vec::new();
         for _ in 0..2 {
-            let (read_end, write_end) = pipe();
-            let mut spec = spec(&cat, "cat", &args, &[], write_end);
-            spec.cgroup_procs = Some(&procs);
+            let (read_end, spec) = cat_own_cgroup(&procs);
             let (child, how) = start(spec, false).unwrap();
             child.wait().unwrap();
             let code = match waitpid(Pid::from_raw(child.pid()), None).unwrap() {
@@ -1475,19 +1488,10 @@ mod tests {
     /// the spawn forks instead, and keeps forking for that cgroup.
     #[test]
     fn a_killed_cgroup_still_gets_its_children() {
-        let root = cgroup2_mount();
-        let name = format!("iris-spawn-killed-{}", std::process::id());
-        let group = root.join(&name);
-        std::fs::create_dir(&group).unwrap();
-        std::fs::write(group.join("cgroup.kill"), "1").unwrap();
-        let procs = group.join("cgroup.procs");
-        let cat = program("cat");
-        let args = vec!["/proc/self/cgroup".to_string()];
+        let (name, group, procs) = killed_cgroup("killed");
         let mut runs = Vec::new();
         for _ in 0..2 {
-            let (read_end, write_end) = pipe();
-            let mut spec = spec(&cat, "cat", &args, &[], write_end);
-            spec.cgroup_procs = Some(&procs);
+            let (read_end, spec) = cat_own_cgroup(&procs);
             let (pid, how) = spawn_sync(spec).unwrap();
             let code = reap(pid);
             let mut output = String::new();
