@@ -1290,9 +1290,7 @@ mod tests {
             Err(Errno::ECHILD)
         );
 
-        let interpreted = dir.join("script");
-        std::fs::write(&interpreted, "#!/nonexistent/interpreter\n").unwrap();
-        std::fs::set_permissions(&interpreted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let interpreted = executable(&dir, "script", "#!/nonexistent/interpreter\n");
         let err = spawn(spec(&interpreted, "x", &[], &[], dev_null())).unwrap_err();
         assert!(matches!(err, SpawnError::Exec { .. }), "{err:?}");
         assert!(
@@ -1385,6 +1383,14 @@ mod tests {
             );
             assert_eq!(listed.trim(), pid.to_string(), "{how:?}");
         }
+    }
+
+    /// An executable file `name` in `dir` holding `text`.
+    fn executable(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
     }
 
     /// A new test cgroup that was `cgroup.kill`ed once (empty): its name,
@@ -1621,9 +1627,7 @@ mod tests {
             return;
         }
         let dir = temp_dir("async-fail");
-        let interpreted = dir.join("script");
-        std::fs::write(&interpreted, "#!/nonexistent/interpreter\n").unwrap();
-        std::fs::set_permissions(&interpreted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let interpreted = executable(&dir, "script", "#!/nonexistent/interpreter\n");
         let (outcome, code) = run_async(spec(&interpreted, "x", &[], &[], dev_null()));
         let err = outcome.unwrap_err();
         assert!(matches!(err, SpawnError::Exec { .. }), "{err:?}");
@@ -1722,9 +1726,7 @@ mod tests {
         );
         // An executable later on the PATH wins over a non-executable match.
         let later = temp_dir("find-later");
-        let tool = later.join("tool");
-        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tool = executable(&later, "tool", "#!/bin/sh\n");
         let both = format!("{}:{}", dir.display(), later.display());
         assert_eq!(find_program("tool", &both).unwrap(), tool);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1835,9 +1837,7 @@ mod tests {
             return;
         }
         let dir = temp_dir("unsearchable");
-        let tool = dir.join("tool");
-        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tool = executable(&dir, "tool", "#!/bin/sh\n");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         let nobody = resolve_user("nobody").unwrap();
         // This helper process is ours alone: changing its euid harms no test.

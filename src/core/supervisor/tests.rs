@@ -1021,15 +1021,7 @@ fn rearm_restarts_every_pending_wait_from_now() {
 
 #[test]
 fn a_need_stopped_under_a_crashed_service_fails_its_restart() {
-    let (mut s, now) = sup_with(&[
-        ("db", r#"{"cmd":"db"}"#),
-        ("app", r#"{"cmd":"a","needs":["db"]}"#),
-    ]);
-    s.start("app").unwrap();
-    spawned(&mut s, "db", 1, now);
-    spawned(&mut s, "app", 2, now);
-    s.stop("db", now).unwrap();
-    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
+    let (mut s, now) = app_running_on_stopped_db();
     assert_eq!(status(&s, "app"), "running", "only db was stopped");
     s.take_actions();
     exit_tree(&mut s, "app", 2, ExitStatus::Code(3), now);
@@ -1174,15 +1166,7 @@ fn deleting_one_service_keeps_the_others_and_fails_its_waiting_dependents() {
 /// stopped meanwhile starts again before the service does.
 #[test]
 fn restart_starts_a_stopped_need_as_start_would() {
-    let (mut s, now) = sup_with(&[
-        ("db", r#"{"cmd":"db"}"#),
-        ("app", r#"{"cmd":"a","needs":["db"]}"#),
-    ]);
-    s.start("app").unwrap();
-    spawned(&mut s, "db", 1, now);
-    spawned(&mut s, "app", 2, now);
-    s.stop("db", now).unwrap();
-    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
+    let (mut s, now) = app_running_on_stopped_db();
     s.take_actions();
     assert_eq!(s.restart("app", now), Ok(Progress::Pending));
     assert_eq!(s.get("db").unwrap().wanted, Wanted::Up);
@@ -1205,4 +1189,18 @@ fn exit_statuses_follow_the_shell_convention() {
     assert_eq!(ExitStatus::Code(3).describe(), "exited with code 3");
     assert!(ExitStatus::Code(0).is_clean());
     assert!(!ExitStatus::Signal(15).is_clean());
+}
+
+/// `app` (pid 2) running, its need `db` (pid 1) stopped under it.
+fn app_running_on_stopped_db() -> (Supervisor, Instant) {
+    let (mut s, now) = sup_with(&[
+        ("db", r#"{"cmd":"db"}"#),
+        ("app", r#"{"cmd":"a","needs":["db"]}"#),
+    ]);
+    s.start("app").unwrap();
+    spawned(&mut s, "db", 1, now);
+    spawned(&mut s, "app", 2, now);
+    s.stop("db", now).unwrap();
+    exit_tree(&mut s, "db", 1, ExitStatus::Signal(15), now);
+    (s, now)
 }
